@@ -1,0 +1,242 @@
+//! Bounded HTTP GETs. Every failure names the URL (secrets masked), the status when there
+//! is one and the first bytes received, so an operator can tell a 500 from a login page.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::Source;
+
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    /// Largest body accepted, after decompression.
+    pub max_body_bytes: u64,
+    pub user_agent: String,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        HttpOptions {
+            timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            max_body_bytes: 64 * 1024 * 1024,
+            user_agent: concat!("mobiflux/", env!("CARGO_PKG_VERSION")).to_string(),
+        }
+    }
+}
+
+/// A fetched response, body read whole (within the bound).
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub url: String,
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub content_type: Option<String>,
+    pub body: Bytes,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("GET {url} answered {status}; body starts with {head:?}")]
+    Status { url: String, status: u16, head: String },
+    #[error("GET {url} timed out after {secs:.0} s")]
+    Timeout { url: String, secs: f64 },
+    #[error("GET {url} failed: {message}")]
+    Connect { url: String, message: String },
+    #[error("GET {url} ({status}): body ended early after {received} bytes ({message}); body starts with {head:?}")]
+    Truncated {
+        url: String,
+        status: u16,
+        received: usize,
+        message: String,
+        head: String,
+        partial: Response,
+    },
+    #[error("GET {url} ({status}): body is larger than the limit of {limit} bytes")]
+    TooLarge { url: String, status: u16, limit: u64 },
+    #[error("GET {url} ({status}, {content_type}) is not JSON: {message}; body starts with {head:?}")]
+    NotJson {
+        url: String,
+        status: u16,
+        content_type: String,
+        message: String,
+        head: String,
+    },
+}
+
+impl FetchError {
+    /// The bytes received before the failure, when there were any worth keeping.
+    pub fn partial(&self) -> Option<&Response> {
+        match self {
+            FetchError::Truncated { partial, .. } => Some(partial),
+            _ => None,
+        }
+    }
+}
+
+/// The first bytes of a body, as text for an error message.
+pub fn head(body: &[u8]) -> String {
+    let cut = &body[..body.len().min(120)];
+    String::from_utf8_lossy(cut).into_owned()
+}
+
+#[derive(Clone)]
+pub struct Http {
+    client: reqwest::Client,
+    opts: HttpOptions,
+}
+
+impl Http {
+    pub fn new(opts: HttpOptions) -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .user_agent(opts.user_agent.clone())
+            .connect_timeout(opts.connect_timeout)
+            .gzip(true)
+            .build()?;
+        Ok(Http { client, opts })
+    }
+
+    pub fn options(&self) -> &HttpOptions {
+        &self.opts
+    }
+
+    /// GETs a URL for a source: its headers sent, its secrets masked in every error.
+    pub async fn get(&self, src: &Source, url: &str) -> Result<Response, FetchError> {
+        let shown = src.redacted(url);
+        let mut headers = HeaderMap::new();
+        for (k, v) in &src.headers {
+            let (Ok(name), Ok(value)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v)) else {
+                return Err(FetchError::Connect {
+                    url: shown,
+                    message: format!("header {k} is not a valid HTTP header"),
+                });
+            };
+            headers.insert(name, value);
+        }
+        let secs = self.opts.timeout.as_secs_f64();
+        let fut = async {
+            let mut resp = self
+                .client
+                .get(url)
+                .headers(headers)
+                .send()
+                .await
+                .map_err(|e| self.classify(&shown, e, src))?;
+            let status = resp.status().as_u16();
+            let resp_headers: Vec<(String, String)> = mobiflux_model::redact::headers(
+                resp.headers()
+                    .iter()
+                    .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str(), v))),
+                &src.sensitive,
+            );
+            let content_type = resp
+                .headers()
+                .get(reqwest::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let mut body: Vec<u8> = Vec::new();
+            loop {
+                match resp.chunk().await {
+                    Ok(Some(chunk)) => {
+                        if body.len() as u64 + chunk.len() as u64 > self.opts.max_body_bytes {
+                            return Err(FetchError::TooLarge {
+                                url: shown.clone(),
+                                status,
+                                limit: self.opts.max_body_bytes,
+                            });
+                        }
+                        body.extend_from_slice(&chunk);
+                    }
+                    Ok(None) => break,
+                    Err(e) if e.is_timeout() => return Err(FetchError::Timeout { url: shown.clone(), secs }),
+                    Err(e) => {
+                        let message = src.redacted(&error_chain(&e));
+                        let head = head(&body);
+                        return Err(FetchError::Truncated {
+                            url: shown.clone(),
+                            status,
+                            received: body.len(),
+                            message,
+                            head,
+                            partial: Response {
+                                url: shown.clone(),
+                                status,
+                                headers: resp_headers,
+                                content_type,
+                                body: body.into(),
+                            },
+                        });
+                    }
+                }
+            }
+            if !(200..300).contains(&status) {
+                return Err(FetchError::Status {
+                    url: shown.clone(),
+                    status,
+                    head: src.redacted(&head(&body)),
+                });
+            }
+            Ok(Response {
+                url: shown.clone(),
+                status,
+                headers: resp_headers,
+                content_type,
+                body: body.into(),
+            })
+        };
+        match tokio::time::timeout(self.opts.timeout, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(FetchError::Timeout { url: src.redacted(url), secs }),
+        }
+    }
+
+    fn classify(&self, shown: &str, e: reqwest::Error, src: &Source) -> FetchError {
+        if e.is_timeout() {
+            FetchError::Timeout {
+                url: shown.to_string(),
+                secs: self.opts.timeout.as_secs_f64(),
+            }
+        } else {
+            FetchError::Connect {
+                url: shown.to_string(),
+                message: src.redacted(&error_chain(&e)),
+            }
+        }
+    }
+}
+
+/// An error with its causes, which is where reqwest keeps the useful part.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let s = c.to_string();
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+        cur = c.source();
+    }
+    // reqwest repeats the URL (unmasked) in its own message: keep only the causes.
+    parts
+        .into_iter()
+        .map(|p| match p.find(" for url (") {
+            Some(i) => p[..i].to_string(),
+            None => p,
+        })
+        .collect::<Vec<_>>()
+        .join(": ")
+}
+
+/// Checks that a response is JSON, as a JSON feed promises.
+pub fn expect_json(resp: &Response) -> Result<serde_json::Value, FetchError> {
+    serde_json::from_slice(&resp.body).map_err(|e| FetchError::NotJson {
+        url: resp.url.clone(),
+        status: resp.status,
+        content_type: resp.content_type.clone().unwrap_or_else(|| "no content type".into()),
+        message: e.to_string(),
+        head: head(&resp.body),
+    })
+}

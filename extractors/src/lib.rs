@@ -1,0 +1,173 @@
+//! mobiflux extractors: fetch MSP feeds and land every payload unchanged in the raw zone,
+//! with one manifest per run. Knows nothing of the unified schemas.
+//!
+//! - [`raw`]: the raw zone (local folder, S3, in-memory) behind one trait, its key layout
+//!   and the run manifest.
+//! - [`http`]: bounded, timed HTTP GETs whose errors name the URL (without secrets),
+//!   the status and the first bytes received.
+//! - [`gbfs`]: GBFS auto-discovery (1.x to 3.0) and fetching of every listed file.
+
+pub mod gbfs;
+pub mod http;
+pub mod raw;
+
+pub use http::{FetchError, Http, HttpOptions};
+pub use raw::{Manifest, ManifestObject, RawError, RawStore};
+
+/// What an extractor needs to know about a feed; filled by the binary from a definition.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub pipeline: String,
+    pub partner: String,
+    pub format: String,
+    /// The URL with `${ENV}` references already resolved (it may hold secrets: never log it raw).
+    pub url: String,
+    /// Preferred language among a GBFS 1.x/2.x feed's languages.
+    pub language: Option<String>,
+    /// Which system of a GBFS 3.x manifest to follow, when it lists several.
+    pub system_id: Option<String>,
+    /// Extra request headers (name, value); values may be secrets.
+    pub headers: Vec<(String, String)>,
+    /// Header and query-parameter names to mask beyond the built-in list.
+    pub sensitive: Vec<String>,
+    /// Resolved secret values, masked wherever they would appear in text.
+    pub secrets: Vec<String>,
+}
+
+impl Source {
+    /// The URL as it may appear in logs, errors and manifests.
+    pub fn redacted(&self, url: &str) -> String {
+        mobiflux_model::redact::values(&mobiflux_model::redact::url(url, &self.sensitive), &self.secrets)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExtractError {
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    #[error("{url}: {message}")]
+    Discovery { url: String, message: String },
+    #[error("raw zone: {0}")]
+    Raw(#[from] RawError),
+    #[error("{count} of {total} files failed: {first}")]
+    Files {
+        count: usize,
+        total: usize,
+        first: Box<ExtractError>,
+    },
+}
+
+/// Lands payloads of one run in the raw zone and keeps its manifest.
+pub struct Landing<'a> {
+    pub store: &'a dyn RawStore,
+    pub src: &'a Source,
+    pub manifest: Manifest,
+}
+
+impl<'a> Landing<'a> {
+    pub fn new(store: &'a dyn RawStore, src: &'a Source, run: &mobiflux_model::RunId) -> Self {
+        Landing {
+            store,
+            src,
+            manifest: Manifest {
+                run_id: run.to_string(),
+                pipeline: src.pipeline.clone(),
+                partner: src.partner.clone(),
+                format: src.format.clone(),
+                source_url: src.redacted(&src.url),
+                started_at: chrono::Utc::now(),
+                finished_at: None,
+                status: "running".into(),
+                error: None,
+                objects: Vec::new(),
+                failures: Vec::new(),
+            },
+        }
+    }
+
+    /// Writes a response body unchanged and describes it; returns the manifest entry.
+    pub async fn land(
+        store: &dyn RawStore,
+        src: &Source,
+        resource: &str,
+        resp: &http::Response,
+        ext: &str,
+        complete: bool,
+    ) -> Result<ManifestObject, RawError> {
+        let fetched_at = chrono::Utc::now();
+        let sha256 = raw::sha256_hex(&resp.body);
+        let key = raw::object_key(&src.pipeline, resource, fetched_at, &sha256, ext);
+        let content_type = resp.content_type.clone().unwrap_or_else(|| "application/octet-stream".into());
+        store.put(&key, resp.body.clone(), &content_type).await?;
+        Ok(ManifestObject {
+            resource: resource.to_string(),
+            url: resp.url.clone(),
+            key,
+            status: resp.status,
+            headers: resp.headers.iter().cloned().collect(),
+            content_type: resp.content_type.clone(),
+            bytes: resp.body.len() as u64,
+            sha256,
+            fetched_at,
+            complete,
+        })
+    }
+
+    /// Fetches a URL and lands what came back, even a failing answer's body, so the
+    /// operator can see what the MSP sent. Only a complete 2xx answer is returned.
+    pub async fn fetch(&mut self, http: &Http, resource: &str, url: &str, ext: &str) -> Result<http::Response, ExtractError> {
+        let (result, object, failure) = fetch_and_land(http, self.store, self.src, resource, url, ext).await;
+        self.manifest.objects.extend(object);
+        self.manifest.failures.extend(failure);
+        result
+    }
+
+    /// Closes the manifest (complete or failed) and writes it.
+    pub async fn finish(mut self, error: Option<&ExtractError>) -> Result<Manifest, RawError> {
+        self.manifest.finished_at = Some(chrono::Utc::now());
+        self.manifest.status = if error.is_some() { "failed" } else { "complete" }.into();
+        self.manifest.error = error.map(|e| self.src.redacted(&e.to_string()));
+        self.manifest.write(self.store).await?;
+        Ok(self.manifest)
+    }
+}
+
+/// One fetch: the outcome, the landed object if any bytes came, the failure if any.
+pub async fn fetch_and_land(
+    http: &Http,
+    store: &dyn RawStore,
+    src: &Source,
+    resource: &str,
+    url: &str,
+    ext: &str,
+) -> (
+    Result<http::Response, ExtractError>,
+    Option<ManifestObject>,
+    Option<raw::ManifestFailure>,
+) {
+    let failure = |e: &ExtractError| raw::ManifestFailure {
+        resource: resource.to_string(),
+        url: src.redacted(url),
+        error: src.redacted(&e.to_string()),
+    };
+    match http.get(src, url).await {
+        Ok(resp) => match Landing::land(store, src, resource, &resp, ext, true).await {
+            Ok(obj) => (Ok(resp), Some(obj), None),
+            Err(e) => {
+                let e = ExtractError::Raw(e);
+                let f = failure(&e);
+                (Err(e), None, Some(f))
+            }
+        },
+        Err(e) => {
+            // Keep whatever was received: a cut-short body is evidence too.
+            let object = match e.partial() {
+                Some(partial) => Landing::land(store, src, resource, partial, ext, false).await.ok(),
+                None => None,
+            };
+            let e = ExtractError::Fetch(e);
+            let f = failure(&e);
+            (Err(e), object, Some(f))
+        }
+    }
+}

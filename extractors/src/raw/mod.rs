@@ -1,0 +1,200 @@
+//! The raw zone: every payload exactly as received, under the key layout of DESIGN.md §4,
+//! and one manifest per run, so any run can be replayed without calling the MSP.
+//!
+//! ```text
+//! raw/{pipeline}/{resource}/date=YYYY-MM-DD/{fetched_at}_{sha256 prefix}.{ext}
+//! raw/_runs/date=YYYY-MM-DD/{run_id}.json        (the run's manifest; the date is the run's)
+//! ```
+
+mod folder;
+mod memory;
+mod s3;
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures_util::future::BoxFuture;
+use mobiflux_model::RunId;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+pub use folder::FolderStore;
+pub use memory::MemoryStore;
+pub use s3::{S3Config, S3Store};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RawError {
+    #[error("{location}: {message}")]
+    Io { location: String, message: String },
+    #[error("{location}: no such object")]
+    NotFound { location: String },
+    #[error("raw zone URL {url:?}: {message}")]
+    BadUrl { url: String, message: String },
+    #[error("manifest {location}: {message}")]
+    BadManifest { location: String, message: String },
+}
+
+/// Where raw objects live. Implementations: local folder (embedded default), S3, memory.
+pub trait RawStore: Send + Sync {
+    /// Writes an object whole; readers never see a partial object.
+    fn put<'a>(&'a self, key: &'a str, bytes: Bytes, content_type: &'a str) -> BoxFuture<'a, Result<(), RawError>>;
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Bytes, RawError>>;
+    /// Keys under a prefix, sorted.
+    fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<String>, RawError>>;
+    /// Where the store is, for messages (`file:///…`, `s3://bucket/prefix`).
+    fn describe(&self) -> String;
+}
+
+/// Opens the raw zone named by a URL: `file:///path`, a plain path, or `s3://bucket/prefix`.
+pub async fn open(url: &str, s3: Option<S3Config>) -> Result<Box<dyn RawStore>, RawError> {
+    if let Some(rest) = url.strip_prefix("s3://") {
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(RawError::BadUrl {
+                url: url.into(),
+                message: "no bucket name".into(),
+            });
+        }
+        let cfg = s3.unwrap_or_else(S3Config::from_env);
+        Ok(Box::new(S3Store::new(bucket, prefix, cfg).await?))
+    } else if let Some(path) = url.strip_prefix("file://") {
+        Ok(Box::new(FolderStore::new(path)))
+    } else if url.contains("://") {
+        Err(RawError::BadUrl {
+            url: url.into(),
+            message: "expected file:///path or s3://bucket/prefix".into(),
+        })
+    } else {
+        Ok(Box::new(FolderStore::new(url)))
+    }
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// The key of a raw payload.
+pub fn object_key(pipeline: &str, resource: &str, fetched_at: DateTime<Utc>, sha256: &str, ext: &str) -> String {
+    format!(
+        "raw/{pipeline}/{resource}/date={}/{}_{}.{ext}",
+        fetched_at.format("%Y-%m-%d"),
+        fetched_at.format("%Y%m%dT%H%M%S%.3fZ"),
+        &sha256[..16.min(sha256.len())],
+    )
+}
+
+/// The key of a run's manifest: derived from the run id alone.
+pub fn manifest_key(run: &RunId) -> String {
+    format!("raw/_runs/date={}/{run}.json", run.date())
+}
+
+/// One landed payload.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ManifestObject {
+    pub resource: String,
+    /// Without secrets.
+    pub url: String,
+    pub key: String,
+    pub status: u16,
+    /// Response headers, sensitive ones masked.
+    pub headers: BTreeMap<String, String>,
+    pub content_type: Option<String>,
+    pub bytes: u64,
+    pub sha256: String,
+    pub fetched_at: DateTime<Utc>,
+    /// False when the body was cut short: kept for diagnosis, never transformed.
+    #[serde(default = "yes")]
+    pub complete: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A request that produced no usable payload.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ManifestFailure {
+    pub resource: String,
+    pub url: String,
+    pub error: String,
+}
+
+/// Everything a run fetched, written once the extraction ends (also when it fails).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Manifest {
+    pub run_id: String,
+    pub pipeline: String,
+    pub partner: String,
+    pub format: String,
+    /// Without secrets.
+    pub source_url: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// `complete` or `failed`.
+    pub status: String,
+    pub error: Option<String>,
+    pub objects: Vec<ManifestObject>,
+    pub failures: Vec<ManifestFailure>,
+}
+
+impl Manifest {
+    pub fn bytes(&self) -> u64 {
+        self.objects.iter().map(|o| o.bytes).sum()
+    }
+
+    pub async fn write(&self, store: &dyn RawStore) -> Result<String, RawError> {
+        let run: RunId = self.run_id.parse().map_err(|e: mobiflux_model::run::BadRunId| RawError::BadManifest {
+            location: self.run_id.clone(),
+            message: e.to_string(),
+        })?;
+        let key = manifest_key(&run);
+        let body = serde_json::to_vec_pretty(self).expect("manifest serializes");
+        store.put(&key, body.into(), "application/json").await?;
+        Ok(key)
+    }
+
+    pub async fn read(store: &dyn RawStore, run: &RunId) -> Result<Manifest, RawError> {
+        let key = manifest_key(run);
+        let bytes = store.get(&key).await?;
+        serde_json::from_slice(&bytes).map_err(|e| RawError::BadManifest {
+            location: format!("{}/{key}", store.describe()),
+            message: e.to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn keys_follow_the_design_layout() {
+        let t = Utc.with_ymd_and_hms(2026, 11, 21, 8, 5, 3).unwrap();
+        let sha = sha256_hex(b"{}");
+        assert_eq!(
+            object_key("velo-city", "station_status", t, &sha, "json"),
+            "raw/velo-city/station_status/date=2026-11-21/20261121T080503.000Z_44136fa355b3678a.json"
+        );
+        let run = RunId::new();
+        assert_eq!(manifest_key(&run), format!("raw/_runs/date={}/{run}.json", run.date()));
+    }
+
+    #[tokio::test]
+    async fn folder_and_memory_stores_round_trip_and_list_sorted() {
+        let dir = std::env::temp_dir().join(format!("mobiflux-raw-{}", RunId::new()));
+        let folder = FolderStore::new(dir.to_str().unwrap());
+        let memory = MemoryStore::default();
+        for store in [&folder as &dyn RawStore, &memory] {
+            store.put("raw/p/b/x.json", Bytes::from_static(b"2"), "application/json").await.unwrap();
+            store.put("raw/p/a/x.json", Bytes::from_static(b"1"), "application/json").await.unwrap();
+            store.put("raw/q/a/x.json", Bytes::from_static(b"3"), "application/json").await.unwrap();
+            assert_eq!(store.get("raw/p/a/x.json").await.unwrap(), Bytes::from_static(b"1"));
+            assert_eq!(store.list("raw/p/").await.unwrap(), vec!["raw/p/a/x.json", "raw/p/b/x.json"]);
+            let err = store.get("raw/p/zzz.json").await.unwrap_err();
+            assert!(matches!(err, RawError::NotFound { .. }), "{err}");
+        }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -1,0 +1,68 @@
+//! mobiflux transforms: raw payloads to the unified tables of DESIGN.md §5, as polars frames.
+//!
+//! Pure: bytes in, frames out, no I/O. One module per source format, each exposing
+//! `transform(&Context, &[Payload]) -> Result<Output, TransformError>`. A record that
+//! breaks its format's rules is quarantined with its reason and position and the rest
+//! loads; a payload that is not the expected kind of file at all fails the transform.
+
+pub mod frame;
+pub mod gbfs;
+mod json;
+pub mod quarantine;
+
+use chrono::{DateTime, Utc};
+use mobiflux_model::TableSchema;
+use polars::prelude::DataFrame;
+pub use quarantine::Quarantined;
+
+/// One raw object, as landed by an extractor.
+#[derive(Debug, Clone, Copy)]
+pub struct Payload<'a> {
+    /// The resource name within the feed (`station_status`, `vehicle_status`, …).
+    pub resource: &'a str,
+    /// Raw-zone key of the object, quoted in quarantine rows and errors.
+    pub source_object: &'a str,
+    pub bytes: &'a [u8],
+    pub fetched_at: DateTime<Utc>,
+}
+
+/// Who the rows belong to.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    pub pipeline: &'a str,
+    pub partner: &'a str,
+    pub run_id: &'a str,
+    /// Preferred language for localized strings; the feed's own language otherwise.
+    pub language: Option<&'a str>,
+}
+
+/// Unified frames (each following its schema) plus the quarantined records.
+#[derive(Debug, Default)]
+pub struct Output {
+    pub tables: Vec<(&'static TableSchema, DataFrame)>,
+    pub quarantine: Vec<Quarantined>,
+}
+
+impl Output {
+    pub fn table(&self, name: &str) -> Option<&DataFrame> {
+        self.tables
+            .iter()
+            .find(|(s, _)| s.name == name)
+            .map(|(_, df)| df)
+    }
+
+    pub fn rows(&self) -> usize {
+        self.tables.iter().map(|(_, df)| df.height()).sum()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransformError {
+    /// The payload is not the kind of file the format expects.
+    #[error("{source_object}: expected {expected}; {found}")]
+    BadFile {
+        source_object: String,
+        expected: String,
+        found: String,
+    },
+}
