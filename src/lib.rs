@@ -1,1 +1,8 @@
+//! The mobiflux binary's library: configuration, wiring of the stages and the commands.
+//! Business logic lives in the stage crates (`extractors`, `transforms`, `loaders`,
+//! `schedules`); this crate parses, resolves configuration once and calls them.
 
+pub mod cli;
+pub mod definitions;
+pub mod runner;
+pub mod simulator;

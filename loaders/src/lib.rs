@@ -1,1 +1,121 @@
+//! mobiflux loaders: unified frames to destinations.
+//!
+//! The warehouse is one trait, [`Warehouse`], with PostgreSQL (production: COPY into a
+//! staging table, then one merge per table, all in one transaction) and SQLite (the
+//! embedded default) side by side. A run's tables, its quarantine and its `etl_runs`
+//! row commit together or not at all, and loading a run again changes nothing.
 
+mod cells;
+mod postgres;
+mod sql;
+mod sqlite;
+
+use chrono::{DateTime, Utc};
+use futures_util::future::BoxFuture;
+use mobiflux_model::TableSchema;
+use polars::prelude::DataFrame;
+
+pub use postgres::PostgresWarehouse;
+pub use sqlite::SqliteWarehouse;
+
+/// One row of `etl_runs`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRecord {
+    pub run_id: String,
+    pub pipeline: String,
+    pub partner: String,
+    pub format: String,
+    /// `run`, `replay` or `schedule`.
+    pub trigger: String,
+    pub scheduled_for: Option<DateTime<Utc>>,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// `running`, `succeeded` or `failed`.
+    pub status: String,
+    pub rows_loaded: i64,
+    pub rows_quarantined: i64,
+    pub bytes: i64,
+    /// Already free of secrets.
+    pub error: Option<String>,
+    /// Raw-zone key of the run's manifest.
+    pub manifest: Option<String>,
+}
+
+/// What one run loads.
+pub struct Batch<'a> {
+    pub run: &'a RunRecord,
+    pub tables: &'a [(&'static TableSchema, DataFrame)],
+    /// Frame following `mobiflux_model::schema::QUARANTINE`.
+    pub quarantine: &'a DataFrame,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LoadStats {
+    /// Rows offered per table, in load order.
+    pub tables: Vec<(&'static str, u64)>,
+    pub quarantined: u64,
+}
+
+impl LoadStats {
+    pub fn rows(&self) -> u64 {
+        self.tables.iter().map(|(_, n)| n).sum()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("warehouse {target}: {message}")]
+    Database { target: String, message: String },
+    #[error("warehouse URL {url:?}: {message}")]
+    BadUrl { url: String, message: String },
+    #[error("frame for {table} does not follow its schema: {message}")]
+    BadFrame { table: &'static str, message: String },
+    #[error("load of run {run_id} into {table} failed and was rolled back: {message}")]
+    RolledBack {
+        run_id: String,
+        table: &'static str,
+        message: String,
+    },
+}
+
+/// A table's rows as text, sorted by natural key, with `run_id` left out: how two
+/// warehouses are compared (timestamps RFC 3339 UTC with microseconds, floats shortest form).
+pub type TableDump = Vec<Vec<Option<String>>>;
+
+pub trait Warehouse: Send + Sync {
+    /// Creates or upgrades the schema; safe to call from several processes at once.
+    fn migrate(&self) -> BoxFuture<'_, Result<(), LoadError>>;
+    /// Records a run as started (or restarted, for a replay).
+    fn start_run<'a>(&'a self, run: &'a RunRecord) -> BoxFuture<'a, Result<(), LoadError>>;
+    /// Loads a run's frames, quarantine and final `etl_runs` row in one transaction.
+    fn load<'a>(&'a self, batch: Batch<'a>) -> BoxFuture<'a, Result<LoadStats, LoadError>>;
+    /// Records a run as failed (its data, if any, was not loaded).
+    fn fail_run<'a>(&'a self, run: &'a RunRecord) -> BoxFuture<'a, Result<(), LoadError>>;
+    /// The `etl_runs` row of a run.
+    fn run<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<Option<RunRecord>, LoadError>>;
+    /// A table's content for comparisons and checks.
+    fn dump<'a>(&'a self, table: &'static TableSchema) -> BoxFuture<'a, Result<TableDump, LoadError>>;
+    /// Where the warehouse is, without credentials.
+    fn describe(&self) -> String;
+}
+
+/// Opens the warehouse named by a URL: `sqlite://path` (created if missing) or `postgres://…`.
+pub async fn open(url: &str) -> Result<Box<dyn Warehouse>, LoadError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Box::new(PostgresWarehouse::connect(url).await?))
+    } else if let Some(path) = url.strip_prefix("sqlite://") {
+        Ok(Box::new(SqliteWarehouse::open(path).await?))
+    } else if url == "sqlite::memory:" {
+        Ok(Box::new(SqliteWarehouse::open(":memory:").await?))
+    } else {
+        Err(LoadError::BadUrl {
+            url: mobiflux_model::redact::url(url, &[]),
+            message: "expected sqlite://path or postgres://user@host/db".into(),
+        })
+    }
+}
+
+/// Text form of a timestamp used by SQLite storage and table dumps.
+pub fn ts_text(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}

@@ -1,1 +1,111 @@
+//! mobiflux schedules: cron expressions with seconds, evaluated in a timezone.
+//!
+//! This scope is parsing and next-tick computation, used by `mobiflux validate`;
+//! the daemon (no overlap, catch-up, jitter, leases) builds on [`Schedule`].
 
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use croner::Cron;
+use croner::parser::{CronParser, Seconds, Year};
+
+pub const DEFAULT_TIMEZONE: &str = "Europe/Paris";
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ScheduleError {
+    #[error("{expr:?} is not a cron expression with seconds (sec min hour day month weekday): {message}")]
+    BadCron { expr: String, message: String },
+    #[error("{0:?} is not an IANA timezone (such as Europe/Paris)")]
+    BadTimezone(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    cron: Cron,
+    tz: Tz,
+    expr: String,
+}
+
+impl Schedule {
+    pub fn parse(expr: &str, timezone: &str) -> Result<Self, ScheduleError> {
+        let tz: Tz = timezone
+            .parse()
+            .map_err(|_| ScheduleError::BadTimezone(timezone.to_string()))?;
+        let fields = expr.split_whitespace().count();
+        if fields != 6 {
+            return Err(ScheduleError::BadCron {
+                expr: expr.to_string(),
+                message: format!("expected 6 fields, found {fields}"),
+            });
+        }
+        let cron = CronParser::builder()
+            .seconds(Seconds::Required)
+            .year(Year::Disallowed)
+            .build()
+            .parse(expr)
+            .map_err(|e| ScheduleError::BadCron {
+                expr: expr.to_string(),
+                message: e.to_string(),
+            })?;
+        Ok(Schedule {
+            cron,
+            tz,
+            expr: expr.to_string(),
+        })
+    }
+
+    pub fn expr(&self) -> &str {
+        &self.expr
+    }
+
+    pub fn timezone(&self) -> Tz {
+        self.tz
+    }
+
+    /// The first tick strictly after `t`.
+    pub fn next_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.cron
+            .find_next_occurrence(&t.with_timezone(&self.tz), false)
+            .ok()
+            .map(|d| d.with_timezone(&Utc))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn every_minute_at_second_zero_in_paris() {
+        let s = Schedule::parse("0 * * * * *", DEFAULT_TIMEZONE).unwrap();
+        let t = Utc.with_ymd_and_hms(2026, 3, 29, 0, 59, 30).unwrap();
+        assert_eq!(s.next_after(t), Some(Utc.with_ymd_and_hms(2026, 3, 29, 1, 0, 0).unwrap()));
+    }
+
+    #[test]
+    fn daily_tick_follows_local_time_across_dst() {
+        // 06:00 Paris is 05:00 UTC in winter and 04:00 UTC in summer (DST began 2026-03-29).
+        let s = Schedule::parse("0 0 6 * * *", "Europe/Paris").unwrap();
+        let before = Utc.with_ymd_and_hms(2026, 3, 28, 12, 0, 0).unwrap();
+        let d1 = s.next_after(before).unwrap();
+        let d2 = s.next_after(d1).unwrap();
+        assert_eq!(d1, Utc.with_ymd_and_hms(2026, 3, 29, 4, 0, 0).unwrap());
+        assert_eq!(d2, Utc.with_ymd_and_hms(2026, 3, 30, 4, 0, 0).unwrap());
+        let winter = s.next_after(Utc.with_ymd_and_hms(2026, 1, 10, 0, 0, 0).unwrap()).unwrap();
+        assert_eq!(winter, Utc.with_ymd_and_hms(2026, 1, 10, 5, 0, 0).unwrap());
+    }
+
+    #[test]
+    fn errors_say_what_is_expected() {
+        let e = Schedule::parse("* * * * *", "Europe/Paris").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "\"* * * * *\" is not a cron expression with seconds (sec min hour day month weekday): expected 6 fields, found 5"
+        );
+        assert!(matches!(Schedule::parse("0 61 * * * *", "UTC"), Err(ScheduleError::BadCron { .. })));
+        assert_eq!(
+            Schedule::parse("0 * * * * *", "Paris").unwrap_err(),
+            ScheduleError::BadTimezone("Paris".into())
+        );
+    }
+}

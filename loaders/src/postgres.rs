@@ -1,0 +1,362 @@
+//! PostgreSQL warehouse: per table, COPY (CSV) into a temporary staging table, then one
+//! `INSERT … SELECT … ON CONFLICT` merge; every table of a run, its quarantine and its
+//! `etl_runs` row in one transaction. Snapshot tables get their day partitions on demand.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use futures_util::future::BoxFuture;
+use mobiflux_model::schema::QUARANTINE;
+use mobiflux_model::{ColType, TableKind, TableSchema, failpoint};
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::{AssertSqlSafe, Row as _};
+
+use crate::cells::{self, Cell, ColRef};
+use crate::{Batch, LoadError, LoadStats, RunRecord, TableDump, Warehouse, sql, ts_text};
+
+const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../migrations/postgres/0001_init.sql"))];
+/// Serializes migrations across processes (any constant shared by all mobiflux instances).
+const MIGRATION_LOCK: i64 = 0x6d6f_6269_666c_7578;
+/// COPY data is sent in pieces of about this size.
+const COPY_CHUNK: usize = 1 << 20;
+
+pub struct PostgresWarehouse {
+    pool: PgPool,
+    target: String,
+}
+
+impl PostgresWarehouse {
+    pub async fn connect(url: &str) -> Result<Self, LoadError> {
+        let target = mobiflux_model::redact::url(url, &[]);
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(15))
+            .connect(url)
+            .await
+            .map_err(|e| LoadError::Database {
+                target: target.clone(),
+                message: format!("cannot connect: {e}"),
+            })?;
+        Ok(PostgresWarehouse { pool, target })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    fn db(&self, e: sqlx::Error) -> LoadError {
+        LoadError::Database {
+            target: self.target.clone(),
+            message: e.to_string(),
+        }
+    }
+}
+
+fn push_csv(buf: &mut String, cell: Cell) {
+    match cell {
+        Cell::Null => {}
+        Cell::Text(s) => {
+            buf.push('"');
+            // PostgreSQL text cannot hold NUL; everything else goes through quoted.
+            for ch in s.chars().filter(|c| *c != '\0') {
+                if ch == '"' {
+                    buf.push('"');
+                }
+                buf.push(ch);
+            }
+            buf.push('"');
+        }
+        Cell::Int(i) => {
+            let _ = write!(buf, "{i}");
+        }
+        Cell::Float(f) => {
+            let _ = write!(buf, "{f}");
+        }
+        Cell::Bool(b) => buf.push(if b { 't' } else { 'f' }),
+        Cell::Ts(us) => buf.push_str(&ts_text(Utc.timestamp_micros(us).single().unwrap_or_default())),
+    }
+}
+
+/// Copies a frame into a table (COPY … FROM STDIN, CSV).
+async fn copy_frame(
+    conn: &mut sqlx::PgConnection,
+    target: &str,
+    schema: &'static TableSchema,
+    cols: &[ColRef<'_>],
+    height: usize,
+) -> Result<(), sqlx::Error> {
+    let stmt = format!("COPY {target} ({}) FROM STDIN WITH (FORMAT csv)", sql::column_list(schema));
+    let mut copy = conn.copy_in_raw(&stmt).await?;
+    let mut buf = String::with_capacity(COPY_CHUNK + 4096);
+    for i in 0..height {
+        for (j, c) in cols.iter().enumerate() {
+            if j > 0 {
+                buf.push(',');
+            }
+            push_csv(&mut buf, c.get(i));
+        }
+        buf.push('\n');
+        if buf.len() >= COPY_CHUNK {
+            copy.send(buf.as_bytes()).await?;
+            buf.clear();
+        }
+    }
+    if !buf.is_empty() {
+        copy.send(buf.as_bytes()).await?;
+    }
+    copy.finish().await?;
+    Ok(())
+}
+
+/// Day partitions (`{table}_pYYYYMMDD`) for every day present in the frame.
+async fn ensure_partitions(
+    conn: &mut sqlx::PgConnection,
+    schema: &'static TableSchema,
+    cols: &[ColRef<'_>],
+    height: usize,
+) -> Result<(), sqlx::Error> {
+    let idx = schema
+        .columns
+        .iter()
+        .position(|c| c.name == "observed_at")
+        .expect("snapshot tables have observed_at");
+    let days: BTreeSet<chrono::NaiveDate> = (0..height)
+        .filter_map(|i| match cols[idx].get(i) {
+            Cell::Ts(us) => Utc.timestamp_micros(us).single().map(|t| t.date_naive()),
+            _ => None,
+        })
+        .collect();
+    if days.is_empty() {
+        return Ok(());
+    }
+    // Two loaders creating the same partition would race: one lock per table, held to commit.
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+        .bind(format!("mobiflux.partition.{}", schema.name))
+        .execute(&mut *conn)
+        .await?;
+    for day in days {
+        let next = day.succ_opt().expect("a next day");
+        let ddl = format!(
+            "CREATE TABLE IF NOT EXISTS {t}_p{d} PARTITION OF {t} FOR VALUES FROM ('{day} 00:00:00+00') TO ('{next} 00:00:00+00')",
+            t = schema.name,
+            d = day.format("%Y%m%d"),
+        );
+        sqlx::raw_sql(AssertSqlSafe(ddl)).execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+async fn upsert_run(conn: &mut sqlx::PgConnection, r: &RunRecord) -> Result<(), sqlx::Error> {
+    let q = format!(
+        "INSERT INTO etl_runs ({}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14) {}",
+        sql::ETL_RUN_COLUMNS,
+        sql::ETL_RUN_UPSERT
+    );
+    sqlx::query(AssertSqlSafe(q))
+        .bind(&r.run_id)
+        .bind(&r.pipeline)
+        .bind(&r.partner)
+        .bind(&r.format)
+        .bind(&r.trigger)
+        .bind(r.scheduled_for)
+        .bind(r.started_at)
+        .bind(r.finished_at)
+        .bind(&r.status)
+        .bind(r.rows_loaded)
+        .bind(r.rows_quarantined)
+        .bind(r.bytes)
+        .bind(&r.error)
+        .bind(&r.manifest)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+fn dump_cell(row: &PgRow, i: usize, ty: ColType) -> Result<Option<String>, sqlx::Error> {
+    Ok(match ty {
+        ColType::Text => row.try_get::<Option<String>, _>(i)?,
+        ColType::Int => row.try_get::<Option<i64>, _>(i)?.map(|v| v.to_string()),
+        ColType::Float => row.try_get::<Option<f64>, _>(i)?.map(|v| v.to_string()),
+        ColType::Bool => row.try_get::<Option<bool>, _>(i)?.map(|v| v.to_string()),
+        ColType::Timestamp => row.try_get::<Option<DateTime<Utc>>, _>(i)?.map(ts_text),
+    })
+}
+
+impl Warehouse for PostgresWarehouse {
+    fn migrate(&self) -> BoxFuture<'_, Result<(), LoadError>> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await.map_err(|e| self.db(e))?;
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(MIGRATION_LOCK)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.db(e))?;
+            sqlx::raw_sql(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
+            )
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.db(e))?;
+            for (version, ddl) in MIGRATIONS {
+                let done: Option<i32> = sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = $1")
+                    .bind(version)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(|e| self.db(e))?;
+                if done.is_none() {
+                    sqlx::raw_sql(AssertSqlSafe(*ddl)).execute(&mut *tx).await.map_err(|e| LoadError::Database {
+                        target: self.target.clone(),
+                        message: format!("migration {version}: {e}"),
+                    })?;
+                    sqlx::query("INSERT INTO schema_migrations (version) VALUES ($1)")
+                        .bind(version)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| self.db(e))?;
+                }
+            }
+            tx.commit().await.map_err(|e| self.db(e))
+        })
+    }
+
+    fn start_run<'a>(&'a self, run: &'a RunRecord) -> BoxFuture<'a, Result<(), LoadError>> {
+        Box::pin(async move {
+            let mut conn = self.pool.acquire().await.map_err(|e| self.db(e))?;
+            upsert_run(&mut conn, run).await.map_err(|e| self.db(e))
+        })
+    }
+
+    fn fail_run<'a>(&'a self, run: &'a RunRecord) -> BoxFuture<'a, Result<(), LoadError>> {
+        self.start_run(run)
+    }
+
+    fn load<'a>(&'a self, batch: Batch<'a>) -> BoxFuture<'a, Result<LoadStats, LoadError>> {
+        Box::pin(async move {
+            let run_id = batch.run.run_id.clone();
+            let rolled_back = |table: &'static str, e: String| LoadError::RolledBack {
+                run_id: run_id.clone(),
+                table,
+                message: e,
+            };
+            let mut stats = LoadStats::default();
+            let mut tx = self.pool.begin().await.map_err(|e| self.db(e))?;
+            for (schema, df) in batch.tables {
+                let cols = cells::columns(schema, df)?;
+                let height = df.height();
+                stats.tables.push((schema.name, height as u64));
+                if height == 0 {
+                    continue;
+                }
+                let step = async {
+                    if schema.kind == TableKind::Snapshot {
+                        ensure_partitions(&mut tx, schema, &cols, height).await?;
+                    }
+                    let stage = format!("stage_{}", schema.name);
+                    sqlx::raw_sql(AssertSqlSafe(format!(
+                        "CREATE TEMP TABLE {stage} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DROP",
+                        schema.name
+                    )))
+                    .execute(&mut *tx)
+                    .await?;
+                    copy_frame(&mut tx, &stage, schema, &cols, height).await?;
+                    failpoint::check("loader.after_copy").map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+                    let list = sql::column_list(schema);
+                    sqlx::raw_sql(AssertSqlSafe(format!(
+                        "INSERT INTO {t} ({list}) SELECT {list} FROM {stage} {}",
+                        sql::on_conflict(schema),
+                        t = schema.name
+                    )))
+                    .execute(&mut *tx)
+                    .await?;
+                    Ok::<(), sqlx::Error>(())
+                };
+                step.await.map_err(|e| rolled_back(schema.name, e.to_string()))?;
+            }
+            let q = batch.quarantine;
+            let qcols = cells::columns(&QUARANTINE, q)?;
+            let step = async {
+                sqlx::query("DELETE FROM quarantine WHERE run_id = $1")
+                    .bind(&batch.run.run_id)
+                    .execute(&mut *tx)
+                    .await?;
+                if q.height() > 0 {
+                    copy_frame(&mut tx, "quarantine", &QUARANTINE, &qcols, q.height()).await?;
+                }
+                failpoint::check("loader.before_commit").map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+                let mut done = batch.run.clone();
+                done.status = "succeeded".into();
+                done.rows_loaded = stats.rows() as i64;
+                done.rows_quarantined = q.height() as i64;
+                upsert_run(&mut tx, &done).await?;
+                Ok::<(), sqlx::Error>(())
+            };
+            step.await.map_err(|e| rolled_back("quarantine", e.to_string()))?;
+            stats.quarantined = q.height() as u64;
+            tx.commit().await.map_err(|e| rolled_back("etl_runs", e.to_string()))?;
+            Ok(stats)
+        })
+    }
+
+    fn run<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<Option<RunRecord>, LoadError>> {
+        Box::pin(async move {
+            let row = sqlx::query(AssertSqlSafe(format!(
+                "SELECT {} FROM etl_runs WHERE run_id = $1",
+                sql::ETL_RUN_COLUMNS
+            )))
+            .bind(run_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.db(e))?;
+            let Some(r) = row else { return Ok(None) };
+            let rec = (|| {
+                Ok::<_, sqlx::Error>(RunRecord {
+                    run_id: r.try_get(0)?,
+                    pipeline: r.try_get(1)?,
+                    partner: r.try_get(2)?,
+                    format: r.try_get(3)?,
+                    trigger: r.try_get(4)?,
+                    scheduled_for: r.try_get(5)?,
+                    started_at: r.try_get(6)?,
+                    finished_at: r.try_get(7)?,
+                    status: r.try_get(8)?,
+                    rows_loaded: r.try_get(9)?,
+                    rows_quarantined: r.try_get(10)?,
+                    bytes: r.try_get(11)?,
+                    error: r.try_get(12)?,
+                    manifest: r.try_get(13)?,
+                })
+            })()
+            .map_err(|e| self.db(e))?;
+            Ok(Some(rec))
+        })
+    }
+
+    fn dump<'a>(&'a self, table: &'static TableSchema) -> BoxFuture<'a, Result<TableDump, LoadError>> {
+        Box::pin(async move {
+            let cols: Vec<_> = table.columns.iter().filter(|c| c.name != "run_id").collect();
+            let list = cols.iter().map(|c| c.name).collect::<Vec<_>>().join(", ");
+            let rows = sqlx::query(AssertSqlSafe(format!(
+                "SELECT {list} FROM {} ORDER BY {}",
+                table.name,
+                sql::dump_order(table)
+            )))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.db(e))?;
+            let mut dump: TableDump = rows
+                .iter()
+                .map(|r| cols.iter().enumerate().map(|(i, c)| dump_cell(r, i, c.ty)).collect())
+                .collect::<Result<_, _>>()
+                .map_err(|e| self.db(e))?;
+            // Collations differ between databases: order in one place, byte-wise.
+            dump.sort();
+            Ok(dump)
+        })
+    }
+
+    fn describe(&self) -> String {
+        self.target.clone()
+    }
+}

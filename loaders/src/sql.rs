@@ -1,0 +1,68 @@
+//! SQL shared by both warehouses, derived from the table schemas (names are compile-time
+//! constants, never user input; values are always bound or COPYed).
+
+use mobiflux_model::{TableKind, TableSchema};
+
+pub fn column_list(t: &TableSchema) -> String {
+    t.column_names().collect::<Vec<_>>().join(", ")
+}
+
+/// `ON CONFLICT` clause for a table: a newer (or same) version of a static row replaces
+/// the stored one only if something other than `run_id` differs; snapshots keep the first.
+pub fn on_conflict(t: &TableSchema) -> String {
+    match t.kind {
+        TableKind::Static => {
+            let non_key: Vec<&str> = t.column_names().filter(|c| !t.key.contains(c)).collect();
+            let set = non_key
+                .iter()
+                .map(|c| format!("{c} = excluded.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let compared: Vec<&str> = non_key.iter().copied().filter(|c| *c != "run_id").collect();
+            let old = compared.iter().map(|c| format!("{}.{c}", t.name)).collect::<Vec<_>>().join(", ");
+            let new = compared.iter().map(|c| format!("excluded.{c}")).collect::<Vec<_>>().join(", ");
+            format!(
+                "ON CONFLICT ({}) DO UPDATE SET {set} WHERE {}.valid_from <= excluded.valid_from AND ({old}) IS DISTINCT FROM ({new})",
+                t.key.join(", "),
+                t.name
+            )
+        }
+        TableKind::Snapshot => format!("ON CONFLICT ({}) DO NOTHING", t.key.join(", ")),
+        TableKind::PerRun => String::new(),
+    }
+}
+
+/// SQLite spells row-value `IS DISTINCT FROM` as `IS NOT`.
+pub fn on_conflict_sqlite(t: &TableSchema) -> String {
+    on_conflict(t).replace(" IS DISTINCT FROM ", " IS NOT ")
+}
+
+pub const ETL_RUN_COLUMNS: &str = "run_id, pipeline, partner, format, trigger, scheduled_for, started_at, finished_at, status, rows_loaded, rows_quarantined, bytes, error, manifest";
+
+pub const ETL_RUN_UPSERT: &str = "ON CONFLICT (run_id) DO UPDATE SET pipeline = excluded.pipeline, partner = excluded.partner, format = excluded.format, trigger = excluded.trigger, scheduled_for = excluded.scheduled_for, started_at = excluded.started_at, finished_at = excluded.finished_at, status = excluded.status, rows_loaded = excluded.rows_loaded, rows_quarantined = excluded.rows_quarantined, bytes = excluded.bytes, error = excluded.error, manifest = excluded.manifest";
+
+/// ORDER BY for dumps: the natural key, or every column for per-run tables.
+pub fn dump_order(t: &TableSchema) -> String {
+    if t.key.is_empty() {
+        column_list(t)
+    } else {
+        t.key.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mobiflux_model::schema::{REGIONS, VEHICLES};
+
+    #[test]
+    fn static_tables_upsert_newer_changed_versions_and_snapshots_keep_the_first() {
+        assert_eq!(
+            on_conflict(&REGIONS),
+            "ON CONFLICT (partner, region_id) DO UPDATE SET name = excluded.name, valid_from = excluded.valid_from, \
+             run_id = excluded.run_id WHERE regions.valid_from <= excluded.valid_from AND (regions.name, regions.valid_from) \
+             IS DISTINCT FROM (excluded.name, excluded.valid_from)"
+        );
+        assert_eq!(on_conflict(&VEHICLES), "ON CONFLICT (partner, vehicle_id, observed_at) DO NOTHING");
+    }
+}

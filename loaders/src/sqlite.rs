@@ -1,0 +1,305 @@
+//! SQLite warehouse, the embedded default: the same tables and semantics as PostgreSQL,
+//! loaded with multi-row upserts inside one `BEGIN IMMEDIATE` transaction per run.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use futures_util::future::BoxFuture;
+use mobiflux_model::schema::QUARANTINE;
+use mobiflux_model::{ColType, TableSchema, failpoint};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{AssertSqlSafe, Row as _, Sqlite};
+
+use crate::cells::{self, Cell, ColRef};
+use crate::{Batch, LoadError, LoadStats, RunRecord, TableDump, Warehouse, sql, ts_text};
+
+const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../migrations/sqlite/0001_init.sql"))];
+/// SQLite accepts up to 32,766 bound values per statement; stay well below.
+const MAX_BINDS: usize = 30_000;
+const MAX_ROWS_PER_INSERT: usize = 1_000;
+
+pub struct SqliteWarehouse {
+    pool: SqlitePool,
+    target: String,
+}
+
+impl SqliteWarehouse {
+    pub async fn open(path: &str) -> Result<Self, LoadError> {
+        let target = format!("sqlite://{path}");
+        let err = |e: sqlx::Error| LoadError::Database {
+            target: target.clone(),
+            message: e.to_string(),
+        };
+        let memory = path == ":memory:";
+        if !memory
+            && let Some(dir) = std::path::Path::new(path).parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(|e| LoadError::Database {
+                target: target.clone(),
+                message: format!("cannot create {}: {e}", dir.display()),
+            })?;
+        }
+        let opts = SqliteConnectOptions::from_str(if memory { "sqlite::memory:" } else { "sqlite://" })
+            .map_err(err)?;
+        let opts = if memory { opts } else { opts.filename(path) }
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(60));
+        let pool = SqlitePoolOptions::new()
+            // One connection for memory (each connection would be its own database).
+            .max_connections(if memory { 1 } else { 4 })
+            .connect_with(opts)
+            .await
+            .map_err(err)?;
+        Ok(SqliteWarehouse { pool, target })
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    fn db(&self, e: sqlx::Error) -> LoadError {
+        LoadError::Database {
+            target: self.target.clone(),
+            message: e.to_string(),
+        }
+    }
+}
+
+type Args<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments>;
+
+fn bind_cell<'q>(q: Args<'q>, cell: Cell) -> Args<'q> {
+    match cell {
+        Cell::Null => q.bind(None::<String>),
+        Cell::Text(s) => q.bind(s.to_string()),
+        Cell::Int(i) => q.bind(i),
+        Cell::Float(f) => q.bind(f),
+        Cell::Bool(b) => q.bind(b as i64),
+        Cell::Ts(us) => q.bind(ts_text(Utc.timestamp_micros(us).single().unwrap_or_default())),
+    }
+}
+
+async fn insert_frame(
+    conn: &mut sqlx::SqliteConnection,
+    schema: &'static TableSchema,
+    cols: &[ColRef<'_>],
+    height: usize,
+) -> Result<(), sqlx::Error> {
+    let ncols = schema.columns.len();
+    let per_stmt = (MAX_BINDS / ncols).clamp(1, MAX_ROWS_PER_INSERT);
+    let row_marks = format!("({})", vec!["?"; ncols].join(","));
+    let conflict = sql::on_conflict_sqlite(schema);
+    let mut start = 0;
+    while start < height {
+        let end = (start + per_stmt).min(height);
+        let values = vec![row_marks.as_str(); end - start].join(",");
+        let stmt = format!(
+            "INSERT INTO {} ({}) VALUES {values} {conflict}",
+            schema.name,
+            sql::column_list(schema)
+        );
+        let mut q = sqlx::query(AssertSqlSafe(stmt));
+        for i in start..end {
+            for c in cols {
+                q = bind_cell(q, c.get(i));
+            }
+        }
+        q.execute(&mut *conn).await?;
+        start = end;
+    }
+    Ok(())
+}
+
+fn opt_ts(t: Option<DateTime<Utc>>) -> Option<String> {
+    t.map(ts_text)
+}
+
+async fn upsert_run(conn: &mut sqlx::SqliteConnection, r: &RunRecord) -> Result<(), sqlx::Error> {
+    let q = format!(
+        "INSERT INTO etl_runs ({}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) {}",
+        sql::ETL_RUN_COLUMNS,
+        sql::ETL_RUN_UPSERT
+    );
+    sqlx::query(AssertSqlSafe(q))
+        .bind(&r.run_id)
+        .bind(&r.pipeline)
+        .bind(&r.partner)
+        .bind(&r.format)
+        .bind(&r.trigger)
+        .bind(opt_ts(r.scheduled_for))
+        .bind(ts_text(r.started_at))
+        .bind(opt_ts(r.finished_at))
+        .bind(&r.status)
+        .bind(r.rows_loaded)
+        .bind(r.rows_quarantined)
+        .bind(r.bytes)
+        .bind(&r.error)
+        .bind(&r.manifest)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+fn parse_ts(s: Option<String>) -> Option<DateTime<Utc>> {
+    s.and_then(|s| DateTime::parse_from_rfc3339(&s).ok()).map(|t| t.with_timezone(&Utc))
+}
+
+fn dump_cell(row: &SqliteRow, i: usize, ty: ColType) -> Result<Option<String>, sqlx::Error> {
+    Ok(match ty {
+        ColType::Text | ColType::Timestamp => row.try_get::<Option<String>, _>(i)?,
+        ColType::Int => row.try_get::<Option<i64>, _>(i)?.map(|v| v.to_string()),
+        ColType::Float => row.try_get::<Option<f64>, _>(i)?.map(|v| v.to_string()),
+        ColType::Bool => row.try_get::<Option<i64>, _>(i)?.map(|v| (v != 0).to_string()),
+    })
+}
+
+impl Warehouse for SqliteWarehouse {
+    fn migrate(&self) -> BoxFuture<'_, Result<(), LoadError>> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(|e| self.db(e))?;
+            sqlx::raw_sql(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')))",
+            )
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.db(e))?;
+            for (version, ddl) in MIGRATIONS {
+                let done: Option<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = ?")
+                    .bind(version)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(|e| self.db(e))?;
+                if done.is_none() {
+                    sqlx::raw_sql(AssertSqlSafe(*ddl)).execute(&mut *tx).await.map_err(|e| LoadError::Database {
+                        target: self.target.clone(),
+                        message: format!("migration {version}: {e}"),
+                    })?;
+                    sqlx::query("INSERT INTO schema_migrations (version) VALUES (?)")
+                        .bind(version)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| self.db(e))?;
+                }
+            }
+            tx.commit().await.map_err(|e| self.db(e))
+        })
+    }
+
+    fn start_run<'a>(&'a self, run: &'a RunRecord) -> BoxFuture<'a, Result<(), LoadError>> {
+        Box::pin(async move {
+            let mut conn = self.pool.acquire().await.map_err(|e| self.db(e))?;
+            upsert_run(&mut conn, run).await.map_err(|e| self.db(e))
+        })
+    }
+
+    fn fail_run<'a>(&'a self, run: &'a RunRecord) -> BoxFuture<'a, Result<(), LoadError>> {
+        self.start_run(run)
+    }
+
+    fn load<'a>(&'a self, batch: Batch<'a>) -> BoxFuture<'a, Result<LoadStats, LoadError>> {
+        Box::pin(async move {
+            let run_id = batch.run.run_id.clone();
+            let rolled_back = |table: &'static str, e: String| LoadError::RolledBack {
+                run_id: run_id.clone(),
+                table,
+                message: e,
+            };
+            let mut stats = LoadStats::default();
+            let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(|e| self.db(e))?;
+            for (schema, df) in batch.tables {
+                let cols = cells::columns(schema, df)?;
+                stats.tables.push((schema.name, df.height() as u64));
+                let step = async {
+                    insert_frame(&mut tx, schema, &cols, df.height()).await?;
+                    failpoint::check("loader.after_copy").map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+                    Ok::<(), sqlx::Error>(())
+                };
+                step.await.map_err(|e| rolled_back(schema.name, e.to_string()))?;
+            }
+            let q = batch.quarantine;
+            let qcols = cells::columns(&QUARANTINE, q)?;
+            let step = async {
+                sqlx::query("DELETE FROM quarantine WHERE run_id = ?")
+                    .bind(&batch.run.run_id)
+                    .execute(&mut *tx)
+                    .await?;
+                insert_frame(&mut tx, &QUARANTINE, &qcols, q.height()).await?;
+                failpoint::check("loader.before_commit").map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+                let mut done = batch.run.clone();
+                done.status = "succeeded".into();
+                done.rows_loaded = stats.rows() as i64;
+                done.rows_quarantined = q.height() as i64;
+                upsert_run(&mut tx, &done).await?;
+                Ok::<(), sqlx::Error>(())
+            };
+            step.await.map_err(|e| rolled_back("quarantine", e.to_string()))?;
+            stats.quarantined = q.height() as u64;
+            tx.commit().await.map_err(|e| rolled_back("etl_runs", e.to_string()))?;
+            Ok(stats)
+        })
+    }
+
+    fn run<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<Option<RunRecord>, LoadError>> {
+        Box::pin(async move {
+            let row = sqlx::query(AssertSqlSafe(format!(
+                "SELECT {} FROM etl_runs WHERE run_id = ?",
+                sql::ETL_RUN_COLUMNS
+            )))
+            .bind(run_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.db(e))?;
+            let Some(r) = row else { return Ok(None) };
+            let rec = (|| {
+                Ok::<_, sqlx::Error>(RunRecord {
+                    run_id: r.try_get(0)?,
+                    pipeline: r.try_get(1)?,
+                    partner: r.try_get(2)?,
+                    format: r.try_get(3)?,
+                    trigger: r.try_get(4)?,
+                    scheduled_for: parse_ts(r.try_get(5)?),
+                    started_at: parse_ts(r.try_get(6)?).unwrap_or_default(),
+                    finished_at: parse_ts(r.try_get(7)?),
+                    status: r.try_get(8)?,
+                    rows_loaded: r.try_get(9)?,
+                    rows_quarantined: r.try_get(10)?,
+                    bytes: r.try_get(11)?,
+                    error: r.try_get(12)?,
+                    manifest: r.try_get(13)?,
+                })
+            })()
+            .map_err(|e| self.db(e))?;
+            Ok(Some(rec))
+        })
+    }
+
+    fn dump<'a>(&'a self, table: &'static TableSchema) -> BoxFuture<'a, Result<TableDump, LoadError>> {
+        Box::pin(async move {
+            let cols: Vec<_> = table.columns.iter().filter(|c| c.name != "run_id").collect();
+            let list = cols.iter().map(|c| c.name).collect::<Vec<_>>().join(", ");
+            let rows = sqlx::query(AssertSqlSafe(format!(
+                "SELECT {list} FROM {} ORDER BY {}",
+                table.name,
+                sql::dump_order(table)
+            )))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.db(e))?;
+            let mut dump: TableDump = rows
+                .iter()
+                .map(|r| cols.iter().enumerate().map(|(i, c)| dump_cell(r, i, c.ty)).collect())
+                .collect::<Result<_, _>>()
+                .map_err(|e| self.db(e))?;
+            // Collations differ between databases: order in one place, byte-wise.
+            dump.sort();
+            Ok(dump)
+        })
+    }
+
+    fn describe(&self) -> String {
+        self.target.clone()
+    }
+}

@@ -1,0 +1,238 @@
+//! Command line: flags defined as data (clap), configuration resolved once, stages called.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::definitions::{self, Definition};
+use crate::runner::{Outcome, Runner};
+use crate::simulator::Simulator;
+
+#[derive(Parser)]
+#[command(name = "mobiflux", version, about = "MaaS data integration: MSP feeds to raw zone, warehouse and gateway cache")]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true, env = "MOBIFLUX_LOG_FORMAT")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(clap::Args, Clone)]
+struct Destinations {
+    /// Raw zone: file:///path, a path, or s3://bucket/prefix (with MOBIFLUX_S3_ENDPOINT and AWS_* variables).
+    #[arg(long = "raw", env = "MOBIFLUX_RAW_URL", default_value = "./var/raw")]
+    raw: String,
+    /// Warehouse: sqlite://path or postgres://user@host/db.
+    #[arg(long = "warehouse", env = "MOBIFLUX_WAREHOUSE_URL", default_value = "sqlite://./var/warehouse.db")]
+    warehouse: String,
+    /// Folder of pipeline definitions (*.toml).
+    #[arg(long = "pipelines", env = "MOBIFLUX_PIPELINES", default_value = "./pipelines")]
+    pipelines: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the named pipelines once (all when none is named); exit 1 if any failed.
+    Run {
+        names: Vec<String>,
+        #[command(flatten)]
+        dest: Destinations,
+    },
+    /// The README's main job: serve the bundled example feeds on a loopback port and run
+    /// every pipeline in the pipelines folder against them, on the embedded defaults.
+    Demo {
+        #[command(flatten)]
+        dest: Destinations,
+        /// Folder served as the simulated MSP.
+        #[arg(long, env = "MOBIFLUX_FIXTURES", default_value = "./fixtures")]
+        fixtures: PathBuf,
+    },
+    /// Check every definition; errors name file, line and key.
+    Validate {
+        #[arg(long = "pipelines", env = "MOBIFLUX_PIPELINES", default_value = "./pipelines")]
+        pipelines: PathBuf,
+    },
+    /// Re-transform and reload a run from the raw zone alone (no call to the MSP).
+    Replay {
+        run_id: String,
+        #[command(flatten)]
+        dest: Destinations,
+    },
+    /// Create or upgrade the warehouse schema.
+    Migrate {
+        #[arg(long = "warehouse", env = "MOBIFLUX_WAREHOUSE_URL", default_value = "sqlite://./var/warehouse.db")]
+        warehouse: String,
+    },
+    /// Serve a fixture folder as a simulated MSP until interrupted.
+    Simulate {
+        #[arg(long, env = "MOBIFLUX_FIXTURES", default_value = "./fixtures")]
+        fixtures: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        bind: String,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logs(cli.log_format);
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(dispatch(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MOBIFLUX_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => b.json().init(),
+        LogFormat::Text => b.init(),
+    }
+}
+
+async fn dispatch(cmd: Command) -> Result<ExitCode> {
+    match cmd {
+        Command::Run { names, dest } => {
+            let defs = select(load_definitions(&dest.pipelines)?, &names)?;
+            let runner = runner(&dest, BTreeMap::new()).await?;
+            Ok(report(&runner.run_all(&defs).await, Instant::now()))
+        }
+        Command::Demo { dest, fixtures } => {
+            let started = Instant::now();
+            let sim = Simulator::start(&fixtures, "127.0.0.1:0")
+                .await
+                .with_context(|| format!("serving {}", fixtures.display()))?;
+            println!("simulated MSP serving {} at {}", fixtures.display(), sim.base_url());
+            let defs = load_definitions(&dest.pipelines)?;
+            let vars = BTreeMap::from([("MOBIFLUX_EXAMPLE_MSP".to_string(), sim.base_url())]);
+            let runner = runner(&dest, vars).await?;
+            let outcomes = runner.run_all(&defs).await;
+            println!("raw zone: {}   warehouse: {}", runner.raw.describe(), runner.warehouse.describe());
+            Ok(report(&outcomes, started))
+        }
+        Command::Validate { pipelines } => {
+            let (defs, errors) = definitions::load_dir(&pipelines)
+                .with_context(|| format!("reading {}", pipelines.display()))?;
+            for e in &errors {
+                eprintln!("{e}");
+            }
+            println!("{} definitions valid, {} errors in {}", defs.len(), errors.len(), pipelines.display());
+            Ok(if errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::Replay { run_id, dest } => {
+            let started = Instant::now();
+            let id = run_id.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
+            let defs = definitions::load_dir(&dest.pipelines).map(|(d, _)| d).unwrap_or_default();
+            let runner = runner(&dest, BTreeMap::new()).await?;
+            Ok(report(&[runner.replay(id, &defs).await], started))
+        }
+        Command::Migrate { warehouse } => {
+            let wh = mobiflux_loaders::open(&warehouse).await?;
+            wh.migrate().await?;
+            println!("warehouse {} is at the current schema", wh.describe());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Simulate { fixtures, bind } => {
+            let sim = Simulator::start(&fixtures, &bind).await?;
+            println!("simulated MSP serving {} at {} (Ctrl-C to stop)", fixtures.display(), sim.base_url());
+            tokio::signal::ctrl_c().await?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn load_definitions(dir: &std::path::Path) -> Result<Vec<Definition>> {
+    let (defs, errors) =
+        definitions::load_dir(dir).with_context(|| format!("reading pipeline definitions in {}", dir.display()))?;
+    if !errors.is_empty() {
+        let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        bail!("invalid pipeline definitions (run `mobiflux validate`):\n{}", list.join("\n"));
+    }
+    if defs.is_empty() {
+        bail!("no pipeline definitions (*.toml) in {}", dir.display());
+    }
+    Ok(defs)
+}
+
+fn select(defs: Vec<Definition>, names: &[String]) -> Result<Vec<Definition>> {
+    if names.is_empty() {
+        return Ok(defs);
+    }
+    for n in names {
+        if !defs.iter().any(|d| &d.name == n) {
+            let known: Vec<&str> = defs.iter().map(|d| d.name.as_str()).collect();
+            bail!("no pipeline named {n:?}; defined: {}", known.join(", "));
+        }
+    }
+    Ok(defs.into_iter().filter(|d| names.contains(&d.name)).collect())
+}
+
+async fn runner(dest: &Destinations, vars: BTreeMap<String, String>) -> Result<Runner> {
+    let raw = mobiflux_extractors::raw::open(&dest.raw, None).await?;
+    let warehouse = mobiflux_loaders::open(&dest.warehouse).await?;
+    warehouse.migrate().await?;
+    Ok(Runner {
+        raw: Arc::from(raw),
+        warehouse: Arc::from(warehouse),
+        vars,
+    })
+}
+
+/// Prints the summary and returns the exit code: 1 if any pipeline failed.
+fn report(outcomes: &[Outcome], started: Instant) -> ExitCode {
+    let failed: Vec<&Outcome> = outcomes.iter().filter(|o| !o.ok()).collect();
+    println!(
+        "{} pipelines run: {} succeeded, {} failed, in {:.2} s",
+        outcomes.len(),
+        outcomes.len() - failed.len(),
+        failed.len(),
+        started.elapsed().as_secs_f64()
+    );
+    println!("{:<28} {:<7} {:>8} {:>12} {:>10}  run id", "pipeline", "status", "rows", "quarantined", "bytes");
+    let mut per_table: BTreeMap<&str, u64> = BTreeMap::new();
+    for o in outcomes {
+        let rows: u64 = o.tables.iter().map(|t| t.1).sum();
+        for (t, n) in &o.tables {
+            *per_table.entry(t).or_default() += n;
+        }
+        println!(
+            "{:<28} {:<7} {:>8} {:>12} {:>10}  {}",
+            o.pipeline,
+            if o.ok() { "ok" } else { "FAILED" },
+            rows,
+            o.quarantined,
+            o.bytes,
+            o.run_id
+        );
+    }
+    let tables: Vec<String> = per_table.iter().map(|(t, n)| format!("{t} {n}")).collect();
+    println!("rows loaded per table: {}", if tables.is_empty() { "none".into() } else { tables.join(", ") });
+    println!("rows quarantined: {}", outcomes.iter().map(|o| o.quarantined).sum::<u64>());
+    for o in &failed {
+        eprintln!("FAILED {}", o.error.as_deref().unwrap_or("unknown error"));
+    }
+    if failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}

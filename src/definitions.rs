@@ -1,0 +1,331 @@
+//! Pipeline definitions: one TOML file per feed in the pipelines folder.
+//!
+//! A GBFS feed needs five keys (`name`, `partner`, `format`, `url`, `schedule`); everything
+//! else has a default. Every error names the file, the line and the key. `${VAR}`
+//! references are resolved at run time from the environment, never stored.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use mobiflux_schedules::{DEFAULT_TIMEZONE, Schedule};
+use serde::Deserialize;
+use toml::Spanned;
+
+/// Formats this version reads.
+pub const FORMATS: &[&str] = &["gbfs"];
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DefinitionError {
+    pub file: PathBuf,
+    pub line: usize,
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for DefinitionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: ", self.file.display(), self.line)?;
+        if let Some(k) = &self.key {
+            write!(f, "{k}: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for DefinitionError {}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDefinition {
+    name: Spanned<String>,
+    partner: Spanned<String>,
+    format: Spanned<String>,
+    url: Spanned<String>,
+    schedule: Spanned<String>,
+    territory: Option<Spanned<String>>,
+    timezone: Option<Spanned<String>>,
+    language: Option<String>,
+    system_id: Option<String>,
+    timeout_secs: Option<Spanned<u64>>,
+    max_body_mb: Option<Spanned<u64>>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    #[serde(default)]
+    sensitive: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Definition {
+    pub file: PathBuf,
+    pub name: String,
+    pub partner: String,
+    pub territory: Option<String>,
+    pub format: String,
+    /// As written: may hold `${VAR}` references.
+    pub url: String,
+    pub schedule: String,
+    pub timezone: String,
+    pub language: Option<String>,
+    pub system_id: Option<String>,
+    pub timeout: Duration,
+    pub max_body_bytes: u64,
+    /// As written: values may hold `${VAR}` references, and are treated as secrets when they do.
+    pub headers: BTreeMap<String, String>,
+    pub sensitive: Vec<String>,
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].bytes().filter(|b| *b == b'\n').count() + 1
+}
+
+fn valid_slug(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// Parses one definition file's text.
+pub fn parse(file: &Path, text: &str) -> Result<Definition, Vec<DefinitionError>> {
+    let err = |span: Option<std::ops::Range<usize>>, key: Option<&str>, message: String| DefinitionError {
+        file: file.to_path_buf(),
+        line: span.map(|s| line_of(text, s.start)).unwrap_or(1),
+        key: key.map(str::to_string),
+        message,
+    };
+    let raw: RawDefinition = toml::from_str(text).map_err(|e| {
+        let msg = e.message().trim().to_string();
+        let key = msg
+            .strip_prefix("missing field `")
+            .or_else(|| msg.strip_prefix("unknown field `"))
+            .and_then(|r| r.split('`').next());
+        vec![err(e.span(), key, msg.clone())]
+    })?;
+    let mut errors = Vec::new();
+    if !valid_slug(raw.name.get_ref()) {
+        errors.push(err(
+            Some(raw.name.span()),
+            Some("name"),
+            format!("{:?} must be 1-63 characters of a-z, 0-9 and '-'", raw.name.get_ref()),
+        ));
+    }
+    if !valid_slug(raw.partner.get_ref()) {
+        errors.push(err(
+            Some(raw.partner.span()),
+            Some("partner"),
+            format!("{:?} must be 1-63 characters of a-z, 0-9 and '-'", raw.partner.get_ref()),
+        ));
+    }
+    if let Some(t) = &raw.territory
+        && !valid_slug(t.get_ref())
+    {
+        errors.push(err(
+            Some(t.span()),
+            Some("territory"),
+            format!("{:?} must be 1-63 characters of a-z, 0-9 and '-'", t.get_ref()),
+        ));
+    }
+    if !FORMATS.contains(&raw.format.get_ref().as_str()) {
+        errors.push(err(
+            Some(raw.format.span()),
+            Some("format"),
+            format!("unknown format {:?}; this version reads {FORMATS:?}", raw.format.get_ref()),
+        ));
+    }
+    let url = raw.url.get_ref();
+    if let Err(m) = check_refs(url) {
+        errors.push(err(Some(raw.url.span()), Some("url"), m));
+    } else if !(url.starts_with("http://") || url.starts_with("https://") || url.starts_with("${")) {
+        errors.push(err(
+            Some(raw.url.span()),
+            Some("url"),
+            format!("{:?} must be an http:// or https:// URL", mobiflux_model::redact::url(url, &[])),
+        ));
+    }
+    for (k, v) in &raw.headers {
+        if let Err(m) = check_refs(v) {
+            errors.push(err(None, Some(&format!("headers.{k}")), m));
+        }
+    }
+    let timezone = raw
+        .timezone
+        .as_ref()
+        .map(|t| t.get_ref().clone())
+        .unwrap_or_else(|| DEFAULT_TIMEZONE.to_string());
+    if let Err(e) = Schedule::parse(raw.schedule.get_ref(), &timezone) {
+        let (span, key) = match e {
+            mobiflux_schedules::ScheduleError::BadTimezone(_) => (raw.timezone.as_ref().map(|t| t.span()), "timezone"),
+            _ => (Some(raw.schedule.span()), "schedule"),
+        };
+        errors.push(err(span, Some(key), e.to_string()));
+    }
+    let timeout = raw.timeout_secs.as_ref().map(|t| *t.get_ref()).unwrap_or(30);
+    if !(1..=600).contains(&timeout) {
+        errors.push(err(
+            raw.timeout_secs.as_ref().map(|t| t.span()),
+            Some("timeout_secs"),
+            format!("{timeout} must be between 1 and 600"),
+        ));
+    }
+    let max_mb = raw.max_body_mb.as_ref().map(|t| *t.get_ref()).unwrap_or(64);
+    if !(1..=4096).contains(&max_mb) {
+        errors.push(err(
+            raw.max_body_mb.as_ref().map(|t| t.span()),
+            Some("max_body_mb"),
+            format!("{max_mb} must be between 1 and 4096"),
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(Definition {
+        file: file.to_path_buf(),
+        name: raw.name.into_inner(),
+        partner: raw.partner.into_inner(),
+        territory: raw.territory.map(Spanned::into_inner),
+        format: raw.format.into_inner(),
+        url: raw.url.into_inner(),
+        schedule: raw.schedule.into_inner(),
+        timezone,
+        language: raw.language,
+        system_id: raw.system_id,
+        timeout: Duration::from_secs(timeout),
+        max_body_bytes: max_mb * 1024 * 1024,
+        headers: raw.headers,
+        sensitive: raw.sensitive.into_iter().map(|s| s.to_ascii_lowercase()).collect(),
+    })
+}
+
+/// Checks `${VAR}` syntax without resolving.
+fn check_refs(s: &str) -> Result<(), String> {
+    let mut rest = s;
+    while let Some(i) = rest.find("${") {
+        let after = &rest[i + 2..];
+        let end = after.find('}').ok_or_else(|| format!("unclosed ${{ in {s:?}"))?;
+        let var = &after[..end];
+        if var.is_empty() || !var.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(format!("${{{var}}} is not an environment variable name"));
+        }
+        rest = &after[end + 1..];
+    }
+    Ok(())
+}
+
+/// Replaces `${VAR}` references from the environment; returns the text and the values used.
+/// `overrides` are consulted before the process environment (the demo's simulator address).
+pub fn resolve(s: &str, what: &str, overrides: &BTreeMap<String, String>) -> Result<(String, Vec<String>), String> {
+    let mut out = String::new();
+    let mut used = Vec::new();
+    let mut rest = s;
+    while let Some(i) = rest.find("${") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        let end = after.find('}').ok_or_else(|| format!("{what}: unclosed ${{"))?;
+        let var = &after[..end];
+        let value = overrides
+            .get(var)
+            .cloned()
+            .or_else(|| std::env::var(var).ok())
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| format!("{what} references ${{{var}}}, which is not set in the environment"))?;
+        out.push_str(&value);
+        used.push(value);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok((out, used))
+}
+
+/// Reads every `*.toml` in a folder (sorted); names must be unique across files.
+pub fn load_dir(dir: &Path) -> Result<(Vec<Definition>, Vec<DefinitionError>), std::io::Error> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    let mut defs: Vec<Definition> = Vec::new();
+    let mut errors = Vec::new();
+    for f in files {
+        let text = match std::fs::read_to_string(&f) {
+            Ok(t) => t,
+            Err(e) => {
+                errors.push(DefinitionError { file: f, line: 1, key: None, message: e.to_string() });
+                continue;
+            }
+        };
+        match parse(&f, &text) {
+            Ok(d) => {
+                if let Some(first) = defs.iter().find(|o| o.name == d.name) {
+                    let line = text.lines().position(|l| l.trim_start().starts_with("name")).unwrap_or(0) + 1;
+                    errors.push(DefinitionError {
+                        file: f.clone(),
+                        line,
+                        key: Some("name".into()),
+                        message: format!("{:?} is already defined in {}", d.name, first.file.display()),
+                    });
+                } else {
+                    defs.push(d);
+                }
+            }
+            Err(es) => errors.extend(es),
+        }
+    }
+    Ok((defs, errors))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"name = "velo-city"
+partner = "velo-city"
+format = "gbfs"
+url = "http://127.0.0.1:8080/gbfs.json"
+schedule = "0 * * * * *"
+"#;
+
+    #[test]
+    fn five_keys_make_a_feed_and_the_rest_defaults() {
+        let d = parse(Path::new("p/velo.toml"), GOOD).unwrap();
+        assert_eq!(d.name, "velo-city");
+        assert_eq!(d.timezone, "Europe/Paris");
+        assert_eq!(d.timeout, Duration::from_secs(30));
+        assert_eq!(d.max_body_bytes, 64 * 1024 * 1024);
+        assert_eq!(d.territory, None);
+    }
+
+    #[test]
+    fn errors_name_file_line_and_key() {
+        let text = GOOD.replace("0 * * * * *", "* * * * *").replace("\"gbfs\"", "\"gtfs\"");
+        let errs = parse(Path::new("p/velo.toml"), &text).unwrap_err();
+        let shown: Vec<String> = errs.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            vec![
+                "p/velo.toml:3: format: unknown format \"gtfs\"; this version reads [\"gbfs\"]".to_string(),
+                "p/velo.toml:5: schedule: \"* * * * *\" is not a cron expression with seconds (sec min hour day month weekday): expected 6 fields, found 5".to_string(),
+            ]
+        );
+        let missing = parse(Path::new("x.toml"), "name = \"a\"\n").unwrap_err();
+        assert_eq!(missing[0].key.as_deref(), Some("partner"));
+        let unknown = parse(Path::new("x.toml"), &format!("{GOOD}colour = \"red\"\n")).unwrap_err();
+        assert_eq!(unknown[0].line, 6);
+        assert_eq!(unknown[0].key.as_deref(), Some("colour"));
+        let bad_name = parse(Path::new("x.toml"), &GOOD.replace("name = \"velo-city\"", "name = \"Velo City\"")).unwrap_err();
+        assert_eq!(bad_name[0].to_string(), "x.toml:1: name: \"Velo City\" must be 1-63 characters of a-z, 0-9 and '-'");
+    }
+
+    #[test]
+    fn references_resolve_from_the_environment_or_say_which_is_missing() {
+        assert_eq!(
+            resolve("${MOBIFLUX_TEST_SURELY_UNSET_VAR}/x", "url", &BTreeMap::new()).unwrap_err(),
+            "url references ${MOBIFLUX_TEST_SURELY_UNSET_VAR}, which is not set in the environment"
+        );
+        let (s, used) = resolve("http://h/${PATH}", "url", &BTreeMap::new()).unwrap();
+        assert!(s.starts_with("http://h/") && used.len() == 1);
+        assert!(check_refs("${bad name}").is_err());
+    }
+}

@@ -1,0 +1,178 @@
+//! A simulated MSP: serves a fixture folder over HTTP on a loopback port, so the demo and
+//! the tests exercise the real HTTP path. Discovery documents (`gbfs.json`) are served
+//! with their feed URLs pointed at this server (`{name}.json`, or `{name}-1.json` for the
+//! specification examples' variants), and `{{base}}` in any file becomes the server's URL.
+//! Faults can be set per path: an error status, a delay, an HTML page, a truncated body.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fault {
+    /// Answer with this status and a short text body.
+    Status(u16),
+    /// Wait this long before answering.
+    Delay(Duration),
+    /// Answer 200 with an HTML page (a login or maintenance page).
+    Html,
+    /// Announce the whole length, send half the body, close.
+    Truncate,
+}
+
+pub struct Simulator {
+    addr: SocketAddr,
+    faults: Arc<Mutex<HashMap<String, Fault>>>,
+    requests: Arc<Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Simulator {
+    /// Serves `root` on `bind` (`127.0.0.1:0` picks a free port).
+    pub async fn start(root: impl Into<PathBuf>, bind: &str) -> std::io::Result<Simulator> {
+        let root: PathBuf = root.into();
+        let listener = TcpListener::bind(bind).await?;
+        let addr = listener.local_addr()?;
+        let faults: Arc<Mutex<HashMap<String, Fault>>> = Arc::default();
+        let requests: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (f, r) = (faults.clone(), requests.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                let (root, f, r) = (root.clone(), f.clone(), r.clone());
+                tokio::spawn(async move {
+                    let _ = serve(stream, &root, addr, &f, &r).await;
+                });
+            }
+        });
+        Ok(Simulator { addr, faults, requests, task })
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn set_fault(&self, path: &str, fault: Fault) {
+        self.faults.lock().expect("not poisoned").insert(path.to_string(), fault);
+    }
+
+    /// Paths requested so far, in order.
+    pub fn requests(&self) -> Vec<String> {
+        self.requests.lock().expect("not poisoned").clone()
+    }
+}
+
+async fn serve(
+    mut stream: TcpStream,
+    root: &Path,
+    addr: SocketAddr,
+    faults: &Mutex<HashMap<String, Fault>>,
+    requests: &Mutex<Vec<String>>,
+) -> std::io::Result<()> {
+    let mut buf = Vec::with_capacity(2048);
+    let mut chunk = [0u8; 2048];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 || buf.len() > 64 * 1024 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let head = String::from_utf8_lossy(&buf);
+    let path = head
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("/")
+        .split('?')
+        .next()
+        .unwrap_or("/")
+        .to_string();
+    requests.lock().expect("not poisoned").push(path.clone());
+    let base = format!("http://{addr}");
+    let fault = faults.lock().expect("not poisoned").get(&path).cloned();
+    if let Some(Fault::Delay(d)) = fault {
+        tokio::time::sleep(d).await;
+    }
+    let (status, ctype, body) = match fault {
+        Some(Fault::Status(s)) => (s, "text/plain", format!("simulated failure {s} for {path}").into_bytes()),
+        Some(Fault::Html) => (
+            200,
+            "text/html; charset=utf-8",
+            b"<!DOCTYPE html><html><head><title>Maintenance</title></head><body>Back soon</body></html>".to_vec(),
+        ),
+        _ => match read_fixture(root, &path, &base) {
+            Some(body) => (200, "application/json", body),
+            None => (404, "text/plain", format!("no fixture at {path}").into_bytes()),
+        },
+    };
+    let reason = match status {
+        200 => "OK",
+        404 => "Not Found",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Status",
+    };
+    let header = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(header.as_bytes()).await?;
+    if fault == Some(Fault::Truncate) {
+        stream.write_all(&body[..body.len() / 2]).await?;
+    } else {
+        stream.write_all(&body).await?;
+    }
+    stream.shutdown().await
+}
+
+fn read_fixture(root: &Path, path: &str, base: &str) -> Option<Vec<u8>> {
+    let rel = path.trim_start_matches('/');
+    if rel.split('/').any(|p| p == ".." || p.is_empty()) {
+        return None;
+    }
+    let file = root.join(rel);
+    let bytes = std::fs::read(&file).ok()?;
+    let text = String::from_utf8(bytes).ok()?.replace("{{base}}", base);
+    if file.file_name().is_some_and(|n| n == "gbfs.json") {
+        let dir = rel.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
+        let dir_path = file.parent()?.to_path_buf();
+        if let Ok(mut doc) = serde_json::from_str::<serde_json::Value>(&text) {
+            point_feeds_here(&mut doc, &dir_path, &format!("{base}/{dir}"));
+            return serde_json::to_vec_pretty(&doc).ok();
+        }
+    }
+    Some(text.into_bytes())
+}
+
+/// Points each listed feed at this server's copy of it.
+fn point_feeds_here(doc: &mut serde_json::Value, dir: &Path, base: &str) {
+    let Some(data) = doc.get_mut("data") else { return };
+    let mut lists: Vec<&mut serde_json::Value> = Vec::new();
+    if data.get("feeds").is_some() {
+        lists.extend(data.get_mut("feeds"));
+    } else if let Some(langs) = data.as_object_mut() {
+        lists.extend(langs.values_mut().filter_map(|l| l.get_mut("feeds")));
+    }
+    for list in lists {
+        for feed in list.as_array_mut().into_iter().flatten() {
+            let Some(name) = feed.get("name").and_then(|n| n.as_str()).map(str::to_string) else { continue };
+            let file = [format!("{name}.json"), format!("{name}-1.json")]
+                .into_iter()
+                .find(|f| dir.join(f).is_file());
+            if let Some(f) = file {
+                feed["url"] = serde_json::Value::String(format!("{base}/{f}"));
+            }
+        }
+    }
+}
