@@ -78,6 +78,15 @@ pub enum LoadError {
     },
 }
 
+/// A failure inside a load transaction: the database's, or an injected fault.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum StepError {
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+    #[error(transparent)]
+    Fault(#[from] mobiflux_model::failpoint::Fired),
+}
+
 /// A table's rows as text, sorted by natural key, with `run_id` left out: how two
 /// warehouses are compared (timestamps RFC 3339 UTC with microseconds, floats shortest form).
 pub type TableDump = Vec<Vec<Option<String>>>;

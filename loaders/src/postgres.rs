@@ -261,7 +261,7 @@ impl Warehouse for PostgresWarehouse {
                     .execute(&mut *tx)
                     .await?;
                     copy_frame(&mut tx, &stage, schema, &cols, height).await?;
-                    failpoint::check("loader.after_copy").map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+                    failpoint::check("loader.after_copy")?;
                     let list = sql::column_list(schema);
                     sqlx::raw_sql(AssertSqlSafe(format!(
                         "INSERT INTO {t} ({list}) SELECT {list} FROM {stage} {}",
@@ -270,7 +270,7 @@ impl Warehouse for PostgresWarehouse {
                     )))
                     .execute(&mut *tx)
                     .await?;
-                    Ok::<(), sqlx::Error>(())
+                    Ok::<(), crate::StepError>(())
                 };
                 step.await.map_err(|e| rolled_back(schema.name, e.to_string()))?;
             }
@@ -284,13 +284,13 @@ impl Warehouse for PostgresWarehouse {
                 if q.height() > 0 {
                     copy_frame(&mut tx, "quarantine", &QUARANTINE, &qcols, q.height()).await?;
                 }
-                failpoint::check("loader.before_commit").map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+                failpoint::check("loader.before_commit")?;
                 let mut done = batch.run.clone();
                 done.status = "succeeded".into();
                 done.rows_loaded = stats.rows() as i64;
                 done.rows_quarantined = q.height() as i64;
                 upsert_run(&mut tx, &done).await?;
-                Ok::<(), sqlx::Error>(())
+                Ok::<(), crate::StepError>(())
             };
             step.await.map_err(|e| rolled_back("quarantine", e.to_string()))?;
             stats.quarantined = q.height() as u64;

@@ -214,8 +214,8 @@ impl Warehouse for SqliteWarehouse {
                 stats.tables.push((schema.name, df.height() as u64));
                 let step = async {
                     insert_frame(&mut tx, schema, &cols, df.height()).await?;
-                    failpoint::check("loader.after_copy").map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
-                    Ok::<(), sqlx::Error>(())
+                    failpoint::check("loader.after_copy")?;
+                    Ok::<(), crate::StepError>(())
                 };
                 step.await.map_err(|e| rolled_back(schema.name, e.to_string()))?;
             }
@@ -227,13 +227,13 @@ impl Warehouse for SqliteWarehouse {
                     .execute(&mut *tx)
                     .await?;
                 insert_frame(&mut tx, &QUARANTINE, &qcols, q.height()).await?;
-                failpoint::check("loader.before_commit").map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+                failpoint::check("loader.before_commit")?;
                 let mut done = batch.run.clone();
                 done.status = "succeeded".into();
                 done.rows_loaded = stats.rows() as i64;
                 done.rows_quarantined = q.height() as i64;
                 upsert_run(&mut tx, &done).await?;
-                Ok::<(), sqlx::Error>(())
+                Ok::<(), crate::StepError>(())
             };
             step.await.map_err(|e| rolled_back("quarantine", e.to_string()))?;
             stats.quarantined = q.height() as u64;

@@ -1,0 +1,116 @@
+//! Shared by the end-to-end tests: real PostgreSQL databases made per test, the real S3
+//! server started by `.ci/run`, a simulated MSP serving the project's fixtures, and the
+//! `mobiflux` binary run as a user would run it.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use mobiflux::simulator::Simulator;
+use mobiflux_loaders::Warehouse;
+use mobiflux_model::schema::UNIFIED_TABLES;
+
+pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures");
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_string())
+}
+
+/// A fresh PostgreSQL database for one test, dropped when the value is dropped... by the
+/// next run: names are unique, and old ones are removed at creation time.
+pub async fn pg_database() -> String {
+    let admin = env_or("MOBIFLUX_TEST_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres");
+    let pool = sqlx::PgPool::connect(&admin)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at {admin} (start it with `bash .ci/run`): {e}"));
+    let name = format!("mobiflux_t_{}", uuid_like());
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&pool)
+        .await
+        .unwrap();
+    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+    format!("{base}/{name}")
+}
+
+fn uuid_like() -> String {
+    mobiflux_model::RunId::new().to_string().replace('-', "")
+}
+
+/// The S3 raw zone of `.ci/run`, under a prefix of its own; `None` when not configured.
+pub fn s3_url() -> String {
+    let bucket = std::env::var("MOBIFLUX_TEST_S3_BUCKET")
+        .expect("MOBIFLUX_TEST_S3_BUCKET is not set: run the tests with `bash .ci/run`, which starts the S3 server");
+    format!("s3://{bucket}/t{}", uuid_like())
+}
+
+pub fn s3_env() -> Vec<(String, String)> {
+    vec![(
+        "MOBIFLUX_S3_ENDPOINT".into(),
+        std::env::var("MOBIFLUX_TEST_S3_ENDPOINT").expect("MOBIFLUX_TEST_S3_ENDPOINT (set by .ci/run)"),
+    )]
+}
+
+pub async fn msp() -> Simulator {
+    Simulator::start(FIXTURES, "127.0.0.1:0").await.unwrap()
+}
+
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("mobiflux-{tag}-{}", uuid_like()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Writes a definition file; `extra` lines are appended.
+pub fn define(dir: &Path, name: &str, url: &str, extra: &str) {
+    let text = format!(
+        "name = \"{name}\"\npartner = \"{name}\"\nformat = \"gbfs\"\nurl = \"{url}\"\nschedule = \"0 * * * * *\"\n{extra}\n"
+    );
+    std::fs::write(dir.join(format!("{name}.toml")), text).unwrap();
+}
+
+/// The four fixture feeds of the README demo, served by `sim`.
+pub fn define_fixture_feeds(dir: &Path, sim: &Simulator) {
+    let base = sim.base_url();
+    define(dir, "gbfs-2-3", &format!("{base}/gbfs/v2.3/gbfs.json"), "");
+    define(dir, "gbfs-3-0", &format!("{base}/gbfs/v3.0/gbfs.json"), "");
+    define(dir, "spec-2-3", &format!("{base}/gbfs/spec-examples/v2.3/gbfs.json"), "");
+    define(dir, "spec-3-0", &format!("{base}/gbfs/spec-examples/v3.0/gbfs.json"), "");
+}
+
+/// Runs the binary with the given arguments and environment.
+pub async fn mobiflux(args: &[&str], env: &[(String, String)]) -> Output {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_mobiflux"));
+    cmd.args(args).env_remove("MOBIFLUX_FAILPOINTS");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().await.unwrap()
+}
+
+pub fn text(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+pub fn dest(pipelines: &Path, raw: &str, warehouse: &str) -> Vec<(String, String)> {
+    vec![
+        ("MOBIFLUX_PIPELINES".into(), pipelines.display().to_string()),
+        ("MOBIFLUX_RAW_URL".into(), raw.into()),
+        ("MOBIFLUX_WAREHOUSE_URL".into(), warehouse.into()),
+    ]
+}
+
+/// Every unified table's content (without run ids).
+pub async fn dump_all(wh: &dyn Warehouse) -> Vec<(&'static str, mobiflux_loaders::TableDump)> {
+    let mut out = Vec::new();
+    for t in UNIFIED_TABLES {
+        out.push((t.name, wh.dump(t).await.unwrap()));
+    }
+    out
+}
+
+pub fn counts(dump: &[(&'static str, mobiflux_loaders::TableDump)]) -> Vec<(&'static str, usize)> {
+    dump.iter().map(|(t, rows)| (*t, rows.len())).collect()
+}
