@@ -14,7 +14,11 @@ use crate::runner::{Outcome, Runner};
 use crate::simulator::Simulator;
 
 #[derive(Parser)]
-#[command(name = "mobiflux", version, about = "MaaS data integration: MSP feeds to raw zone, warehouse and gateway cache")]
+#[command(
+    name = "mobiflux",
+    version,
+    about = "MaaS data integration: MSP feeds to raw zone, warehouse and gateway cache"
+)]
 pub struct Cli {
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true, env = "MOBIFLUX_LOG_FORMAT")]
@@ -35,10 +39,18 @@ struct Destinations {
     #[arg(long = "raw", env = "MOBIFLUX_RAW_URL", default_value = "./var/raw")]
     raw: String,
     /// Warehouse: sqlite://path or postgres://user@host/db.
-    #[arg(long = "warehouse", env = "MOBIFLUX_WAREHOUSE_URL", default_value = "sqlite://./var/warehouse.db")]
+    #[arg(
+        long = "warehouse",
+        env = "MOBIFLUX_WAREHOUSE_URL",
+        default_value = "sqlite://./var/warehouse.db"
+    )]
     warehouse: String,
     /// Folder of pipeline definitions (*.toml).
-    #[arg(long = "pipelines", env = "MOBIFLUX_PIPELINES", default_value = "./pipelines")]
+    #[arg(
+        long = "pipelines",
+        env = "MOBIFLUX_PIPELINES",
+        default_value = "./pipelines"
+    )]
     pipelines: PathBuf,
 }
 
@@ -61,7 +73,11 @@ enum Command {
     },
     /// Check every definition; errors name file, line and key.
     Validate {
-        #[arg(long = "pipelines", env = "MOBIFLUX_PIPELINES", default_value = "./pipelines")]
+        #[arg(
+            long = "pipelines",
+            env = "MOBIFLUX_PIPELINES",
+            default_value = "./pipelines"
+        )]
         pipelines: PathBuf,
     },
     /// Re-transform and reload a run from the raw zone alone (no call to the MSP).
@@ -72,7 +88,11 @@ enum Command {
     },
     /// Create or upgrade the warehouse schema.
     Migrate {
-        #[arg(long = "warehouse", env = "MOBIFLUX_WAREHOUSE_URL", default_value = "sqlite://./var/warehouse.db")]
+        #[arg(
+            long = "warehouse",
+            env = "MOBIFLUX_WAREHOUSE_URL",
+            default_value = "sqlite://./var/warehouse.db"
+        )]
         warehouse: String,
     },
     /// Serve a fixture folder as a simulated MSP until interrupted.
@@ -87,7 +107,10 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logs(cli.log_format);
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -106,7 +129,9 @@ pub fn main() -> ExitCode {
 fn init_logs(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("MOBIFLUX_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => b.json().init(),
         LogFormat::Text => b.init(),
@@ -125,12 +150,20 @@ async fn dispatch(cmd: Command) -> Result<ExitCode> {
             let sim = Simulator::start(&fixtures, "127.0.0.1:0")
                 .await
                 .with_context(|| format!("serving {}", fixtures.display()))?;
-            println!("simulated MSP serving {} at {}", fixtures.display(), sim.base_url());
+            println!(
+                "simulated MSP serving {} at {}",
+                fixtures.display(),
+                sim.base_url()
+            );
             let defs = load_definitions(&dest.pipelines)?;
             let vars = BTreeMap::from([("MOBIFLUX_EXAMPLE_MSP".to_string(), sim.base_url())]);
             let runner = runner(&dest, vars).await?;
             let outcomes = runner.run_all(&defs).await;
-            println!("raw zone: {}   warehouse: {}", runner.raw.describe(), runner.warehouse.describe());
+            println!(
+                "raw zone: {}   warehouse: {}",
+                runner.raw.describe(),
+                runner.warehouse.describe()
+            );
             Ok(report(&outcomes, started))
         }
         Command::Validate { pipelines } => {
@@ -139,13 +172,24 @@ async fn dispatch(cmd: Command) -> Result<ExitCode> {
             for e in &errors {
                 eprintln!("{e}");
             }
-            println!("{} definitions valid, {} errors in {}", defs.len(), errors.len(), pipelines.display());
-            Ok(if errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            println!(
+                "{} definitions valid, {} errors in {}",
+                defs.len(),
+                errors.len(),
+                pipelines.display()
+            );
+            Ok(if errors.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::Replay { run_id, dest } => {
             let started = Instant::now();
             let id = run_id.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
-            let defs = definitions::load_dir(&dest.pipelines).map(|(d, _)| d).unwrap_or_default();
+            let defs = definitions::load_dir(&dest.pipelines)
+                .map(|(d, _)| d)
+                .unwrap_or_default();
             let runner = runner(&dest, BTreeMap::new()).await?;
             Ok(report(&[runner.replay(id, &defs).await], started))
         }
@@ -157,7 +201,11 @@ async fn dispatch(cmd: Command) -> Result<ExitCode> {
         }
         Command::Simulate { fixtures, bind } => {
             let sim = Simulator::start(&fixtures, &bind).await?;
-            println!("simulated MSP serving {} at {} (Ctrl-C to stop)", fixtures.display(), sim.base_url());
+            println!(
+                "simulated MSP serving {} at {} (Ctrl-C to stop)",
+                fixtures.display(),
+                sim.base_url()
+            );
             tokio::signal::ctrl_c().await?;
             Ok(ExitCode::SUCCESS)
         }
@@ -165,11 +213,14 @@ async fn dispatch(cmd: Command) -> Result<ExitCode> {
 }
 
 fn load_definitions(dir: &std::path::Path) -> Result<Vec<Definition>> {
-    let (defs, errors) =
-        definitions::load_dir(dir).with_context(|| format!("reading pipeline definitions in {}", dir.display()))?;
+    let (defs, errors) = definitions::load_dir(dir)
+        .with_context(|| format!("reading pipeline definitions in {}", dir.display()))?;
     if !errors.is_empty() {
         let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        bail!("invalid pipeline definitions (run `mobiflux validate`):\n{}", list.join("\n"));
+        bail!(
+            "invalid pipeline definitions (run `mobiflux validate`):\n{}",
+            list.join("\n")
+        );
     }
     if defs.is_empty() {
         bail!("no pipeline definitions (*.toml) in {}", dir.display());
@@ -187,7 +238,10 @@ fn select(defs: Vec<Definition>, names: &[String]) -> Result<Vec<Definition>> {
             bail!("no pipeline named {n:?}; defined: {}", known.join(", "));
         }
     }
-    Ok(defs.into_iter().filter(|d| names.contains(&d.name)).collect())
+    Ok(defs
+        .into_iter()
+        .filter(|d| names.contains(&d.name))
+        .collect())
 }
 
 async fn runner(dest: &Destinations, vars: BTreeMap<String, String>) -> Result<Runner> {
@@ -211,7 +265,10 @@ fn report(outcomes: &[Outcome], started: Instant) -> ExitCode {
         failed.len(),
         started.elapsed().as_secs_f64()
     );
-    println!("{:<28} {:<7} {:>8} {:>12} {:>10}  run id", "pipeline", "status", "rows", "quarantined", "bytes");
+    println!(
+        "{:<28} {:<7} {:>8} {:>12} {:>10}  run id",
+        "pipeline", "status", "rows", "quarantined", "bytes"
+    );
     let mut per_table: BTreeMap<&str, u64> = BTreeMap::new();
     for o in outcomes {
         let rows: u64 = o.tables.iter().map(|t| t.1).sum();
@@ -229,10 +286,24 @@ fn report(outcomes: &[Outcome], started: Instant) -> ExitCode {
         );
     }
     let tables: Vec<String> = per_table.iter().map(|(t, n)| format!("{t} {n}")).collect();
-    println!("rows loaded per table: {}", if tables.is_empty() { "none".into() } else { tables.join(", ") });
-    println!("rows quarantined: {}", outcomes.iter().map(|o| o.quarantined).sum::<u64>());
+    println!(
+        "rows loaded per table: {}",
+        if tables.is_empty() {
+            "none".into()
+        } else {
+            tables.join(", ")
+        }
+    );
+    println!(
+        "rows quarantined: {}",
+        outcomes.iter().map(|o| o.quarantined).sum::<u64>()
+    );
     for o in &failed {
         eprintln!("FAILED {}", o.error.as_deref().unwrap_or("unknown error"));
     }
-    if failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }

@@ -77,24 +77,31 @@ pub struct Definition {
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].bytes().filter(|b| *b == b'\n').count() + 1
+    text[..offset.min(text.len())]
+        .bytes()
+        .filter(|b| *b == b'\n')
+        .count()
+        + 1
 }
 
 fn valid_slug(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
 
 /// Parses one definition file's text.
 pub fn parse(file: &Path, text: &str) -> Result<Definition, Vec<DefinitionError>> {
-    let err = |span: Option<std::ops::Range<usize>>, key: Option<&str>, message: String| DefinitionError {
-        file: file.to_path_buf(),
-        line: span.map(|s| line_of(text, s.start)).unwrap_or(1),
-        key: key.map(str::to_string),
-        message,
+    let err = |span: Option<std::ops::Range<usize>>, key: Option<&str>, message: String| {
+        DefinitionError {
+            file: file.to_path_buf(),
+            line: span.map(|s| line_of(text, s.start)).unwrap_or(1),
+            key: key.map(str::to_string),
+            message,
+        }
     };
     let raw: RawDefinition = toml::from_str(text).map_err(|e| {
         let msg = e.message().trim().to_string();
@@ -109,14 +116,20 @@ pub fn parse(file: &Path, text: &str) -> Result<Definition, Vec<DefinitionError>
         errors.push(err(
             Some(raw.name.span()),
             Some("name"),
-            format!("{:?} must be 1-63 characters of a-z, 0-9 and '-'", raw.name.get_ref()),
+            format!(
+                "{:?} must be 1-63 characters of a-z, 0-9 and '-'",
+                raw.name.get_ref()
+            ),
         ));
     }
     if !valid_slug(raw.partner.get_ref()) {
         errors.push(err(
             Some(raw.partner.span()),
             Some("partner"),
-            format!("{:?} must be 1-63 characters of a-z, 0-9 and '-'", raw.partner.get_ref()),
+            format!(
+                "{:?} must be 1-63 characters of a-z, 0-9 and '-'",
+                raw.partner.get_ref()
+            ),
         ));
     }
     if let Some(t) = &raw.territory
@@ -125,24 +138,34 @@ pub fn parse(file: &Path, text: &str) -> Result<Definition, Vec<DefinitionError>
         errors.push(err(
             Some(t.span()),
             Some("territory"),
-            format!("{:?} must be 1-63 characters of a-z, 0-9 and '-'", t.get_ref()),
+            format!(
+                "{:?} must be 1-63 characters of a-z, 0-9 and '-'",
+                t.get_ref()
+            ),
         ));
     }
     if !FORMATS.contains(&raw.format.get_ref().as_str()) {
         errors.push(err(
             Some(raw.format.span()),
             Some("format"),
-            format!("unknown format {:?}; this version reads {FORMATS:?}", raw.format.get_ref()),
+            format!(
+                "unknown format {:?}; this version reads {FORMATS:?}",
+                raw.format.get_ref()
+            ),
         ));
     }
     let url = raw.url.get_ref();
     if let Err(m) = check_refs(url) {
         errors.push(err(Some(raw.url.span()), Some("url"), m));
-    } else if !(url.starts_with("http://") || url.starts_with("https://") || url.starts_with("${")) {
+    } else if !(url.starts_with("http://") || url.starts_with("https://") || url.starts_with("${"))
+    {
         errors.push(err(
             Some(raw.url.span()),
             Some("url"),
-            format!("{:?} must be an http:// or https:// URL", mobiflux_model::redact::url(url, &[])),
+            format!(
+                "{:?} must be an http:// or https:// URL",
+                mobiflux_model::redact::url(url, &[])
+            ),
         ));
     }
     for (k, v) in &raw.headers {
@@ -157,12 +180,18 @@ pub fn parse(file: &Path, text: &str) -> Result<Definition, Vec<DefinitionError>
         .unwrap_or_else(|| DEFAULT_TIMEZONE.to_string());
     if let Err(e) = Schedule::parse(raw.schedule.get_ref(), &timezone) {
         let (span, key) = match e {
-            mobiflux_schedules::ScheduleError::BadTimezone(_) => (raw.timezone.as_ref().map(|t| t.span()), "timezone"),
+            mobiflux_schedules::ScheduleError::BadTimezone(_) => {
+                (raw.timezone.as_ref().map(|t| t.span()), "timezone")
+            }
             _ => (Some(raw.schedule.span()), "schedule"),
         };
         errors.push(err(span, Some(key), e.to_string()));
     }
-    let timeout = raw.timeout_secs.as_ref().map(|t| *t.get_ref()).unwrap_or(30);
+    let timeout = raw
+        .timeout_secs
+        .as_ref()
+        .map(|t| *t.get_ref())
+        .unwrap_or(30);
     if !(1..=600).contains(&timeout) {
         errors.push(err(
             raw.timeout_secs.as_ref().map(|t| t.span()),
@@ -195,7 +224,11 @@ pub fn parse(file: &Path, text: &str) -> Result<Definition, Vec<DefinitionError>
         timeout: Duration::from_secs(timeout),
         max_body_bytes: max_mb * 1024 * 1024,
         headers: raw.headers,
-        sensitive: raw.sensitive.into_iter().map(|s| s.to_ascii_lowercase()).collect(),
+        sensitive: raw
+            .sensitive
+            .into_iter()
+            .map(|s| s.to_ascii_lowercase())
+            .collect(),
     })
 }
 
@@ -204,7 +237,9 @@ fn check_refs(s: &str) -> Result<(), String> {
     let mut rest = s;
     while let Some(i) = rest.find("${") {
         let after = &rest[i + 2..];
-        let end = after.find('}').ok_or_else(|| format!("unclosed ${{ in {s:?}"))?;
+        let end = after
+            .find('}')
+            .ok_or_else(|| format!("unclosed ${{ in {s:?}"))?;
         let var = &after[..end];
         if var.is_empty() || !var.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
             return Err(format!("${{{var}}} is not an environment variable name"));
@@ -216,21 +251,29 @@ fn check_refs(s: &str) -> Result<(), String> {
 
 /// Replaces `${VAR}` references from the environment; returns the text and the values used.
 /// `overrides` are consulted before the process environment (the demo's simulator address).
-pub fn resolve(s: &str, what: &str, overrides: &BTreeMap<String, String>) -> Result<(String, Vec<String>), String> {
+pub fn resolve(
+    s: &str,
+    what: &str,
+    overrides: &BTreeMap<String, String>,
+) -> Result<(String, Vec<String>), String> {
     let mut out = String::new();
     let mut used = Vec::new();
     let mut rest = s;
     while let Some(i) = rest.find("${") {
         out.push_str(&rest[..i]);
         let after = &rest[i + 2..];
-        let end = after.find('}').ok_or_else(|| format!("{what}: unclosed ${{"))?;
+        let end = after
+            .find('}')
+            .ok_or_else(|| format!("{what}: unclosed ${{"))?;
         let var = &after[..end];
         let value = overrides
             .get(var)
             .cloned()
             .or_else(|| std::env::var(var).ok())
             .filter(|v| !v.is_empty())
-            .ok_or_else(|| format!("{what} references ${{{var}}}, which is not set in the environment"))?;
+            .ok_or_else(|| {
+                format!("{what} references ${{{var}}}, which is not set in the environment")
+            })?;
         out.push_str(&value);
         used.push(value);
         rest = &after[end + 1..];
@@ -252,19 +295,32 @@ pub fn load_dir(dir: &Path) -> Result<(Vec<Definition>, Vec<DefinitionError>), s
         let text = match std::fs::read_to_string(&f) {
             Ok(t) => t,
             Err(e) => {
-                errors.push(DefinitionError { file: f, line: 1, key: None, message: e.to_string() });
+                errors.push(DefinitionError {
+                    file: f,
+                    line: 1,
+                    key: None,
+                    message: e.to_string(),
+                });
                 continue;
             }
         };
         match parse(&f, &text) {
             Ok(d) => {
                 if let Some(first) = defs.iter().find(|o| o.name == d.name) {
-                    let line = text.lines().position(|l| l.trim_start().starts_with("name")).unwrap_or(0) + 1;
+                    let line = text
+                        .lines()
+                        .position(|l| l.trim_start().starts_with("name"))
+                        .unwrap_or(0)
+                        + 1;
                     errors.push(DefinitionError {
                         file: f.clone(),
                         line,
                         key: Some("name".into()),
-                        message: format!("{:?} is already defined in {}", d.name, first.file.display()),
+                        message: format!(
+                            "{:?} is already defined in {}",
+                            d.name,
+                            first.file.display()
+                        ),
                     });
                 } else {
                     defs.push(d);
@@ -299,7 +355,9 @@ schedule = "0 * * * * *"
 
     #[test]
     fn errors_name_file_line_and_key() {
-        let text = GOOD.replace("0 * * * * *", "* * * * *").replace("\"gbfs\"", "\"gtfs\"");
+        let text = GOOD
+            .replace("0 * * * * *", "* * * * *")
+            .replace("\"gbfs\"", "\"gtfs\"");
         let errs = parse(Path::new("p/velo.toml"), &text).unwrap_err();
         let shown: Vec<String> = errs.iter().map(ToString::to_string).collect();
         assert_eq!(
@@ -314,14 +372,26 @@ schedule = "0 * * * * *"
         let unknown = parse(Path::new("x.toml"), &format!("{GOOD}colour = \"red\"\n")).unwrap_err();
         assert_eq!(unknown[0].line, 6);
         assert_eq!(unknown[0].key.as_deref(), Some("colour"));
-        let bad_name = parse(Path::new("x.toml"), &GOOD.replace("name = \"velo-city\"", "name = \"Velo City\"")).unwrap_err();
-        assert_eq!(bad_name[0].to_string(), "x.toml:1: name: \"Velo City\" must be 1-63 characters of a-z, 0-9 and '-'");
+        let bad_name = parse(
+            Path::new("x.toml"),
+            &GOOD.replace("name = \"velo-city\"", "name = \"Velo City\""),
+        )
+        .unwrap_err();
+        assert_eq!(
+            bad_name[0].to_string(),
+            "x.toml:1: name: \"Velo City\" must be 1-63 characters of a-z, 0-9 and '-'"
+        );
     }
 
     #[test]
     fn references_resolve_from_the_environment_or_say_which_is_missing() {
         assert_eq!(
-            resolve("${MOBIFLUX_TEST_SURELY_UNSET_VAR}/x", "url", &BTreeMap::new()).unwrap_err(),
+            resolve(
+                "${MOBIFLUX_TEST_SURELY_UNSET_VAR}/x",
+                "url",
+                &BTreeMap::new()
+            )
+            .unwrap_err(),
             "url references ${MOBIFLUX_TEST_SURELY_UNSET_VAR}, which is not set in the environment"
         );
         let (s, used) = resolve("http://h/${PATH}", "url", &BTreeMap::new()).unwrap();

@@ -93,7 +93,10 @@ impl Runner {
             elapsed: Duration::ZERO,
         };
         let result: Result<Loaded, String> = async {
-            self.warehouse.start_run(&record).await.map_err(|e| e.to_string())?;
+            self.warehouse
+                .start_run(&record)
+                .await
+                .map_err(|e| e.to_string())?;
             let src = self.source(def)?;
             let http = Http::new(HttpOptions {
                 timeout: def.timeout,
@@ -102,20 +105,32 @@ impl Runner {
             })
             .map_err(|e| format!("HTTP client: {e}"))?;
             let manifest = match def.format.as_str() {
-                "gbfs" => mobiflux_extractors::gbfs::extract(&http, self.raw.as_ref(), &run_id, &src).await,
+                "gbfs" => {
+                    mobiflux_extractors::gbfs::extract(&http, self.raw.as_ref(), &run_id, &src)
+                        .await
+                }
                 other => unreachable!("validated format {other}"),
             };
             let manifest = manifest.map_err(|e| src.redacted(&e.to_string()))?;
             outcome.bytes = manifest.bytes();
             record.bytes = manifest.bytes() as i64;
-            tracing::info!(objects = manifest.objects.len(), bytes = manifest.bytes(), "extracted");
-            self.transform_and_load(&manifest, def.language.as_deref(), &mut record).await
+            tracing::info!(
+                objects = manifest.objects.len(),
+                bytes = manifest.bytes(),
+                "extracted"
+            );
+            self.transform_and_load(&manifest, def.language.as_deref(), &mut record)
+                .await
         }
         .await;
         outcome.elapsed = started.elapsed();
         match result {
             Ok(loaded) => {
-                tracing::info!(rows = loaded.tables.iter().map(|t| t.1).sum::<u64>(), quarantined = loaded.quarantined, "loaded");
+                tracing::info!(
+                    rows = loaded.tables.iter().map(|t| t.1).sum::<u64>(),
+                    quarantined = loaded.quarantined,
+                    "loaded"
+                );
                 outcome.tables = loaded.tables;
                 outcome.quarantined = loaded.quarantined;
             }
@@ -224,7 +239,11 @@ impl Runner {
         record: &mut RunRecord,
     ) -> Result<Loaded, String> {
         let mut blobs: Vec<(&str, &str, Bytes, chrono::DateTime<Utc>)> = Vec::new();
-        for o in manifest.objects.iter().filter(|o| o.complete && (200..300).contains(&o.status)) {
+        for o in manifest
+            .objects
+            .iter()
+            .filter(|o| o.complete && (200..300).contains(&o.status))
+        {
             let bytes = self.raw.get(&o.key).await.map_err(|e| e.to_string())?;
             blobs.push((&o.resource, &o.key, bytes, o.fetched_at));
         }
@@ -249,7 +268,12 @@ impl Runner {
             other => return Err(format!("no transform for format {other}")),
         }
         .map_err(|e| e.to_string())?;
-        let qframe = quarantine::to_frame(&out.quarantine, &run_id, &manifest.pipeline, &manifest.partner);
+        let qframe = quarantine::to_frame(
+            &out.quarantine,
+            &run_id,
+            &manifest.pipeline,
+            &manifest.partner,
+        );
         record.finished_at = Some(Utc::now());
         let stats = self
             .warehouse

@@ -49,14 +49,21 @@ impl Simulator {
         let (f, r) = (faults.clone(), requests.clone());
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let (root, f, r) = (root.clone(), f.clone(), r.clone());
                 tokio::spawn(async move {
                     let _ = serve(stream, &root, addr, &f, &r).await;
                 });
             }
         });
-        Ok(Simulator { addr, faults, requests, task })
+        Ok(Simulator {
+            addr,
+            faults,
+            requests,
+            task,
+        })
     }
 
     pub fn base_url(&self) -> String {
@@ -64,7 +71,10 @@ impl Simulator {
     }
 
     pub fn set_fault(&self, path: &str, fault: Fault) {
-        self.faults.lock().expect("not poisoned").insert(path.to_string(), fault);
+        self.faults
+            .lock()
+            .expect("not poisoned")
+            .insert(path.to_string(), fault);
     }
 
     /// Paths requested so far, in order.
@@ -157,7 +167,9 @@ fn read_fixture(root: &Path, path: &str, base: &str) -> Option<Vec<u8>> {
 
 /// Points each listed feed at this server's copy of it.
 fn point_feeds_here(doc: &mut serde_json::Value, dir: &Path, base: &str) {
-    let Some(data) = doc.get_mut("data") else { return };
+    let Some(data) = doc.get_mut("data") else {
+        return;
+    };
     let mut lists: Vec<&mut serde_json::Value> = Vec::new();
     if data.get("feeds").is_some() {
         lists.extend(data.get_mut("feeds"));
@@ -166,7 +178,13 @@ fn point_feeds_here(doc: &mut serde_json::Value, dir: &Path, base: &str) {
     }
     for list in lists {
         for feed in list.as_array_mut().into_iter().flatten() {
-            let Some(name) = feed.get("name").and_then(|n| n.as_str()).map(str::to_string) else { continue };
+            let Some(name) = feed
+                .get("name")
+                .and_then(|n| n.as_str())
+                .map(str::to_string)
+            else {
+                continue;
+            };
             let file = [format!("{name}.json"), format!("{name}-1.json")]
                 .into_iter()
                 .find(|f| dir.join(f).is_file());

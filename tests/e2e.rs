@@ -18,7 +18,11 @@ const EXPECTED_COUNTS: &[(&str, usize)] = &[
     ("vehicles", 8),
 ];
 
-fn row<'a>(dump: &'a [(&str, mobiflux_loaders::TableDump)], table: &str, id: &str) -> &'a Vec<Option<String>> {
+fn row<'a>(
+    dump: &'a [(&str, mobiflux_loaders::TableDump)],
+    table: &str,
+    id: &str,
+) -> &'a Vec<Option<String>> {
     let rows = &dump.iter().find(|(t, _)| *t == table).unwrap().1;
     rows.iter()
         .find(|r| r[1].as_deref() == Some(id))
@@ -38,10 +42,17 @@ async fn fixture_feeds_load_the_same_into_sqlite_and_into_postgres_with_s3() {
     // Embedded default: local folder + SQLite.
     let local = temp_dir("local");
     let sqlite = format!("sqlite://{}/warehouse.db", local.display());
-    let out = mobiflux(&["run"], &dest(&pipelines, &format!("{}/raw", local.display()), &sqlite)).await;
+    let out = mobiflux(
+        &["run"],
+        &dest(&pipelines, &format!("{}/raw", local.display()), &sqlite),
+    )
+    .await;
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}\n{stderr}");
-    assert!(stdout.contains("4 pipelines run: 4 succeeded, 0 failed"), "{stdout}");
+    assert!(
+        stdout.contains("4 pipelines run: 4 succeeded, 0 failed"),
+        "{stdout}"
+    );
     assert!(
         stdout.contains("rows loaded per table: geofencing_zones 273, pricing_plans 3, regions 1, station_status 3, stations 27, system_info 4, vehicle_types 3, vehicles 8"),
         "{stdout}"
@@ -64,21 +75,48 @@ async fn fixture_feeds_load_the_same_into_sqlite_and_into_postgres_with_s3() {
 
     // Values as the fixture files say (dump columns are the schema's, without run_id).
     let st = row(&b, "stations", "TST:Station:1");
-    assert_eq!((s(st, 0), s(st, 2), s(st, 3), s(st, 4)), (Some("gbfs-2-3"), Some("Cool bikes"), Some("12.34"), Some("45.67")));
+    assert_eq!(
+        (s(st, 0), s(st, 2), s(st, 3), s(st, 4)),
+        (
+            Some("gbfs-2-3"),
+            Some("Cool bikes"),
+            Some("12.34"),
+            Some("45.67")
+        )
+    );
     assert_eq!(s(st, 11), Some("2025-07-02T06:21:03.000000Z"));
     let ss = row(&b, "station_status", "6efbec5a-6b8c-455b-bed2-8d66be6d6a4b");
-    assert_eq!((s(ss, 2), s(ss, 4)), (Some("2019-07-04T13:33:03.969000Z"), Some("0")));
+    assert_eq!(
+        (s(ss, 2), s(ss, 4)),
+        (Some("2019-07-04T13:33:03.969000Z"), Some("0"))
+    );
     let v = row(&b, "vehicles", "TST:Scooter:1234");
-    assert_eq!((s(v, 4), s(v, 5), s(v, 8), s(v, 9)), (Some("59.91465759277344"), Some("10.760470390319824"), Some("true"), Some("1431.2")));
+    assert_eq!(
+        (s(v, 4), s(v, 5), s(v, 8), s(v, 9)),
+        (
+            Some("59.91465759277344"),
+            Some("10.760470390319824"),
+            Some("true"),
+            Some("1431.2")
+        )
+    );
 
     // The raw zone on S3 holds every payload and one manifest per run.
-    let raw = mobiflux_extractors::raw::open(&s3, Some(s3_config())).await.unwrap();
+    let raw = mobiflux_extractors::raw::open(&s3, Some(s3_config()))
+        .await
+        .unwrap();
     let manifests = raw.list("raw/_runs/").await.unwrap();
     assert_eq!(manifests.len(), 4, "{manifests:?}");
     let v23 = raw.list("raw/gbfs-2-3/").await.unwrap();
     assert_eq!(v23.len(), 13, "gbfs.json + 12 listed files: {v23:?}");
-    let body = raw.get(v23.iter().find(|k| k.contains("/station_status/")).unwrap()).await.unwrap();
-    assert_eq!(&body[..], &std::fs::read(format!("{FIXTURES}/gbfs/v2.3/station_status.json")).unwrap()[..]);
+    let body = raw
+        .get(v23.iter().find(|k| k.contains("/station_status/")).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        &body[..],
+        &std::fs::read(format!("{FIXTURES}/gbfs/v2.3/station_status.json")).unwrap()[..]
+    );
 }
 
 fn s3_config() -> mobiflux_extractors::raw::S3Config {
@@ -93,14 +131,45 @@ async fn failing_feeds_fail_alone_with_clear_messages_and_leave_nothing_partial(
     let base = sim.base_url();
     // Each broken feed serves the real v2.3 files under its own path, with one fault.
     let pipelines = temp_dir("faults");
-    define(&pipelines, "healthy", &format!("{base}/gbfs/v2.3/gbfs.json"), "");
-    define(&pipelines, "answers-500", &format!("{base}/gbfs/v3.0/gbfs.json"), "");
+    define(
+        &pipelines,
+        "healthy",
+        &format!("{base}/gbfs/v2.3/gbfs.json"),
+        "",
+    );
+    define(
+        &pipelines,
+        "answers-500",
+        &format!("{base}/gbfs/v3.0/gbfs.json"),
+        "",
+    );
     sim.set_fault("/gbfs/v3.0/station_status.json", Fault::Status(500));
-    define(&pipelines, "sends-html", &format!("{base}/gbfs/spec-examples/v3.0/gbfs.json"), "");
-    sim.set_fault("/gbfs/spec-examples/v3.0/station_information-1.json", Fault::Html);
-    define(&pipelines, "truncated", &format!("{base}/gbfs/spec-examples/v2.3/gbfs.json"), "");
-    sim.set_fault("/gbfs/spec-examples/v2.3/station_information-1.json", Fault::Truncate);
-    define(&pipelines, "times-out", &format!("{base}/slow/gbfs.json"), "timeout_secs = 1");
+    define(
+        &pipelines,
+        "sends-html",
+        &format!("{base}/gbfs/spec-examples/v3.0/gbfs.json"),
+        "",
+    );
+    sim.set_fault(
+        "/gbfs/spec-examples/v3.0/station_information-1.json",
+        Fault::Html,
+    );
+    define(
+        &pipelines,
+        "truncated",
+        &format!("{base}/gbfs/spec-examples/v2.3/gbfs.json"),
+        "",
+    );
+    sim.set_fault(
+        "/gbfs/spec-examples/v2.3/station_information-1.json",
+        Fault::Truncate,
+    );
+    define(
+        &pipelines,
+        "times-out",
+        &format!("{base}/slow/gbfs.json"),
+        "timeout_secs = 1",
+    );
     sim.set_fault("/slow/gbfs.json", Fault::Delay(Duration::from_secs(5)));
 
     let pg = pg_database().await;
@@ -108,18 +177,29 @@ async fn failing_feeds_fail_alone_with_clear_messages_and_leave_nothing_partial(
     let out = mobiflux(&["run"], &dest(&pipelines, raw.to_str().unwrap(), &pg)).await;
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
-    assert!(stdout.contains("5 pipelines run: 1 succeeded, 4 failed"), "{stdout}");
+    assert!(
+        stdout.contains("5 pipelines run: 1 succeeded, 4 failed"),
+        "{stdout}"
+    );
     assert!(stderr.contains(&format!(
         "FAILED pipeline answers-500: GET {base}/gbfs/v3.0/station_status.json answered 500; body starts with \"simulated failure 500"
     )), "{stderr}");
     assert!(stderr.contains(&format!(
         "FAILED pipeline sends-html: GET {base}/gbfs/spec-examples/v3.0/station_information-1.json (200, text/html; charset=utf-8) is not JSON"
     )), "{stderr}");
-    assert!(stderr.contains("body starts with \"<!DOCTYPE html>"), "{stderr}");
+    assert!(
+        stderr.contains("body starts with \"<!DOCTYPE html>"),
+        "{stderr}"
+    );
     assert!(stderr.contains(&format!(
         "FAILED pipeline truncated: GET {base}/gbfs/spec-examples/v2.3/station_information-1.json (200): body ended early after"
     )), "{stderr}");
-    assert!(stderr.contains(&format!("FAILED pipeline times-out: GET {base}/slow/gbfs.json timed out after 1 s")), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "FAILED pipeline times-out: GET {base}/slow/gbfs.json timed out after 1 s"
+        )),
+        "{stderr}"
+    );
 
     let wh = mobiflux_loaders::open(&pg).await.unwrap();
     let dump = dump_all(wh.as_ref()).await;
@@ -129,12 +209,21 @@ async fn failing_feeds_fail_alone_with_clear_messages_and_leave_nothing_partial(
             "{table} holds rows of a failed pipeline"
         );
     }
-    assert_eq!(dump.iter().find(|(t, _)| *t == "stations").unwrap().1.len(), 2);
+    assert_eq!(
+        dump.iter().find(|(t, _)| *t == "stations").unwrap().1.len(),
+        2
+    );
 
     let pool = sqlx::PgPool::connect(&pg).await.unwrap();
     let runs: Vec<(String, String, Option<String>)> =
-        sqlx::query_as("SELECT pipeline, status, error FROM etl_runs ORDER BY pipeline").fetch_all(&pool).await.unwrap();
-    let status: Vec<(&str, &str)> = runs.iter().map(|(p, s, _)| (p.as_str(), s.as_str())).collect();
+        sqlx::query_as("SELECT pipeline, status, error FROM etl_runs ORDER BY pipeline")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    let status: Vec<(&str, &str)> = runs
+        .iter()
+        .map(|(p, s, _)| (p.as_str(), s.as_str()))
+        .collect();
     assert_eq!(
         status,
         vec![
@@ -148,24 +237,55 @@ async fn failing_feeds_fail_alone_with_clear_messages_and_leave_nothing_partial(
     assert!(runs[0].2.as_deref().unwrap().contains("answered 500"));
 
     // What the MSP sent is kept: the HTML page and the cut body are in the raw zone.
-    let store = mobiflux_extractors::raw::open(raw.to_str().unwrap(), None).await.unwrap();
-    let html = store.list("raw/sends-html/station_information/").await.unwrap();
+    let store = mobiflux_extractors::raw::open(raw.to_str().unwrap(), None)
+        .await
+        .unwrap();
+    let html = store
+        .list("raw/sends-html/station_information/")
+        .await
+        .unwrap();
     assert_eq!(html.len(), 1);
-    assert!(store.get(&html[0]).await.unwrap().starts_with(b"<!DOCTYPE html>"));
-    assert_eq!(store.list("raw/truncated/station_information/").await.unwrap().len(), 1);
+    assert!(
+        store
+            .get(&html[0])
+            .await
+            .unwrap()
+            .starts_with(b"<!DOCTYPE html>")
+    );
+    assert_eq!(
+        store
+            .list("raw/truncated/station_information/")
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rerun_and_replay_are_idempotent_and_replay_calls_no_msp() {
     let sim = msp().await;
     let pipelines = temp_dir("replay");
-    define(&pipelines, "oslo", &format!("{}/gbfs/v2.3/gbfs.json", sim.base_url()), "");
+    define(
+        &pipelines,
+        "oslo",
+        &format!("{}/gbfs/v2.3/gbfs.json", sim.base_url()),
+        "",
+    );
     let pg = pg_database().await;
     let raw = temp_dir("replay-raw");
     let env = dest(&pipelines, raw.to_str().unwrap(), &pg);
     let out = mobiflux(&["run", "oslo"], &env).await;
     assert!(out.status.success(), "{:?}", text(&out));
-    let run_id = text(&out).0.lines().find(|l| l.starts_with("oslo ")).unwrap().split_whitespace().last().unwrap().to_string();
+    let run_id = text(&out)
+        .0
+        .lines()
+        .find(|l| l.starts_with("oslo "))
+        .unwrap()
+        .split_whitespace()
+        .last()
+        .unwrap()
+        .to_string();
     let wh = mobiflux_loaders::open(&pg).await.unwrap();
     let first = dump_all(wh.as_ref()).await;
 
@@ -184,7 +304,10 @@ async fn rerun_and_replay_are_idempotent_and_replay_calls_no_msp() {
     assert!(before > 0);
     assert_eq!(dump_all(wh.as_ref()).await, first);
     let rec = wh.run(&run_id).await.unwrap().unwrap();
-    assert_eq!((rec.status.as_str(), rec.trigger.as_str(), rec.rows_loaded), ("succeeded", "replay", 11));
+    assert_eq!(
+        (rec.status.as_str(), rec.trigger.as_str(), rec.rows_loaded),
+        ("succeeded", "replay", 11)
+    );
 
     let err = mobiflux(&["replay", "01936f6e-8f2a-7c3d-9e4f-0a1b2c3d4e5f"], &env).await;
     assert_eq!(err.status.code(), Some(1));
@@ -195,27 +318,54 @@ async fn rerun_and_replay_are_idempotent_and_replay_calls_no_msp() {
 async fn a_load_failing_before_commit_rolls_back_whole_in_both_warehouses() {
     let sim = msp().await;
     let pipelines = temp_dir("rollback");
-    define(&pipelines, "paris", &format!("{}/gbfs/v3.0/gbfs.json", sim.base_url()), "");
+    define(
+        &pipelines,
+        "paris",
+        &format!("{}/gbfs/v3.0/gbfs.json", sim.base_url()),
+        "",
+    );
     let local = temp_dir("rollback-local");
-    for wh_url in [pg_database().await, format!("sqlite://{}/w.db", local.display())] {
+    for wh_url in [
+        pg_database().await,
+        format!("sqlite://{}/w.db", local.display()),
+    ] {
         let mut env = dest(&pipelines, local.join("raw").to_str().unwrap(), &wh_url);
         env.push(("MOBIFLUX_FAILPOINTS".into(), "loader.before_commit".into()));
         let out = mobiflux(&["run"], &env).await;
         let (stdout, stderr) = text(&out);
         assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
-        assert!(stderr.contains("was rolled back: failpoint 'loader.before_commit' fired"), "{stderr}");
+        assert!(
+            stderr.contains("was rolled back: failpoint 'loader.before_commit' fired"),
+            "{stderr}"
+        );
         let wh = mobiflux_loaders::open(&wh_url).await.unwrap();
         for (table, rows) in dump_all(wh.as_ref()).await {
-            assert!(rows.is_empty(), "{wh_url}: {table} kept {} rows of a rolled-back load", rows.len());
+            assert!(
+                rows.is_empty(),
+                "{wh_url}: {table} kept {} rows of a rolled-back load",
+                rows.len()
+            );
         }
         // The raw payloads stay, so the run can be replayed once the warehouse is healthy.
-        let run_id = stdout.lines().find(|l| l.starts_with("paris ")).unwrap().split_whitespace().last().unwrap();
+        let run_id = stdout
+            .lines()
+            .find(|l| l.starts_with("paris "))
+            .unwrap()
+            .split_whitespace()
+            .last()
+            .unwrap();
         let rec = wh.run(run_id).await.unwrap().unwrap();
         assert_eq!(rec.status, "failed");
         env.pop();
         let out = mobiflux(&["replay", run_id], &env).await;
         assert!(out.status.success(), "{:?}", text(&out));
-        assert_eq!(wh.dump(&mobiflux_model::schema::STATIONS).await.unwrap().len(), 23);
+        assert_eq!(
+            wh.dump(&mobiflux_model::schema::STATIONS)
+                .await
+                .unwrap()
+                .len(),
+            23
+        );
     }
 }
 
@@ -232,7 +382,12 @@ async fn validate_reports_file_line_and_key() {
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1));
     let f = dir.join("bad.toml").display().to_string();
-    assert!(stderr.contains(&format!("{f}:4: url: \"ftp://x\" must be an http:// or https:// URL")), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{f}:4: url: \"ftp://x\" must be an http:// or https:// URL"
+        )),
+        "{stderr}"
+    );
     assert!(stderr.contains(&format!("{f}:5: schedule: ")), "{stderr}");
     assert!(stdout.contains("1 definitions valid, 2 errors"), "{stdout}");
 }
@@ -240,18 +395,31 @@ async fn validate_reports_file_line_and_key() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bundled_examples_validate_and_the_demo_runs_them() {
     let root = env!("CARGO_MANIFEST_DIR");
-    let out = mobiflux(&["validate", "--pipelines", &format!("{root}/pipelines")], &[]).await;
+    let out = mobiflux(
+        &["validate", "--pipelines", &format!("{root}/pipelines")],
+        &[],
+    )
+    .await;
     assert!(out.status.success(), "{:?}", text(&out));
     let local = temp_dir("demo");
     let env = vec![
         ("MOBIFLUX_PIPELINES".into(), format!("{root}/pipelines")),
         ("MOBIFLUX_FIXTURES".into(), format!("{root}/fixtures")),
-        ("MOBIFLUX_RAW_URL".into(), local.join("raw").display().to_string()),
-        ("MOBIFLUX_WAREHOUSE_URL".into(), format!("sqlite://{}/w.db", local.display())),
+        (
+            "MOBIFLUX_RAW_URL".into(),
+            local.join("raw").display().to_string(),
+        ),
+        (
+            "MOBIFLUX_WAREHOUSE_URL".into(),
+            format!("sqlite://{}/w.db", local.display()),
+        ),
     ];
     let out = mobiflux(&["demo"], &env).await;
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}\n{stderr}");
-    assert!(stdout.contains("4 pipelines run: 4 succeeded, 0 failed"), "{stdout}");
+    assert!(
+        stdout.contains("4 pipelines run: 4 succeeded, 0 failed"),
+        "{stdout}"
+    );
     assert!(stdout.contains("rows quarantined: 0"), "{stdout}");
 }

@@ -27,7 +27,12 @@ pub struct Feed {
 }
 
 /// Discovers and fetches a GBFS system; returns the written manifest.
-pub async fn extract(http: &Http, store: &dyn RawStore, run: &RunId, src: &Source) -> Result<Manifest, ExtractError> {
+pub async fn extract(
+    http: &Http,
+    store: &dyn RawStore,
+    run: &RunId,
+    src: &Source,
+) -> Result<Manifest, ExtractError> {
     let mut landing = Landing::new(store, src, run);
     let result = run_extraction(http, &mut landing).await;
     let manifest = landing.finish(result.as_ref().err()).await?;
@@ -40,7 +45,8 @@ async fn run_extraction(http: &Http, landing: &mut Landing<'_>) -> Result<(), Ex
     let store = landing.store;
     let results: Vec<_> = futures_util::stream::iter(feeds.iter())
         .map(|f| async move {
-            let (r, obj, mut fail) = fetch_and_land(http, store, src, &f.name, &f.url, "json").await;
+            let (r, obj, mut fail) =
+                fetch_and_land(http, store, src, &f.name, &f.url, "json").await;
             // A body that is not JSON was landed whole; the failure says why it is unusable.
             let r = r.and_then(|resp| expect_json(&resp).map(|_| ()).map_err(ExtractError::from));
             if let (Err(e), None) = (&r, &fail) {
@@ -76,7 +82,11 @@ async fn run_extraction(http: &Http, landing: &mut Landing<'_>) -> Result<(), Ex
 }
 
 /// Follows manifest → gbfs.json → feed list, landing each discovery document.
-pub async fn discover(http: &Http, landing: &mut Landing<'_>, url: &str) -> Result<(Vec<Feed>, String), ExtractError> {
+pub async fn discover(
+    http: &Http,
+    landing: &mut Landing<'_>,
+    url: &str,
+) -> Result<(Vec<Feed>, String), ExtractError> {
     let src = landing.src;
     let resp = landing.fetch(http, "gbfs", url, "json").await?;
     let mut doc = expect_json(&resp)?;
@@ -101,7 +111,11 @@ pub async fn discover(http: &Http, landing: &mut Landing<'_>, url: &str) -> Resu
 
 /// The feeds a `gbfs.json` lists, with its version (`1.0` when it declares none).
 pub fn feeds_of(doc: &Value, language: Option<&str>) -> Result<(Vec<Feed>, String), String> {
-    let version = doc.get("version").and_then(Value::as_str).unwrap_or("1.0").to_string();
+    let version = doc
+        .get("version")
+        .and_then(Value::as_str)
+        .unwrap_or("1.0")
+        .to_string();
     let data = doc
         .get("data")
         .and_then(Value::as_object)
@@ -112,10 +126,9 @@ pub fn feeds_of(doc: &Value, language: Option<&str>) -> Result<(Vec<Feed>, Strin
         let mut langs: Vec<&String> = data.keys().collect();
         langs.sort();
         let lang = match language {
-            Some(l) => data
-                .get_key_value(l)
-                .map(|(k, _)| k)
-                .ok_or_else(|| format!("language {l:?} is not offered; the feed offers {langs:?}"))?,
+            Some(l) => data.get_key_value(l).map(|(k, _)| k).ok_or_else(|| {
+                format!("language {l:?} is not offered; the feed offers {langs:?}")
+            })?,
             None => langs
                 .iter()
                 .find(|l| l.as_str() == "en")
@@ -138,12 +151,21 @@ pub fn feeds_of(doc: &Value, language: Option<&str>) -> Result<(Vec<Feed>, Strin
         };
         let name: String = name
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c.to_ascii_lowercase() } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
             .collect();
         if name == "gbfs" || name == "manifest" || feeds.iter().any(|f: &Feed| f.name == name) {
             continue;
         }
-        feeds.push(Feed { name, url: url.to_string() });
+        feeds.push(Feed {
+            name,
+            url: url.to_string(),
+        });
     }
     Ok((feeds, version))
 }
@@ -167,7 +189,9 @@ pub fn pick_from_manifest(doc: &Value, src: &Source) -> Result<String, String> {
         (Some(id), _) => datasets
             .iter()
             .find(|d| d.get("system_id").and_then(Value::as_str) == Some(id))
-            .ok_or_else(|| format!("system_id {id:?} is not in the manifest, which lists {ids:?}"))?,
+            .ok_or_else(|| {
+                format!("system_id {id:?} is not in the manifest, which lists {ids:?}")
+            })?,
         (None, 1) => &datasets[0],
         (None, n) => {
             return Err(format!(
@@ -215,7 +239,13 @@ mod tests {
         let (feeds, v) = feeds_of(&fixture("v2.3/gbfs.json"), None).unwrap();
         assert_eq!(v, "2.3");
         assert_eq!(feeds.len(), 12);
-        assert_eq!(feeds[3], Feed { name: "station_information".into(), url: "https://test.com/station_information".into() });
+        assert_eq!(
+            feeds[3],
+            Feed {
+                name: "station_information".into(),
+                url: "https://test.com/station_information".into()
+            }
+        );
         let (feeds, v) = feeds_of(&fixture("v3.0/gbfs.json"), None).unwrap();
         assert_eq!(v, "3.0");
         assert_eq!(feeds.len(), 8);
@@ -230,7 +260,10 @@ mod tests {
         assert!(en[0].url.contains("/en/"), "{:?}", en);
         assert!(fr[0].url.contains("/fr/"), "{:?}", fr);
         let err = feeds_of(&doc, Some("de")).unwrap_err();
-        assert_eq!(err, r#"language "de" is not offered; the feed offers ["en", "fr"]"#);
+        assert_eq!(
+            err,
+            r#"language "de" is not offered; the feed offers ["en", "fr"]"#
+        );
     }
 
     #[test]

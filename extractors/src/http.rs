@@ -41,23 +41,35 @@ pub struct Response {
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
     #[error("GET {url} answered {status}; body starts with {head:?}")]
-    Status { url: String, status: u16, head: String },
+    Status {
+        url: String,
+        status: u16,
+        head: String,
+    },
     #[error("GET {url} timed out after {secs:.0} s")]
     Timeout { url: String, secs: f64 },
     #[error("GET {url} failed: {message}")]
     Connect { url: String, message: String },
-    #[error("GET {url} ({status}): body ended early after {received} bytes ({message}); body starts with {head:?}")]
+    #[error(
+        "GET {url} ({status}): body ended early after {received} bytes ({message}); body starts with {head:?}"
+    )]
     Truncated {
         url: String,
         status: u16,
         received: usize,
         message: String,
         head: String,
-        partial: Response,
+        partial: Box<Response>,
     },
     #[error("GET {url} ({status}): body is larger than the limit of {limit} bytes")]
-    TooLarge { url: String, status: u16, limit: u64 },
-    #[error("GET {url} ({status}, {content_type}) is not JSON: {message}; body starts with {head:?}")]
+    TooLarge {
+        url: String,
+        status: u16,
+        limit: u64,
+    },
+    #[error(
+        "GET {url} ({status}, {content_type}) is not JSON: {message}; body starts with {head:?}"
+    )]
     NotJson {
         url: String,
         status: u16,
@@ -108,7 +120,10 @@ impl Http {
         let shown = src.redacted(url);
         let mut headers = HeaderMap::new();
         for (k, v) in &src.headers {
-            let (Ok(name), Ok(value)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v)) else {
+            let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(k.as_bytes()),
+                HeaderValue::from_str(v),
+            ) else {
                 return Err(FetchError::Connect {
                     url: shown,
                     message: format!("header {k} is not a valid HTTP header"),
@@ -151,7 +166,12 @@ impl Http {
                         body.extend_from_slice(&chunk);
                     }
                     Ok(None) => break,
-                    Err(e) if e.is_timeout() => return Err(FetchError::Timeout { url: shown.clone(), secs }),
+                    Err(e) if e.is_timeout() => {
+                        return Err(FetchError::Timeout {
+                            url: shown.clone(),
+                            secs,
+                        });
+                    }
                     Err(e) => {
                         let message = src.redacted(&error_chain(&e));
                         let head = head(&body);
@@ -161,13 +181,13 @@ impl Http {
                             received: body.len(),
                             message,
                             head,
-                            partial: Response {
+                            partial: Box::new(Response {
                                 url: shown.clone(),
                                 status,
                                 headers: resp_headers,
                                 content_type,
                                 body: body.into(),
-                            },
+                            }),
                         });
                     }
                 }
@@ -189,7 +209,10 @@ impl Http {
         };
         match tokio::time::timeout(self.opts.timeout, fut).await {
             Ok(r) => r,
-            Err(_) => Err(FetchError::Timeout { url: src.redacted(url), secs }),
+            Err(_) => Err(FetchError::Timeout {
+                url: src.redacted(url),
+                secs,
+            }),
         }
     }
 
@@ -235,7 +258,10 @@ pub fn expect_json(resp: &Response) -> Result<serde_json::Value, FetchError> {
     serde_json::from_slice(&resp.body).map_err(|e| FetchError::NotJson {
         url: resp.url.clone(),
         status: resp.status,
-        content_type: resp.content_type.clone().unwrap_or_else(|| "no content type".into()),
+        content_type: resp
+            .content_type
+            .clone()
+            .unwrap_or_else(|| "no content type".into()),
         message: e.to_string(),
         head: head(&resp.body),
     })

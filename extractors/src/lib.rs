@@ -37,7 +37,10 @@ pub struct Source {
 impl Source {
     /// The URL as it may appear in logs, errors and manifests.
     pub fn redacted(&self, url: &str) -> String {
-        mobiflux_model::redact::values(&mobiflux_model::redact::url(url, &self.sensitive), &self.secrets)
+        mobiflux_model::redact::values(
+            &mobiflux_model::redact::url(url, &self.sensitive),
+            &self.secrets,
+        )
     }
 }
 
@@ -97,7 +100,10 @@ impl<'a> Landing<'a> {
         let fetched_at = chrono::Utc::now();
         let sha256 = raw::sha256_hex(&resp.body);
         let key = raw::object_key(&src.pipeline, resource, fetched_at, &sha256, ext);
-        let content_type = resp.content_type.clone().unwrap_or_else(|| "application/octet-stream".into());
+        let content_type = resp
+            .content_type
+            .clone()
+            .unwrap_or_else(|| "application/octet-stream".into());
         store.put(&key, resp.body.clone(), &content_type).await?;
         Ok(ManifestObject {
             resource: resource.to_string(),
@@ -115,8 +121,15 @@ impl<'a> Landing<'a> {
 
     /// Fetches a URL and lands what came back, even a failing answer's body, so the
     /// operator can see what the MSP sent. Only a complete 2xx answer is returned.
-    pub async fn fetch(&mut self, http: &Http, resource: &str, url: &str, ext: &str) -> Result<http::Response, ExtractError> {
-        let (result, object, failure) = fetch_and_land(http, self.store, self.src, resource, url, ext).await;
+    pub async fn fetch(
+        &mut self,
+        http: &Http,
+        resource: &str,
+        url: &str,
+        ext: &str,
+    ) -> Result<http::Response, ExtractError> {
+        let (result, object, failure) =
+            fetch_and_land(http, self.store, self.src, resource, url, ext).await;
         self.manifest.objects.extend(object);
         self.manifest.failures.extend(failure);
         result
@@ -125,7 +138,12 @@ impl<'a> Landing<'a> {
     /// Closes the manifest (complete or failed) and writes it.
     pub async fn finish(mut self, error: Option<&ExtractError>) -> Result<Manifest, RawError> {
         self.manifest.finished_at = Some(chrono::Utc::now());
-        self.manifest.status = if error.is_some() { "failed" } else { "complete" }.into();
+        self.manifest.status = if error.is_some() {
+            "failed"
+        } else {
+            "complete"
+        }
+        .into();
         self.manifest.error = error.map(|e| self.src.redacted(&e.to_string()));
         self.manifest.write(self.store).await?;
         Ok(self.manifest)
@@ -162,7 +180,9 @@ pub async fn fetch_and_land(
         Err(e) => {
             // Keep whatever was received: a cut-short body is evidence too.
             let object = match e.partial() {
-                Some(partial) => Landing::land(store, src, resource, partial, ext, false).await.ok(),
+                Some(partial) => Landing::land(store, src, resource, partial, ext, false)
+                    .await
+                    .ok(),
                 None => None,
             };
             let e = ExtractError::Fetch(e);

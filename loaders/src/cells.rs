@@ -38,7 +38,10 @@ impl ColRef<'_> {
 }
 
 /// The frame's columns in schema order, checked for presence and type.
-pub fn columns<'a>(schema: &'static TableSchema, df: &'a DataFrame) -> Result<Vec<ColRef<'a>>, LoadError> {
+pub fn columns<'a>(
+    schema: &'static TableSchema,
+    df: &'a DataFrame,
+) -> Result<Vec<ColRef<'a>>, LoadError> {
     let bad = |message: String| LoadError::BadFrame {
         table: schema.name,
         message,

@@ -69,7 +69,10 @@ pub enum LoadError {
     #[error("warehouse URL {url:?}: {message}")]
     BadUrl { url: String, message: String },
     #[error("frame for {table} does not follow its schema: {message}")]
-    BadFrame { table: &'static str, message: String },
+    BadFrame {
+        table: &'static str,
+        message: String,
+    },
     #[error("load of run {run_id} into {table} failed and was rolled back: {message}")]
     RolledBack {
         run_id: String,
@@ -103,7 +106,10 @@ pub trait Warehouse: Send + Sync {
     /// The `etl_runs` row of a run.
     fn run<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<Option<RunRecord>, LoadError>>;
     /// A table's content for comparisons and checks.
-    fn dump<'a>(&'a self, table: &'static TableSchema) -> BoxFuture<'a, Result<TableDump, LoadError>>;
+    fn dump<'a>(
+        &'a self,
+        table: &'static TableSchema,
+    ) -> BoxFuture<'a, Result<TableDump, LoadError>>;
     /// Where the warehouse is, without credentials.
     fn describe(&self) -> String;
 }

@@ -75,7 +75,9 @@ fn push_csv(buf: &mut String, cell: Cell) {
             let _ = write!(buf, "{f}");
         }
         Cell::Bool(b) => buf.push(if b { 't' } else { 'f' }),
-        Cell::Ts(us) => buf.push_str(&ts_text(Utc.timestamp_micros(us).single().unwrap_or_default())),
+        Cell::Ts(us) => buf.push_str(&ts_text(
+            Utc.timestamp_micros(us).single().unwrap_or_default(),
+        )),
     }
 }
 
@@ -87,7 +89,10 @@ async fn copy_frame(
     cols: &[ColRef<'_>],
     height: usize,
 ) -> Result<(), sqlx::Error> {
-    let stmt = format!("COPY {target} ({}) FROM STDIN WITH (FORMAT csv)", sql::column_list(schema));
+    let stmt = format!(
+        "COPY {target} ({}) FROM STDIN WITH (FORMAT csv)",
+        sql::column_list(schema)
+    );
     let mut copy = conn.copy_in_raw(&stmt).await?;
     let mut buf = String::with_capacity(COPY_CHUNK + 4096);
     for i in 0..height {
@@ -143,7 +148,9 @@ async fn ensure_partitions(
             t = schema.name,
             d = day.format("%Y%m%d"),
         );
-        sqlx::raw_sql(AssertSqlSafe(ddl)).execute(&mut *conn).await?;
+        sqlx::raw_sql(AssertSqlSafe(ddl))
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(())
 }
@@ -200,16 +207,20 @@ impl Warehouse for PostgresWarehouse {
             .await
             .map_err(|e| self.db(e))?;
             for (version, ddl) in MIGRATIONS {
-                let done: Option<i32> = sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = $1")
-                    .bind(version)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(|e| self.db(e))?;
+                let done: Option<i32> =
+                    sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = $1")
+                        .bind(version)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(|e| self.db(e))?;
                 if done.is_none() {
-                    sqlx::raw_sql(AssertSqlSafe(*ddl)).execute(&mut *tx).await.map_err(|e| LoadError::Database {
-                        target: self.target.clone(),
-                        message: format!("migration {version}: {e}"),
-                    })?;
+                    sqlx::raw_sql(AssertSqlSafe(*ddl))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| LoadError::Database {
+                            target: self.target.clone(),
+                            message: format!("migration {version}: {e}"),
+                        })?;
                     sqlx::query("INSERT INTO schema_migrations (version) VALUES ($1)")
                         .bind(version)
                         .execute(&mut *tx)
@@ -272,7 +283,8 @@ impl Warehouse for PostgresWarehouse {
                     .await?;
                     Ok::<(), crate::StepError>(())
                 };
-                step.await.map_err(|e| rolled_back(schema.name, e.to_string()))?;
+                step.await
+                    .map_err(|e| rolled_back(schema.name, e.to_string()))?;
             }
             let q = batch.quarantine;
             let qcols = cells::columns(&QUARANTINE, q)?;
@@ -292,9 +304,12 @@ impl Warehouse for PostgresWarehouse {
                 upsert_run(&mut tx, &done).await?;
                 Ok::<(), crate::StepError>(())
             };
-            step.await.map_err(|e| rolled_back("quarantine", e.to_string()))?;
+            step.await
+                .map_err(|e| rolled_back("quarantine", e.to_string()))?;
             stats.quarantined = q.height() as u64;
-            tx.commit().await.map_err(|e| rolled_back("etl_runs", e.to_string()))?;
+            tx.commit()
+                .await
+                .map_err(|e| rolled_back("etl_runs", e.to_string()))?;
             Ok(stats)
         })
     }
@@ -333,9 +348,16 @@ impl Warehouse for PostgresWarehouse {
         })
     }
 
-    fn dump<'a>(&'a self, table: &'static TableSchema) -> BoxFuture<'a, Result<TableDump, LoadError>> {
+    fn dump<'a>(
+        &'a self,
+        table: &'static TableSchema,
+    ) -> BoxFuture<'a, Result<TableDump, LoadError>> {
         Box::pin(async move {
-            let cols: Vec<_> = table.columns.iter().filter(|c| c.name != "run_id").collect();
+            let cols: Vec<_> = table
+                .columns
+                .iter()
+                .filter(|c| c.name != "run_id")
+                .collect();
             let list = cols.iter().map(|c| c.name).collect::<Vec<_>>().join(", ");
             let rows = sqlx::query(AssertSqlSafe(format!(
                 "SELECT {list} FROM {} ORDER BY {}",
@@ -347,7 +369,12 @@ impl Warehouse for PostgresWarehouse {
             .map_err(|e| self.db(e))?;
             let mut dump: TableDump = rows
                 .iter()
-                .map(|r| cols.iter().enumerate().map(|(i, c)| dump_cell(r, i, c.ty)).collect())
+                .map(|r| {
+                    cols.iter()
+                        .enumerate()
+                        .map(|(i, c)| dump_cell(r, i, c.ty))
+                        .collect()
+                })
                 .collect::<Result<_, _>>()
                 .map_err(|e| self.db(e))?;
             // Collations differ between databases: order in one place, byte-wise.

@@ -19,8 +19,16 @@ pub fn on_conflict(t: &TableSchema) -> String {
                 .collect::<Vec<_>>()
                 .join(", ");
             let compared: Vec<&str> = non_key.iter().copied().filter(|c| *c != "run_id").collect();
-            let old = compared.iter().map(|c| format!("{}.{c}", t.name)).collect::<Vec<_>>().join(", ");
-            let new = compared.iter().map(|c| format!("excluded.{c}")).collect::<Vec<_>>().join(", ");
+            let old = compared
+                .iter()
+                .map(|c| format!("{}.{c}", t.name))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let new = compared
+                .iter()
+                .map(|c| format!("excluded.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ");
             format!(
                 "ON CONFLICT ({}) DO UPDATE SET {set} WHERE {}.valid_from <= excluded.valid_from AND ({old}) IS DISTINCT FROM ({new})",
                 t.key.join(", "),
@@ -63,6 +71,9 @@ mod tests {
              run_id = excluded.run_id WHERE regions.valid_from <= excluded.valid_from AND (regions.name, regions.valid_from) \
              IS DISTINCT FROM (excluded.name, excluded.valid_from)"
         );
-        assert_eq!(on_conflict(&VEHICLES), "ON CONFLICT (partner, vehicle_id, observed_at) DO NOTHING");
+        assert_eq!(
+            on_conflict(&VEHICLES),
+            "ON CONFLICT (partner, vehicle_id, observed_at) DO NOTHING"
+        );
     }
 }

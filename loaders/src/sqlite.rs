@@ -8,7 +8,10 @@ use chrono::{DateTime, TimeZone, Utc};
 use futures_util::future::BoxFuture;
 use mobiflux_model::schema::QUARANTINE;
 use mobiflux_model::{ColType, TableSchema, failpoint};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
 use sqlx::{AssertSqlSafe, Row as _, Sqlite};
 
 use crate::cells::{self, Cell, ColRef};
@@ -41,8 +44,12 @@ impl SqliteWarehouse {
                 message: format!("cannot create {}: {e}", dir.display()),
             })?;
         }
-        let opts = SqliteConnectOptions::from_str(if memory { "sqlite::memory:" } else { "sqlite://" })
-            .map_err(err)?;
+        let opts = SqliteConnectOptions::from_str(if memory {
+            "sqlite::memory:"
+        } else {
+            "sqlite://"
+        })
+        .map_err(err)?;
         let opts = if memory { opts } else { opts.filename(path) }
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -78,7 +85,9 @@ fn bind_cell<'q>(q: Args<'q>, cell: Cell) -> Args<'q> {
         Cell::Int(i) => q.bind(i),
         Cell::Float(f) => q.bind(f),
         Cell::Bool(b) => q.bind(b as i64),
-        Cell::Ts(us) => q.bind(ts_text(Utc.timestamp_micros(us).single().unwrap_or_default())),
+        Cell::Ts(us) => q.bind(ts_text(
+            Utc.timestamp_micros(us).single().unwrap_or_default(),
+        )),
     }
 }
 
@@ -144,7 +153,8 @@ async fn upsert_run(conn: &mut sqlx::SqliteConnection, r: &RunRecord) -> Result<
 }
 
 fn parse_ts(s: Option<String>) -> Option<DateTime<Utc>> {
-    s.and_then(|s| DateTime::parse_from_rfc3339(&s).ok()).map(|t| t.with_timezone(&Utc))
+    s.and_then(|s| DateTime::parse_from_rfc3339(&s).ok())
+        .map(|t| t.with_timezone(&Utc))
 }
 
 fn dump_cell(row: &SqliteRow, i: usize, ty: ColType) -> Result<Option<String>, sqlx::Error> {
@@ -152,14 +162,20 @@ fn dump_cell(row: &SqliteRow, i: usize, ty: ColType) -> Result<Option<String>, s
         ColType::Text | ColType::Timestamp => row.try_get::<Option<String>, _>(i)?,
         ColType::Int => row.try_get::<Option<i64>, _>(i)?.map(|v| v.to_string()),
         ColType::Float => row.try_get::<Option<f64>, _>(i)?.map(|v| v.to_string()),
-        ColType::Bool => row.try_get::<Option<i64>, _>(i)?.map(|v| (v != 0).to_string()),
+        ColType::Bool => row
+            .try_get::<Option<i64>, _>(i)?
+            .map(|v| (v != 0).to_string()),
     })
 }
 
 impl Warehouse for SqliteWarehouse {
     fn migrate(&self) -> BoxFuture<'_, Result<(), LoadError>> {
         Box::pin(async move {
-            let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(|e| self.db(e))?;
+            let mut tx = self
+                .pool
+                .begin_with("BEGIN IMMEDIATE")
+                .await
+                .map_err(|e| self.db(e))?;
             sqlx::raw_sql(
                 "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')))",
             )
@@ -167,16 +183,20 @@ impl Warehouse for SqliteWarehouse {
             .await
             .map_err(|e| self.db(e))?;
             for (version, ddl) in MIGRATIONS {
-                let done: Option<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = ?")
-                    .bind(version)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(|e| self.db(e))?;
+                let done: Option<i64> =
+                    sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = ?")
+                        .bind(version)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(|e| self.db(e))?;
                 if done.is_none() {
-                    sqlx::raw_sql(AssertSqlSafe(*ddl)).execute(&mut *tx).await.map_err(|e| LoadError::Database {
-                        target: self.target.clone(),
-                        message: format!("migration {version}: {e}"),
-                    })?;
+                    sqlx::raw_sql(AssertSqlSafe(*ddl))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| LoadError::Database {
+                            target: self.target.clone(),
+                            message: format!("migration {version}: {e}"),
+                        })?;
                     sqlx::query("INSERT INTO schema_migrations (version) VALUES (?)")
                         .bind(version)
                         .execute(&mut *tx)
@@ -208,7 +228,11 @@ impl Warehouse for SqliteWarehouse {
                 message: e,
             };
             let mut stats = LoadStats::default();
-            let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(|e| self.db(e))?;
+            let mut tx = self
+                .pool
+                .begin_with("BEGIN IMMEDIATE")
+                .await
+                .map_err(|e| self.db(e))?;
             for (schema, df) in batch.tables {
                 let cols = cells::columns(schema, df)?;
                 stats.tables.push((schema.name, df.height() as u64));
@@ -217,7 +241,8 @@ impl Warehouse for SqliteWarehouse {
                     failpoint::check("loader.after_copy")?;
                     Ok::<(), crate::StepError>(())
                 };
-                step.await.map_err(|e| rolled_back(schema.name, e.to_string()))?;
+                step.await
+                    .map_err(|e| rolled_back(schema.name, e.to_string()))?;
             }
             let q = batch.quarantine;
             let qcols = cells::columns(&QUARANTINE, q)?;
@@ -235,9 +260,12 @@ impl Warehouse for SqliteWarehouse {
                 upsert_run(&mut tx, &done).await?;
                 Ok::<(), crate::StepError>(())
             };
-            step.await.map_err(|e| rolled_back("quarantine", e.to_string()))?;
+            step.await
+                .map_err(|e| rolled_back("quarantine", e.to_string()))?;
             stats.quarantined = q.height() as u64;
-            tx.commit().await.map_err(|e| rolled_back("etl_runs", e.to_string()))?;
+            tx.commit()
+                .await
+                .map_err(|e| rolled_back("etl_runs", e.to_string()))?;
             Ok(stats)
         })
     }
@@ -276,9 +304,16 @@ impl Warehouse for SqliteWarehouse {
         })
     }
 
-    fn dump<'a>(&'a self, table: &'static TableSchema) -> BoxFuture<'a, Result<TableDump, LoadError>> {
+    fn dump<'a>(
+        &'a self,
+        table: &'static TableSchema,
+    ) -> BoxFuture<'a, Result<TableDump, LoadError>> {
         Box::pin(async move {
-            let cols: Vec<_> = table.columns.iter().filter(|c| c.name != "run_id").collect();
+            let cols: Vec<_> = table
+                .columns
+                .iter()
+                .filter(|c| c.name != "run_id")
+                .collect();
             let list = cols.iter().map(|c| c.name).collect::<Vec<_>>().join(", ");
             let rows = sqlx::query(AssertSqlSafe(format!(
                 "SELECT {list} FROM {} ORDER BY {}",
@@ -290,7 +325,12 @@ impl Warehouse for SqliteWarehouse {
             .map_err(|e| self.db(e))?;
             let mut dump: TableDump = rows
                 .iter()
-                .map(|r| cols.iter().enumerate().map(|(i, c)| dump_cell(r, i, c.ty)).collect())
+                .map(|r| {
+                    cols.iter()
+                        .enumerate()
+                        .map(|(i, c)| dump_cell(r, i, c.ty))
+                        .collect()
+                })
                 .collect::<Result<_, _>>()
                 .map_err(|e| self.db(e))?;
             // Collations differ between databases: order in one place, byte-wise.

@@ -35,7 +35,8 @@ pub fn is_sensitive_header(name: &str, extra: &[String]) -> bool {
 
 fn is_sensitive_param(name: &str, extra: &[String]) -> bool {
     let n = name.to_ascii_lowercase();
-    SENSITIVE_PARAMS.iter().any(|p| n.contains(p)) || extra.iter().any(|e| e.eq_ignore_ascii_case(&n))
+    SENSITIVE_PARAMS.iter().any(|p| n.contains(p))
+        || extra.iter().any(|e| e.eq_ignore_ascii_case(&n))
 }
 
 /// Masks the password of the userinfo part and the values of sensitive query parameters.
@@ -103,7 +104,11 @@ pub fn headers<'a>(
     pairs
         .into_iter()
         .map(|(k, v)| {
-            let v = if is_sensitive_header(k, extra) { MASK } else { v };
+            let v = if is_sensitive_header(k, extra) {
+                MASK
+            } else {
+                v
+            };
             (k.to_ascii_lowercase(), v.to_string())
         })
         .collect()
@@ -116,10 +121,16 @@ mod tests {
     #[test]
     fn masks_userinfo_password_and_sensitive_params() {
         assert_eq!(
-            url("https://bob:hunter2@msp.example/gbfs.json?lang=fr&api_key=abc&token=t", &[]),
+            url(
+                "https://bob:hunter2@msp.example/gbfs.json?lang=fr&api_key=abc&token=t",
+                &[]
+            ),
             "https://bob:***@msp.example/gbfs.json?lang=fr&api_key=***&token=***"
         );
-        assert_eq!(url("http://127.0.0.1:8080/gbfs.json", &[]), "http://127.0.0.1:8080/gbfs.json");
+        assert_eq!(
+            url("http://127.0.0.1:8080/gbfs.json", &[]),
+            "http://127.0.0.1:8080/gbfs.json"
+        );
         assert_eq!(
             url("http://h/x?client=abc", &["client".to_string()]),
             "http://h/x?client=***"
@@ -129,7 +140,11 @@ mod tests {
     #[test]
     fn masks_sensitive_headers() {
         let h = headers(
-            [("Authorization", "Bearer abc"), ("Content-Type", "application/json"), ("X-Partner", "p")],
+            [
+                ("Authorization", "Bearer abc"),
+                ("Content-Type", "application/json"),
+                ("X-Partner", "p"),
+            ],
             &["x-partner".to_string()],
         );
         assert_eq!(
@@ -144,6 +159,9 @@ mod tests {
 
     #[test]
     fn masks_secret_values_in_text() {
-        assert_eq!(values("denied for key s3cr3t!", &["s3cr3t!".into()]), "denied for key ***");
+        assert_eq!(
+            values("denied for key s3cr3t!", &["s3cr3t!".into()]),
+            "denied for key ***"
+        );
     }
 }

@@ -62,10 +62,18 @@ impl TableSchema {
 }
 
 const fn c(name: &'static str, ty: ColType) -> Column {
-    Column { name, ty, nullable: true }
+    Column {
+        name,
+        ty,
+        nullable: true,
+    }
 }
 const fn req(name: &'static str, ty: ColType) -> Column {
-    Column { name, ty, nullable: false }
+    Column {
+        name,
+        ty,
+        nullable: false,
+    }
 }
 
 use ColType::*;
@@ -267,7 +275,9 @@ mod tests {
             assert!(t.column("partner").is_some(), "{} lacks partner", t.name);
             assert!(t.column("run_id").is_some(), "{} lacks run_id", t.name);
             for k in t.key {
-                let col = t.column(k).unwrap_or_else(|| panic!("{}: key {k} is not a column", t.name));
+                let col = t
+                    .column(k)
+                    .unwrap_or_else(|| panic!("{}: key {k} is not a column", t.name));
                 assert!(!col.nullable, "{}: key column {k} must be required", t.name);
             }
             if let Some(tc) = t.time_column() {

@@ -12,7 +12,9 @@ pub const DEFAULT_TIMEZONE: &str = "Europe/Paris";
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ScheduleError {
-    #[error("{expr:?} is not a cron expression with seconds (sec min hour day month weekday): {message}")]
+    #[error(
+        "{expr:?} is not a cron expression with seconds (sec min hour day month weekday): {message}"
+    )]
     BadCron { expr: String, message: String },
     #[error("{0:?} is not an IANA timezone (such as Europe/Paris)")]
     BadTimezone(String),
@@ -79,7 +81,10 @@ mod tests {
     fn every_minute_at_second_zero_in_paris() {
         let s = Schedule::parse("0 * * * * *", DEFAULT_TIMEZONE).unwrap();
         let t = Utc.with_ymd_and_hms(2026, 3, 29, 0, 59, 30).unwrap();
-        assert_eq!(s.next_after(t), Some(Utc.with_ymd_and_hms(2026, 3, 29, 1, 0, 0).unwrap()));
+        assert_eq!(
+            s.next_after(t),
+            Some(Utc.with_ymd_and_hms(2026, 3, 29, 1, 0, 0).unwrap())
+        );
     }
 
     #[test]
@@ -91,7 +96,9 @@ mod tests {
         let d2 = s.next_after(d1).unwrap();
         assert_eq!(d1, Utc.with_ymd_and_hms(2026, 3, 29, 4, 0, 0).unwrap());
         assert_eq!(d2, Utc.with_ymd_and_hms(2026, 3, 30, 4, 0, 0).unwrap());
-        let winter = s.next_after(Utc.with_ymd_and_hms(2026, 1, 10, 0, 0, 0).unwrap()).unwrap();
+        let winter = s
+            .next_after(Utc.with_ymd_and_hms(2026, 1, 10, 0, 0, 0).unwrap())
+            .unwrap();
         assert_eq!(winter, Utc.with_ymd_and_hms(2026, 1, 10, 5, 0, 0).unwrap());
     }
 
@@ -102,7 +109,10 @@ mod tests {
             e.to_string(),
             "\"* * * * *\" is not a cron expression with seconds (sec min hour day month weekday): expected 6 fields, found 5"
         );
-        assert!(matches!(Schedule::parse("0 61 * * * *", "UTC"), Err(ScheduleError::BadCron { .. })));
+        assert!(matches!(
+            Schedule::parse("0 61 * * * *", "UTC"),
+            Err(ScheduleError::BadCron { .. })
+        ));
         assert_eq!(
             Schedule::parse("0 * * * * *", "Paris").unwrap_err(),
             ScheduleError::BadTimezone("Paris".into())

@@ -19,7 +19,10 @@ fn env_or(name: &str, default: &str) -> String {
 /// A fresh PostgreSQL database for one test, dropped when the value is dropped... by the
 /// next run: names are unique, and old ones are removed at creation time.
 pub async fn pg_database() -> String {
-    let admin = env_or("MOBIFLUX_TEST_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres");
+    let admin = env_or(
+        "MOBIFLUX_TEST_PG_URL",
+        "postgres://postgres@127.0.0.1:5432/postgres",
+    );
     let pool = sqlx::PgPool::connect(&admin)
         .await
         .unwrap_or_else(|e| panic!("PostgreSQL at {admin} (start it with `bash .ci/run`): {e}"));
@@ -46,7 +49,8 @@ pub fn s3_url() -> String {
 pub fn s3_env() -> Vec<(String, String)> {
     vec![(
         "MOBIFLUX_S3_ENDPOINT".into(),
-        std::env::var("MOBIFLUX_TEST_S3_ENDPOINT").expect("MOBIFLUX_TEST_S3_ENDPOINT (set by .ci/run)"),
+        std::env::var("MOBIFLUX_TEST_S3_ENDPOINT")
+            .expect("MOBIFLUX_TEST_S3_ENDPOINT (set by .ci/run)"),
     )]
 }
 
@@ -73,8 +77,18 @@ pub fn define_fixture_feeds(dir: &Path, sim: &Simulator) {
     let base = sim.base_url();
     define(dir, "gbfs-2-3", &format!("{base}/gbfs/v2.3/gbfs.json"), "");
     define(dir, "gbfs-3-0", &format!("{base}/gbfs/v3.0/gbfs.json"), "");
-    define(dir, "spec-2-3", &format!("{base}/gbfs/spec-examples/v2.3/gbfs.json"), "");
-    define(dir, "spec-3-0", &format!("{base}/gbfs/spec-examples/v3.0/gbfs.json"), "");
+    define(
+        dir,
+        "spec-2-3",
+        &format!("{base}/gbfs/spec-examples/v2.3/gbfs.json"),
+        "",
+    );
+    define(
+        dir,
+        "spec-3-0",
+        &format!("{base}/gbfs/spec-examples/v3.0/gbfs.json"),
+        "",
+    );
 }
 
 /// Runs the binary with the given arguments and environment.

@@ -121,7 +121,11 @@ impl FrameBuilder {
                 ColType::Timestamp => Buf::Ts(Vec::new()),
             })
             .collect();
-        FrameBuilder { schema, bufs, len: 0 }
+        FrameBuilder {
+            schema,
+            bufs,
+            len: 0,
+        }
     }
 
     pub fn schema(&self) -> &'static TableSchema {
@@ -248,6 +252,9 @@ mod tests {
         assert_eq!(df.height(), 1);
         let ts = df.column("valid_from").unwrap().datetime().unwrap();
         assert_eq!(ts.physical().get(0), Some(1_606_858_379_000_000));
-        assert_eq!(df.column("name").unwrap().str().unwrap().get(0), Some("North"));
+        assert_eq!(
+            df.column("name").unwrap().str().unwrap().get(0),
+            Some("North")
+        );
     }
 }

@@ -34,8 +34,16 @@ pub fn id(o: &Obj, field: &str) -> Result<String, Issue> {
     match present(o, field) {
         Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.trim().to_string()),
         Some(Value::Number(n)) => Ok(n.to_string()),
-        Some(v) => Err(Issue::new(field, Some(v), format!("{field} must be a non-empty string"))),
-        None => Err(Issue::new(field, None, format!("required field {field} is missing"))),
+        Some(v) => Err(Issue::new(
+            field,
+            Some(v),
+            format!("{field} must be a non-empty string"),
+        )),
+        None => Err(Issue::new(
+            field,
+            None,
+            format!("required field {field} is missing"),
+        )),
     }
 }
 
@@ -72,7 +80,11 @@ pub fn text(o: &Obj, field: &str, lang: Option<&str>) -> Result<Option<String>, 
             }
             Ok(first)
         }
-        Some(v) => Err(Issue::new(field, Some(v), format!("{field} must be a string"))),
+        Some(v) => Err(Issue::new(
+            field,
+            Some(v),
+            format!("{field} must be a string"),
+        )),
     }
 }
 
@@ -94,12 +106,17 @@ pub fn opt_f64(o: &Obj, field: &str) -> Result<Option<f64>, Issue> {
     };
     match f {
         Some(f) if f.is_finite() => Ok(Some(f)),
-        _ => Err(Issue::new(field, Some(v), format!("{field} must be a number"))),
+        _ => Err(Issue::new(
+            field,
+            Some(v),
+            format!("{field} must be a number"),
+        )),
     }
 }
 
 pub fn req_f64(o: &Obj, field: &str) -> Result<f64, Issue> {
-    opt_f64(o, field)?.ok_or_else(|| Issue::new(field, None, format!("required field {field} is missing")))
+    opt_f64(o, field)?
+        .ok_or_else(|| Issue::new(field, None, format!("required field {field} is missing")))
 }
 
 /// A non-negative whole number (counts, capacities); `3.0` is accepted as 3.
@@ -109,15 +126,25 @@ pub fn opt_count(o: &Obj, field: &str) -> Result<Option<i64>, Issue> {
         Some(v) => v,
     };
     let n = match v {
-        Value::Number(n) => n
-            .as_i64()
-            .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9e15).map(|f| f as i64)),
+        Value::Number(n) => n.as_i64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() < 9e15)
+                .map(|f| f as i64)
+        }),
         _ => None,
     };
     match n {
         Some(n) if n >= 0 => Ok(Some(n)),
-        Some(_) => Err(Issue::new(field, Some(v), format!("{field} must not be negative"))),
-        None => Err(Issue::new(field, Some(v), format!("{field} must be a whole number"))),
+        Some(_) => Err(Issue::new(
+            field,
+            Some(v),
+            format!("{field} must not be negative"),
+        )),
+        None => Err(Issue::new(
+            field,
+            Some(v),
+            format!("{field} must be a whole number"),
+        )),
     }
 }
 
@@ -128,12 +155,17 @@ pub fn opt_bool(o: &Obj, field: &str) -> Result<Option<bool>, Issue> {
         Some(Value::Bool(b)) => Ok(Some(*b)),
         Some(Value::Number(n)) if n.as_i64() == Some(0) => Ok(Some(false)),
         Some(Value::Number(n)) if n.as_i64() == Some(1) => Ok(Some(true)),
-        Some(v) => Err(Issue::new(field, Some(v), format!("{field} must be true or false"))),
+        Some(v) => Err(Issue::new(
+            field,
+            Some(v),
+            format!("{field} must be true or false"),
+        )),
     }
 }
 
 pub fn req_bool(o: &Obj, field: &str) -> Result<bool, Issue> {
-    opt_bool(o, field)?.ok_or_else(|| Issue::new(field, None, format!("required field {field} is missing")))
+    opt_bool(o, field)?
+        .ok_or_else(|| Issue::new(field, None, format!("required field {field} is missing")))
 }
 
 /// A time: POSIX seconds (GBFS 1.x/2.x) or an RFC 3339 string (GBFS 3.0), converted to UTC.
@@ -153,7 +185,9 @@ pub fn time_value(v: &Value) -> Option<DateTime<Utc>> {
             if let Ok(t) = DateTime::parse_from_rfc3339(s) {
                 return Some(t.with_timezone(&Utc));
             }
-            s.parse::<i64>().ok().and_then(|n| time_value(&Value::from(n)))
+            s.parse::<i64>()
+                .ok()
+                .and_then(|n| time_value(&Value::from(n)))
         }
         _ => None,
     }
@@ -163,7 +197,11 @@ pub fn opt_time(o: &Obj, field: &str) -> Result<Option<DateTime<Utc>>, Issue> {
     match present(o, field) {
         None => Ok(None),
         Some(v) => time_value(v).map(Some).ok_or_else(|| {
-            Issue::new(field, Some(v), format!("{field} must be POSIX seconds or an RFC 3339 time"))
+            Issue::new(
+                field,
+                Some(v),
+                format!("{field} must be POSIX seconds or an RFC 3339 time"),
+            )
         }),
     }
 }
@@ -176,10 +214,18 @@ pub fn opt_json(o: &Obj, field: &str) -> Option<String> {
 /// Latitude and longitude in WGS84 range; (0, 0) is refused as the usual "no position" mistake.
 pub fn check_position(lat: f64, lon: f64) -> Result<(), Issue> {
     if !(-90.0..=90.0).contains(&lat) {
-        return Err(Issue::new("lat", Some(&Value::from(lat)), "lat must be between -90 and 90"));
+        return Err(Issue::new(
+            "lat",
+            Some(&Value::from(lat)),
+            "lat must be between -90 and 90",
+        ));
     }
     if !(-180.0..=180.0).contains(&lon) {
-        return Err(Issue::new("lon", Some(&Value::from(lon)), "lon must be between -180 and 180"));
+        return Err(Issue::new(
+            "lon",
+            Some(&Value::from(lon)),
+            "lon must be between -180 and 180",
+        ));
     }
     if lat == 0.0 && lon == 0.0 {
         return Err(Issue::new(
@@ -202,9 +248,17 @@ mod tests {
 
     #[test]
     fn reads_localized_text_by_language() {
-        let o = obj(json!({"name": [{"text": "Vélo", "language": "fr"}, {"text": "Bike", "language": "en"}]}));
-        assert_eq!(text(&o, "name", Some("en")).unwrap().as_deref(), Some("Bike"));
-        assert_eq!(text(&o, "name", Some("de")).unwrap().as_deref(), Some("Vélo"));
+        let o = obj(
+            json!({"name": [{"text": "Vélo", "language": "fr"}, {"text": "Bike", "language": "en"}]}),
+        );
+        assert_eq!(
+            text(&o, "name", Some("en")).unwrap().as_deref(),
+            Some("Bike")
+        );
+        assert_eq!(
+            text(&o, "name", Some("de")).unwrap().as_deref(),
+            Some("Vélo")
+        );
         assert_eq!(text(&o, "name", None).unwrap().as_deref(), Some("Vélo"));
     }
 
@@ -215,14 +269,21 @@ mod tests {
             "2020-11-30T09:15:10+00:00"
         );
         assert_eq!(
-            time_value(&json!("2019-07-04T13:33:03.969Z")).unwrap().timestamp_millis(),
+            time_value(&json!("2019-07-04T13:33:03.969Z"))
+                .unwrap()
+                .timestamp_millis(),
             1_562_247_183_969
         );
         assert_eq!(
-            time_value(&json!("2024-04-18T09:37:59.000+02:00")).unwrap().to_rfc3339(),
+            time_value(&json!("2024-04-18T09:37:59.000+02:00"))
+                .unwrap()
+                .to_rfc3339(),
             "2024-04-18T07:37:59+00:00"
         );
-        assert_eq!(time_value(&json!(1606727710000i64)).unwrap().timestamp(), 1606727710);
+        assert_eq!(
+            time_value(&json!(1606727710000i64)).unwrap().timestamp(),
+            1606727710
+        );
         assert!(time_value(&json!("yesterday")).is_none());
     }
 
@@ -230,8 +291,14 @@ mod tests {
     fn counts_must_be_whole_and_non_negative() {
         let o = obj(json!({"a": 3.0, "b": -1, "c": 2.5, "d": "x"}));
         assert_eq!(opt_count(&o, "a").unwrap(), Some(3));
-        assert_eq!(opt_count(&o, "b").unwrap_err().reason, "b must not be negative");
-        assert_eq!(opt_count(&o, "c").unwrap_err().reason, "c must be a whole number");
+        assert_eq!(
+            opt_count(&o, "b").unwrap_err().reason,
+            "b must not be negative"
+        );
+        assert_eq!(
+            opt_count(&o, "c").unwrap_err().reason,
+            "c must be a whole number"
+        );
         assert_eq!(opt_count(&o, "d").unwrap_err().value.as_deref(), Some("x"));
     }
 }

@@ -13,7 +13,9 @@ pub struct FolderStore {
 
 impl FolderStore {
     pub fn new(root: &str) -> Self {
-        FolderStore { root: PathBuf::from(root) }
+        FolderStore {
+            root: PathBuf::from(root),
+        }
     }
 
     fn path(&self, key: &str) -> Result<PathBuf, RawError> {
@@ -28,31 +30,50 @@ impl FolderStore {
 
     fn io(&self, path: &Path, e: std::io::Error) -> RawError {
         if e.kind() == std::io::ErrorKind::NotFound {
-            RawError::NotFound { location: path.display().to_string() }
+            RawError::NotFound {
+                location: path.display().to_string(),
+            }
         } else {
-            RawError::Io { location: path.display().to_string(), message: e.to_string() }
+            RawError::Io {
+                location: path.display().to_string(),
+                message: e.to_string(),
+            }
         }
     }
 }
 
 impl RawStore for FolderStore {
-    fn put<'a>(&'a self, key: &'a str, bytes: Bytes, _content_type: &'a str) -> BoxFuture<'a, Result<(), RawError>> {
+    fn put<'a>(
+        &'a self,
+        key: &'a str,
+        bytes: Bytes,
+        _content_type: &'a str,
+    ) -> BoxFuture<'a, Result<(), RawError>> {
         Box::pin(async move {
             let path = self.path(key)?;
             if let Some(dir) = path.parent() {
-                tokio::fs::create_dir_all(dir).await.map_err(|e| self.io(dir, e))?;
+                tokio::fs::create_dir_all(dir)
+                    .await
+                    .map_err(|e| self.io(dir, e))?;
             }
             // Write beside, then rename: a reader sees the whole object or none.
             let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-            tokio::fs::write(&tmp, &bytes).await.map_err(|e| self.io(&tmp, e))?;
-            tokio::fs::rename(&tmp, &path).await.map_err(|e| self.io(&path, e))
+            tokio::fs::write(&tmp, &bytes)
+                .await
+                .map_err(|e| self.io(&tmp, e))?;
+            tokio::fs::rename(&tmp, &path)
+                .await
+                .map_err(|e| self.io(&path, e))
         })
     }
 
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Bytes, RawError>> {
         Box::pin(async move {
             let path = self.path(key)?;
-            tokio::fs::read(&path).await.map(Bytes::from).map_err(|e| self.io(&path, e))
+            tokio::fs::read(&path)
+                .await
+                .map(Bytes::from)
+                .map_err(|e| self.io(&path, e))
         })
     }
 
@@ -69,9 +90,16 @@ impl RawStore for FolderStore {
                 while let Some(entry) = rd.next_entry().await.map_err(|e| self.io(&dir, e))? {
                     let p = entry.path();
                     let ft = entry.file_type().await.map_err(|e| self.io(&p, e))?;
-                    let rel = p.strip_prefix(&self.root).unwrap_or(&p).to_string_lossy().replace('\\', "/");
+                    let rel = p
+                        .strip_prefix(&self.root)
+                        .unwrap_or(&p)
+                        .to_string_lossy()
+                        .replace('\\', "/");
                     if ft.is_dir() {
-                        if prefix.starts_with(&format!("{rel}/")) || rel.starts_with(prefix) || prefix.is_empty() {
+                        if prefix.starts_with(&format!("{rel}/"))
+                            || rel.starts_with(prefix)
+                            || prefix.is_empty()
+                        {
                             stack.push(p);
                         }
                     } else if rel.starts_with(prefix) && !rel.contains(".tmp-") {

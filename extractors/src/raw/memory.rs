@@ -14,14 +14,26 @@ pub struct MemoryStore {
 }
 
 impl RawStore for MemoryStore {
-    fn put<'a>(&'a self, key: &'a str, bytes: Bytes, _content_type: &'a str) -> BoxFuture<'a, Result<(), RawError>> {
-        self.objects.lock().expect("not poisoned").insert(key.to_string(), bytes);
+    fn put<'a>(
+        &'a self,
+        key: &'a str,
+        bytes: Bytes,
+        _content_type: &'a str,
+    ) -> BoxFuture<'a, Result<(), RawError>> {
+        self.objects
+            .lock()
+            .expect("not poisoned")
+            .insert(key.to_string(), bytes);
         Box::pin(async { Ok(()) })
     }
 
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Bytes, RawError>> {
         let found = self.objects.lock().expect("not poisoned").get(key).cloned();
-        Box::pin(async move { found.ok_or_else(|| RawError::NotFound { location: format!("memory://{key}") }) })
+        Box::pin(async move {
+            found.ok_or_else(|| RawError::NotFound {
+                location: format!("memory://{key}"),
+            })
+        })
     }
 
     fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<String>, RawError>> {

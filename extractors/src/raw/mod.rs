@@ -38,7 +38,12 @@ pub enum RawError {
 /// Where raw objects live. Implementations: local folder (embedded default), S3, memory.
 pub trait RawStore: Send + Sync {
     /// Writes an object whole; readers never see a partial object.
-    fn put<'a>(&'a self, key: &'a str, bytes: Bytes, content_type: &'a str) -> BoxFuture<'a, Result<(), RawError>>;
+    fn put<'a>(
+        &'a self,
+        key: &'a str,
+        bytes: Bytes,
+        content_type: &'a str,
+    ) -> BoxFuture<'a, Result<(), RawError>>;
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Bytes, RawError>>;
     /// Keys under a prefix, sorted.
     fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<String>, RawError>>;
@@ -75,7 +80,13 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// The key of a raw payload.
-pub fn object_key(pipeline: &str, resource: &str, fetched_at: DateTime<Utc>, sha256: &str, ext: &str) -> String {
+pub fn object_key(
+    pipeline: &str,
+    resource: &str,
+    fetched_at: DateTime<Utc>,
+    sha256: &str,
+    ext: &str,
+) -> String {
     format!(
         "raw/{pipeline}/{resource}/date={}/{}_{}.{ext}",
         fetched_at.format("%Y-%m-%d"),
@@ -144,10 +155,13 @@ impl Manifest {
     }
 
     pub async fn write(&self, store: &dyn RawStore) -> Result<String, RawError> {
-        let run: RunId = self.run_id.parse().map_err(|e: mobiflux_model::run::BadRunId| RawError::BadManifest {
-            location: self.run_id.clone(),
-            message: e.to_string(),
-        })?;
+        let run: RunId = self
+            .run_id
+            .parse()
+            .map_err(|e: mobiflux_model::run::BadRunId| RawError::BadManifest {
+                location: self.run_id.clone(),
+                message: e.to_string(),
+            })?;
         let key = manifest_key(&run);
         let body = serde_json::to_vec_pretty(self).expect("manifest serializes");
         store.put(&key, body.into(), "application/json").await?;
@@ -178,7 +192,10 @@ mod tests {
             "raw/velo-city/station_status/date=2026-11-21/20261121T080503.000Z_44136fa355b3678a.json"
         );
         let run = RunId::new();
-        assert_eq!(manifest_key(&run), format!("raw/_runs/date={}/{run}.json", run.date()));
+        assert_eq!(
+            manifest_key(&run),
+            format!("raw/_runs/date={}/{run}.json", run.date())
+        );
     }
 
     #[tokio::test]
@@ -187,11 +204,38 @@ mod tests {
         let folder = FolderStore::new(dir.to_str().unwrap());
         let memory = MemoryStore::default();
         for store in [&folder as &dyn RawStore, &memory] {
-            store.put("raw/p/b/x.json", Bytes::from_static(b"2"), "application/json").await.unwrap();
-            store.put("raw/p/a/x.json", Bytes::from_static(b"1"), "application/json").await.unwrap();
-            store.put("raw/q/a/x.json", Bytes::from_static(b"3"), "application/json").await.unwrap();
-            assert_eq!(store.get("raw/p/a/x.json").await.unwrap(), Bytes::from_static(b"1"));
-            assert_eq!(store.list("raw/p/").await.unwrap(), vec!["raw/p/a/x.json", "raw/p/b/x.json"]);
+            store
+                .put(
+                    "raw/p/b/x.json",
+                    Bytes::from_static(b"2"),
+                    "application/json",
+                )
+                .await
+                .unwrap();
+            store
+                .put(
+                    "raw/p/a/x.json",
+                    Bytes::from_static(b"1"),
+                    "application/json",
+                )
+                .await
+                .unwrap();
+            store
+                .put(
+                    "raw/q/a/x.json",
+                    Bytes::from_static(b"3"),
+                    "application/json",
+                )
+                .await
+                .unwrap();
+            assert_eq!(
+                store.get("raw/p/a/x.json").await.unwrap(),
+                Bytes::from_static(b"1")
+            );
+            assert_eq!(
+                store.list("raw/p/").await.unwrap(),
+                vec!["raw/p/a/x.json", "raw/p/b/x.json"]
+            );
             let err = store.get("raw/p/zzz.json").await.unwrap_err();
             assert!(matches!(err, RawError::NotFound { .. }), "{err}");
         }

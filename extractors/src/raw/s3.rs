@@ -30,7 +30,10 @@ impl std::fmt::Debug for S3Config {
             .field("endpoint", &self.endpoint)
             .field("region", &self.region)
             .field("access_key_id", &self.access_key_id)
-            .field("secret_access_key", &self.secret_access_key.as_ref().map(|_| "***"))
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| "***"),
+            )
             .finish()
     }
 }
@@ -59,19 +62,28 @@ pub struct S3Store {
 
 impl S3Store {
     pub async fn new(bucket: &str, prefix: &str, cfg: S3Config) -> Result<Self, RawError> {
-        let (Some(ak), Some(sk)) = (cfg.access_key_id.clone(), cfg.secret_access_key.clone()) else {
+        let (Some(ak), Some(sk)) = (cfg.access_key_id.clone(), cfg.secret_access_key.clone())
+        else {
             return Err(RawError::BadUrl {
                 url: format!("s3://{bucket}/{prefix}"),
                 message: "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must be set".into(),
             });
         };
         let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring))
+            .tls_provider(tls::Provider::Rustls(
+                tls::rustls_provider::CryptoMode::Ring,
+            ))
             .build_https();
         let mut b = aws_sdk_s3::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new(cfg.region.clone()))
-            .credentials_provider(Credentials::new(ak, sk, cfg.session_token.clone(), None, "environment"))
+            .credentials_provider(Credentials::new(
+                ak,
+                sk,
+                cfg.session_token.clone(),
+                None,
+                "environment",
+            ))
             .http_client(http);
         if let Some(ep) = &cfg.endpoint {
             b = b.endpoint_url(ep).force_path_style(true);
@@ -98,7 +110,12 @@ impl S3Store {
 }
 
 impl RawStore for S3Store {
-    fn put<'a>(&'a self, key: &'a str, bytes: Bytes, content_type: &'a str) -> BoxFuture<'a, Result<(), RawError>> {
+    fn put<'a>(
+        &'a self,
+        key: &'a str,
+        bytes: Bytes,
+        content_type: &'a str,
+    ) -> BoxFuture<'a, Result<(), RawError>> {
         Box::pin(async move {
             self.client
                 .put_object()
@@ -127,7 +144,9 @@ impl RawStore for S3Store {
                 .await
                 .map_err(|e| {
                     if e.as_service_error().is_some_and(|s| s.is_no_such_key()) {
-                        RawError::NotFound { location: self.location(key) }
+                        RawError::NotFound {
+                            location: self.location(key),
+                        }
                     } else {
                         RawError::Io {
                             location: self.location(key),
@@ -147,7 +166,11 @@ impl RawStore for S3Store {
         Box::pin(async move {
             let mut keys = Vec::new();
             let mut token = None;
-            let strip = if self.prefix.is_empty() { 0 } else { self.prefix.len() + 1 };
+            let strip = if self.prefix.is_empty() {
+                0
+            } else {
+                self.prefix.len() + 1
+            };
             loop {
                 let out = self
                     .client
@@ -161,7 +184,12 @@ impl RawStore for S3Store {
                         location: self.location(prefix),
                         message: DisplayErrorContext(&e).to_string(),
                     })?;
-                keys.extend(out.contents().iter().filter_map(|o| o.key()).map(|k| k[strip..].to_string()));
+                keys.extend(
+                    out.contents()
+                        .iter()
+                        .filter_map(|o| o.key())
+                        .map(|k| k[strip..].to_string()),
+                );
                 match out.next_continuation_token() {
                     Some(t) if out.is_truncated() == Some(true) => token = Some(t.to_string()),
                     _ => break,

@@ -59,13 +59,20 @@ fn parse<'a>(p: &'a Payload<'a>) -> Result<File<'a>, TransformError> {
         bad_file(p, "a JSON document", format!("{e} (starts with {head:?})"))
     })?;
     let Value::Object(mut top) = doc else {
-        return Err(bad_file(p, "a JSON object", "found another JSON value".into()));
+        return Err(bad_file(
+            p,
+            "a JSON object",
+            "found another JSON value".into(),
+        ));
     };
     let last_updated = top
         .get("last_updated")
         .and_then(json::time_value)
         .unwrap_or(p.fetched_at);
-    let version = top.get("version").and_then(Value::as_str).map(str::to_string);
+    let version = top
+        .get("version")
+        .and_then(Value::as_str)
+        .map(str::to_string);
     match top.remove("data") {
         Some(Value::Object(data)) => Ok(File {
             payload: p,
@@ -108,7 +115,11 @@ struct Table<'c> {
 }
 
 impl<'c> Table<'c> {
-    fn new(schema: &'static TableSchema, ctx: &'c Context<'c>, quarantine: &'c mut Vec<Quarantined>) -> Self {
+    fn new(
+        schema: &'static TableSchema,
+        ctx: &'c Context<'c>,
+        quarantine: &'c mut Vec<Quarantined>,
+    ) -> Self {
         Table {
             ctx,
             builder: FrameBuilder::new(schema),
@@ -119,7 +130,8 @@ impl<'c> Table<'c> {
 
     fn row(&self) -> Row {
         let mut r = Row::new(self.builder.schema());
-        r.set("partner", self.ctx.partner).set("run_id", self.ctx.run_id);
+        r.set("partner", self.ctx.partner)
+            .set("run_id", self.ctx.run_id);
         r
     }
 
@@ -135,7 +147,13 @@ impl<'c> Table<'c> {
 
     /// Adds a row read by `read`, or quarantines the record with the first issue found.
     /// `id_field` names the natural id, whose repeats within the batch are quarantined.
-    fn add(&mut self, f: &File, position: String, id_field: &str, read: impl FnOnce(&mut Row) -> Result<(), Issue>) {
+    fn add(
+        &mut self,
+        f: &File,
+        position: String,
+        id_field: &str,
+        read: impl FnOnce(&mut Row) -> Result<(), Issue>,
+    ) {
         let mut row = self.row();
         if let Err(issue) = read(&mut row) {
             return self.reject(f, position, issue);
@@ -160,14 +178,22 @@ impl<'c> Table<'c> {
 }
 
 fn as_obj<'v>(v: &'v Value, what: &str) -> Result<&'v Obj, Issue> {
-    v.as_object()
-        .ok_or_else(|| Issue::new(what, Some(v), format!("{what} record must be a JSON object")))
+    v.as_object().ok_or_else(|| {
+        Issue::new(
+            what,
+            Some(v),
+            format!("{what} record must be a JSON object"),
+        )
+    })
 }
 
 /// Transforms the payloads of one GBFS run.
 pub fn transform(ctx: &Context, payloads: &[Payload]) -> Result<Output, TransformError> {
     let mut files: Vec<File> = Vec::new();
-    for p in payloads.iter().filter(|p| TRANSFORMED.contains(&p.resource)) {
+    for p in payloads
+        .iter()
+        .filter(|p| TRANSFORMED.contains(&p.resource))
+    {
         files.push(parse(p)?);
     }
     // Localized strings: the definition's language, else the system's own.
@@ -175,14 +201,18 @@ pub fn transform(ctx: &Context, payloads: &[Payload]) -> Result<Output, Transfor
         .iter()
         .find(|f| f.payload.resource == "system_information")
         .and_then(|f| {
-            f.data.get("language").and_then(Value::as_str).map(str::to_string).or_else(|| {
-                f.data
-                    .get("languages")
-                    .and_then(Value::as_array)
-                    .and_then(|l| l.first())
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-            })
+            f.data
+                .get("language")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .or_else(|| {
+                    f.data
+                        .get("languages")
+                        .and_then(Value::as_array)
+                        .and_then(|l| l.first())
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                })
         });
     let lang = ctx.language.or(system_lang.as_deref());
 
@@ -231,7 +261,12 @@ fn system_information(t: &mut Table, f: &File, lang: Option<&str>) {
     let d = &f.data;
     t.add(f, "/data".into(), "system_id", |r| {
         let language = match d.get("languages").and_then(Value::as_array) {
-            Some(l) => Some(l.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(",")),
+            Some(l) => Some(
+                l.iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
             None => json::text(d, "language", None)?,
         };
         r.set("system_id", json::id(d, "system_id")?)
@@ -254,11 +289,20 @@ fn vehicle_types(t: &mut Table, f: &File, lang: Option<&str>) -> Result<(), Tran
         t.add(f, format!("{base}/{i}"), "vehicle_type_id", |r| {
             let o = as_obj(v, "vehicle_type")?;
             r.set("vehicle_type_id", json::id(o, "vehicle_type_id")?)
-                .set("form_factor", json::req_text(o, "form_factor", None)?.to_lowercase())
-                .set("propulsion", json::req_text(o, "propulsion_type", None)?.to_lowercase())
+                .set(
+                    "form_factor",
+                    json::req_text(o, "form_factor", None)?.to_lowercase(),
+                )
+                .set(
+                    "propulsion",
+                    json::req_text(o, "propulsion_type", None)?.to_lowercase(),
+                )
                 .set("name", json::text(o, "name", lang)?)
                 .set("max_range_m", json::opt_f64(o, "max_range_meters")?)
-                .set("default_pricing_plan_id", json::opt_id(o, "default_pricing_plan_id")?)
+                .set(
+                    "default_pricing_plan_id",
+                    json::opt_id(o, "default_pricing_plan_id")?,
+                )
                 .set("valid_from", f.last_updated);
             Ok(())
         });
@@ -273,7 +317,10 @@ fn pricing_plans(t: &mut Table, f: &File, lang: Option<&str>) -> Result<(), Tran
             let o = as_obj(v, "plan")?;
             r.set("plan_id", json::id(o, "plan_id")?)
                 .set("name", json::req_text(o, "name", lang)?)
-                .set("currency", json::req_text(o, "currency", None)?.to_uppercase())
+                .set(
+                    "currency",
+                    json::req_text(o, "currency", None)?.to_uppercase(),
+                )
                 .set("price", json::req_f64(o, "price")?)
                 .set("is_taxable", json::req_bool(o, "is_taxable")?)
                 .set("description", json::text(o, "description", lang)?)
@@ -359,33 +406,44 @@ fn geofencing_zones(t: &mut Table, f: &File, lang: Option<&str>) -> Result<(), T
         }
     };
     for (i, v) in features.iter().enumerate() {
-        t.add(f, format!("/data/geofencing_zones/features/{i}"), "zone_id", |r| {
-            let o = as_obj(v, "feature")?;
-            let geometry = match o.get("geometry") {
-                Some(g @ Value::Object(go))
-                    if matches!(go.get("type").and_then(Value::as_str), Some("Polygon" | "MultiPolygon")) =>
-                {
-                    g.to_string()
-                }
-                other => {
-                    return Err(Issue::new(
-                        "geometry",
-                        other,
-                        "geometry must be a GeoJSON Polygon or MultiPolygon",
-                    ));
-                }
-            };
-            let empty = Obj::new();
-            let props = o.get("properties").and_then(Value::as_object).unwrap_or(&empty);
-            r.set("zone_id", i.to_string())
-                .set("name", json::text(props, "name", lang)?)
-                .set("starts_at", json::opt_time(props, "start")?)
-                .set("ends_at", json::opt_time(props, "end")?)
-                .set("rules", json::opt_json(props, "rules"))
-                .set("geometry", geometry)
-                .set("valid_from", f.last_updated);
-            Ok(())
-        });
+        t.add(
+            f,
+            format!("/data/geofencing_zones/features/{i}"),
+            "zone_id",
+            |r| {
+                let o = as_obj(v, "feature")?;
+                let geometry = match o.get("geometry") {
+                    Some(g @ Value::Object(go))
+                        if matches!(
+                            go.get("type").and_then(Value::as_str),
+                            Some("Polygon" | "MultiPolygon")
+                        ) =>
+                    {
+                        g.to_string()
+                    }
+                    other => {
+                        return Err(Issue::new(
+                            "geometry",
+                            other,
+                            "geometry must be a GeoJSON Polygon or MultiPolygon",
+                        ));
+                    }
+                };
+                let empty = Obj::new();
+                let props = o
+                    .get("properties")
+                    .and_then(Value::as_object)
+                    .unwrap_or(&empty);
+                r.set("zone_id", i.to_string())
+                    .set("name", json::text(props, "name", lang)?)
+                    .set("starts_at", json::opt_time(props, "start")?)
+                    .set("ends_at", json::opt_time(props, "end")?)
+                    .set("rules", json::opt_json(props, "rules"))
+                    .set("geometry", geometry)
+                    .set("valid_from", f.last_updated);
+                Ok(())
+            },
+        );
     }
     Ok(())
 }

@@ -103,7 +103,10 @@ fn v2_3_fixture_set_gives_the_files_values() {
     assert_eq!(s(si, "timezone", 0), Some("Europe/Oslo"));
     assert_eq!(s(si, "language", 0), Some("en"));
     assert_eq!(s(si, "feed_version", 0), Some("2.3"));
-    assert_eq!(t(si, "valid_from", 0).as_deref(), Some("2020-12-01T13:45:57+00:00"));
+    assert_eq!(
+        t(si, "valid_from", 0).as_deref(),
+        Some("2020-12-01T13:45:57+00:00")
+    );
 
     let vt = out.table("vehicle_types").unwrap();
     assert_eq!(vt.height(), 2);
@@ -118,8 +121,14 @@ fn v2_3_fixture_set_gives_the_files_values() {
     assert_eq!(st.height(), 2);
     assert_eq!(s(st, "station_id", 1), Some("TST:Station:2"));
     assert_eq!(s(st, "name", 1), Some("Cooler bikes"));
-    assert_eq!((f(st, "lat", 1), f(st, "lon", 1)), (Some(11.34), Some(44.67)));
-    assert_eq!(s(st, "vehicle_type_capacity", 0), Some(r#"{"TST:VehicleType:CityBike":7}"#));
+    assert_eq!(
+        (f(st, "lat", 1), f(st, "lon", 1)),
+        (Some(11.34), Some(44.67))
+    );
+    assert_eq!(
+        s(st, "vehicle_type_capacity", 0),
+        Some(r#"{"TST:VehicleType:CityBike":7}"#)
+    );
     assert_eq!(s(st, "partner", 0), Some("acme"));
     assert_eq!(s(st, "run_id", 0), Some("run-1"));
 
@@ -130,8 +139,14 @@ fn v2_3_fixture_set_gives_the_files_values() {
     assert_eq!(i(ss, "vehicles_available", 1), Some(6));
     assert_eq!(i(ss, "docks_available", 1), Some(8));
     assert_eq!(b(ss, "is_renting", 0), Some(true));
-    assert_eq!(t(ss, "observed_at", 0).as_deref(), Some("2025-07-02T06:21:03+00:00"));
-    assert_eq!(t(ss, "last_reported", 0).as_deref(), Some("2025-07-02T06:21:03+00:00"));
+    assert_eq!(
+        t(ss, "observed_at", 0).as_deref(),
+        Some("2025-07-02T06:21:03+00:00")
+    );
+    assert_eq!(
+        t(ss, "last_reported", 0).as_deref(),
+        Some("2025-07-02T06:21:03+00:00")
+    );
     assert_eq!(
         s(ss, "vehicle_types_available", 1),
         Some(r#"{"TST:VehicleType:CityBike":4,"TST:VehicleType:Scooter":2}"#)
@@ -146,13 +161,19 @@ fn v2_3_fixture_set_gives_the_files_values() {
     assert_eq!(b(v, "is_reserved", 0), Some(false));
     assert_eq!(f(v, "current_range_m", 0), Some(1431.2));
     assert_eq!(s(v, "pricing_plan_id", 0), Some("TST:PricingPlan:Basic"));
-    assert_eq!(t(v, "observed_at", 0).as_deref(), Some("2020-12-01T21:26:08+00:00"));
+    assert_eq!(
+        t(v, "observed_at", 0).as_deref(),
+        Some("2020-12-01T21:26:08+00:00")
+    );
 
     let pp = out.table("pricing_plans").unwrap();
     assert_eq!(pp.height(), 1);
     assert_eq!(s(pp, "currency", 0), Some("NOK"));
     assert_eq!(f(pp, "price", 0), Some(0.0));
-    assert_eq!(s(pp, "per_min_pricing", 0), Some(r#"[{"interval":1,"rate":3.5,"start":0}]"#));
+    assert_eq!(
+        s(pp, "per_min_pricing", 0),
+        Some(r#"[{"interval":1,"rate":3.5,"start":0}]"#)
+    );
 
     let rg = out.table("regions").unwrap();
     assert_eq!((rg.height(), s(rg, "name", 0)), (1, Some("Sahara")));
@@ -160,7 +181,11 @@ fn v2_3_fixture_set_gives_the_files_values() {
     let gz = out.table("geofencing_zones").unwrap();
     assert_eq!(gz.height(), 1);
     assert_eq!(s(gz, "name", 0), Some("Nes"));
-    assert!(s(gz, "geometry", 0).unwrap().starts_with(r#"{"coordinates":[[[[11.53037789067,60.13740063434]"#));
+    assert!(
+        s(gz, "geometry", 0)
+            .unwrap()
+            .starts_with(r#"{"coordinates":[[[[11.53037789067,60.13740063434]"#)
+    );
 }
 
 const V30: &[&str] = &[
@@ -187,7 +212,10 @@ fn v3_0_fixture_set_gives_the_files_values() {
     assert_eq!(s(si, "system_id", 0), Some("example_london"));
     assert_eq!(s(si, "name", 0), Some("Check Technologies"));
     assert_eq!(s(si, "timezone", 0), Some("Europe/Amsterdam"));
-    assert_eq!(t(si, "valid_from", 0).as_deref(), Some("2019-07-04T13:33:03.969+00:00"));
+    assert_eq!(
+        t(si, "valid_from", 0).as_deref(),
+        Some("2019-07-04T13:33:03.969+00:00")
+    );
 
     let vt = out.table("vehicle_types").unwrap();
     assert_eq!(vt.height(), 1);
@@ -197,7 +225,10 @@ fn v3_0_fixture_set_gives_the_files_values() {
 
     let st = out.table("stations").unwrap();
     assert_eq!(st.height(), 23);
-    assert_eq!(s(st, "station_id", 0), Some("6efbec5a-6b8c-455b-bed2-8d66be6d6a4b"));
+    assert_eq!(
+        s(st, "station_id", 0),
+        Some("6efbec5a-6b8c-455b-bed2-8d66be6d6a4b")
+    );
     assert_eq!(s(st, "name", 0), Some("2 ROUES"));
     assert_eq!(f(st, "lat", 0), Some(48.8456017931977));
     assert_eq!(f(st, "lon", 0), Some(2.38465095280482));
@@ -207,7 +238,10 @@ fn v3_0_fixture_set_gives_the_files_values() {
     assert_eq!(ss.height(), 1);
     assert_eq!(i(ss, "vehicles_available", 0), Some(0));
     assert_eq!(i(ss, "docks_available", 0), None);
-    assert_eq!(t(ss, "last_reported", 0).as_deref(), Some("2019-07-04T13:33:03.969+00:00"));
+    assert_eq!(
+        t(ss, "last_reported", 0).as_deref(),
+        Some("2019-07-04T13:33:03.969+00:00")
+    );
 
     let v = out.table("vehicles").unwrap();
     assert_eq!(v.height(), 7);
@@ -215,7 +249,10 @@ fn v3_0_fixture_set_gives_the_files_values() {
         s(v, "vehicle_id", 0),
         Some("2b6488755477b6803d3e21072a3dbcff52fb8f806283fc73591c8053e6ad6125")
     );
-    assert_eq!((f(v, "lat", 0), f(v, "lon", 0)), (Some(48.84627), Some(2.332335)));
+    assert_eq!(
+        (f(v, "lat", 0), f(v, "lon", 0)),
+        (Some(48.84627), Some(2.332335))
+    );
     assert_eq!(f(v, "current_range_m", 6), Some(12000.0));
 
     let pp = out.table("pricing_plans").unwrap();
@@ -226,7 +263,10 @@ fn v3_0_fixture_set_gives_the_files_values() {
 
     let rg = out.table("regions").unwrap();
     assert_eq!(s(rg, "name", 0), Some("Gothenburg"));
-    assert_eq!(t(rg, "valid_from", 0).as_deref(), Some("2024-04-18T09:37:59+00:00"));
+    assert_eq!(
+        t(rg, "valid_from", 0).as_deref(),
+        Some("2024-04-18T09:37:59+00:00")
+    );
 
     assert_eq!(out.table("geofencing_zones").unwrap().height(), 272);
 }
@@ -262,15 +302,32 @@ fn every_spec_example_loads_without_quarantine() {
     ];
     for (version, file, table, rows) in cases {
         let out = Loaded::dir(&format!("spec-examples/{version}"), &[file]).run();
-        assert!(out.quarantine.is_empty(), "{version}/{file}: {:?}", out.quarantine);
-        let df = out.table(table).unwrap_or_else(|| panic!("{version}/{file}: no {table}"));
+        assert!(
+            out.quarantine.is_empty(),
+            "{version}/{file}: {:?}",
+            out.quarantine
+        );
+        let df = out
+            .table(table)
+            .unwrap_or_else(|| panic!("{version}/{file}: no {table}"));
         assert_eq!(df.height(), *rows, "{version}/{file}");
-        assert_eq!(df.schema(), empty(schema_of(table)).schema(), "{version}/{file}");
+        assert_eq!(
+            df.schema(),
+            empty(schema_of(table)).schema(),
+            "{version}/{file}"
+        );
     }
     // Values from the specification text: UTC conversion of +02:00 times, v3 renames.
-    let out = Loaded::dir("spec-examples/v3.0", &["vehicle_status-1.json", "station_status.json"]).run();
+    let out = Loaded::dir(
+        "spec-examples/v3.0",
+        &["vehicle_status-1.json", "station_status.json"],
+    )
+    .run();
     let v = out.table("vehicles").unwrap();
-    assert_eq!(t(v, "observed_at", 0).as_deref(), Some("2023-07-17T11:34:13+00:00"));
+    assert_eq!(
+        t(v, "observed_at", 0).as_deref(),
+        Some("2023-07-17T11:34:13+00:00")
+    );
     assert_eq!(s(v, "station_id", 1), Some("86"));
     assert_eq!((f(v, "lat", 1), f(v, "lon", 1)), (None, None));
     let ss = out.table("station_status").unwrap();
@@ -286,9 +343,10 @@ fn schema_of(name: &str) -> &'static TableSchema {
 fn bad_records_are_quarantined_with_position_and_the_rest_loads() {
     // A variant of the real v2.3 station_information: one station off the globe,
     // one repeated id, one without a name.
-    let mut doc: Value =
-        serde_json::from_slice(&std::fs::read(format!("{FIXTURES}/v2.3/station_information.json")).unwrap())
-            .unwrap();
+    let mut doc: Value = serde_json::from_slice(
+        &std::fs::read(format!("{FIXTURES}/v2.3/station_information.json")).unwrap(),
+    )
+    .unwrap();
     let stations = doc["data"]["stations"].as_array_mut().unwrap();
     let mut off = stations[0].clone();
     off["station_id"] = "TST:Station:3".into();
@@ -305,28 +363,54 @@ fn bad_records_are_quarantined_with_position_and_the_rest_loads() {
         bytes: &bytes,
         fetched_at: fetched(),
     }];
-    let ctx = Context { pipeline: "x", partner: "p", run_id: "r", language: None };
+    let ctx = Context {
+        pipeline: "x",
+        partner: "p",
+        run_id: "r",
+        language: None,
+    };
     let out = transform(&ctx, &payloads).unwrap();
     assert_eq!(out.table("stations").unwrap().height(), 2);
     let q: Vec<(&str, Option<&str>, Option<&str>, &str)> = out
         .quarantine
         .iter()
-        .map(|q| (q.position.as_str(), q.field.as_deref(), q.value.as_deref(), q.reason.as_str()))
+        .map(|q| {
+            (
+                q.position.as_str(),
+                q.field.as_deref(),
+                q.value.as_deref(),
+                q.reason.as_str(),
+            )
+        })
         .collect();
     assert_eq!(
         q,
         vec![
-            ("/data/stations/2", Some("lat"), Some("123.0"), "lat must be between -90 and 90"),
+            (
+                "/data/stations/2",
+                Some("lat"),
+                Some("123.0"),
+                "lat must be between -90 and 90"
+            ),
             (
                 "/data/stations/3",
                 Some("station_id"),
                 Some("TST:Station:2"),
                 "duplicate station_id (first seen at /data/stations/1)"
             ),
-            ("/data/stations/4", Some("name"), None, "required field name is missing"),
+            (
+                "/data/stations/4",
+                Some("name"),
+                None,
+                "required field name is missing"
+            ),
         ]
     );
-    assert!(out.quarantine.iter().all(|q| q.source_object == "raw/x/station_information/a.json"));
+    assert!(
+        out.quarantine
+            .iter()
+            .all(|q| q.source_object == "raw/x/station_information/a.json")
+    );
 }
 
 #[test]
@@ -338,9 +422,17 @@ fn html_instead_of_json_fails_the_file_with_its_first_bytes() {
         bytes,
         fetched_at: fetched(),
     }];
-    let ctx = Context { pipeline: "x", partner: "p", run_id: "r", language: None };
+    let ctx = Context {
+        pipeline: "x",
+        partner: "p",
+        run_id: "r",
+        language: None,
+    };
     let err = transform(&ctx, &payloads).unwrap_err().to_string();
-    assert!(err.starts_with("raw/x/station_status/b.json: expected a JSON document;"), "{err}");
+    assert!(
+        err.starts_with("raw/x/station_status/b.json: expected a JSON document;"),
+        "{err}"
+    );
     assert!(err.contains("<!DOCTYPE html>"), "{err}");
 }
 
@@ -353,15 +445,39 @@ fn gbfs_1_0_integer_booleans_and_bike_ids_are_read() {
         {"station_id":"1","num_bikes_available":7,"num_docks_available":3,"is_installed":1,
          "is_renting":1,"is_returning":0,"last_reported":1434054678}]}}"#;
     let payloads = [
-        Payload { resource: "free_bike_status", source_object: "a", bytes: bikes, fetched_at: fetched() },
-        Payload { resource: "station_status", source_object: "b", bytes: status, fetched_at: fetched() },
+        Payload {
+            resource: "free_bike_status",
+            source_object: "a",
+            bytes: bikes,
+            fetched_at: fetched(),
+        },
+        Payload {
+            resource: "station_status",
+            source_object: "b",
+            bytes: status,
+            fetched_at: fetched(),
+        },
     ];
-    let ctx = Context { pipeline: "x", partner: "p", run_id: "r", language: None };
+    let ctx = Context {
+        pipeline: "x",
+        partner: "p",
+        run_id: "r",
+        language: None,
+    };
     let out = transform(&ctx, &payloads).unwrap();
     assert!(out.quarantine.is_empty(), "{:?}", out.quarantine);
     let v = out.table("vehicles").unwrap();
-    assert_eq!((s(v, "vehicle_id", 0), b(v, "is_reserved", 0)), (Some("ABC123"), Some(true)));
+    assert_eq!(
+        (s(v, "vehicle_id", 0), b(v, "is_reserved", 0)),
+        (Some("ABC123"), Some(true))
+    );
     let ss = out.table("station_status").unwrap();
-    assert_eq!((i(ss, "vehicles_available", 0), b(ss, "is_returning", 0)), (Some(7), Some(false)));
-    assert_eq!(t(ss, "observed_at", 0).as_deref(), Some("2015-06-11T20:31:18+00:00"));
+    assert_eq!(
+        (i(ss, "vehicles_available", 0), b(ss, "is_returning", 0)),
+        (Some(7), Some(false))
+    );
+    assert_eq!(
+        t(ss, "observed_at", 0).as_deref(),
+        Some("2015-06-11T20:31:18+00:00")
+    );
 }
