@@ -41,8 +41,46 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    fn new(pipeline: &str, run_id: RunId) -> Self {
+        Outcome {
+            pipeline: pipeline.to_string(),
+            run_id,
+            error: None,
+            tables: Vec::new(),
+            quarantined: 0,
+            bytes: 0,
+            elapsed: Duration::ZERO,
+        }
+    }
+
     pub fn ok(&self) -> bool {
         self.error.is_none()
+    }
+}
+
+/// A run's `etl_runs` row as it starts.
+fn new_record(
+    run_id: &RunId,
+    pipeline: &str,
+    partner: &str,
+    format: &str,
+    trigger: &str,
+) -> RunRecord {
+    RunRecord {
+        run_id: run_id.to_string(),
+        pipeline: pipeline.to_string(),
+        partner: partner.to_string(),
+        format: format.to_string(),
+        trigger: trigger.to_string(),
+        scheduled_for: None,
+        started_at: run_id.started_at(),
+        finished_at: None,
+        status: "running".into(),
+        rows_loaded: 0,
+        rows_quarantined: 0,
+        bytes: 0,
+        error: None,
+        manifest: Some(manifest_key(run_id)),
     }
 }
 
@@ -65,33 +103,10 @@ impl Runner {
     pub async fn run_one(&self, def: &Definition) -> Outcome {
         let started = Instant::now();
         let run_id = RunId::new();
-        let mut record = RunRecord {
-            run_id: run_id.to_string(),
-            pipeline: def.name.clone(),
-            partner: def.partner.clone(),
-            format: def.format.clone(),
-            trigger: "run".into(),
-            scheduled_for: None,
-            started_at: run_id.started_at(),
-            finished_at: None,
-            status: "running".into(),
-            rows_loaded: 0,
-            rows_quarantined: 0,
-            bytes: 0,
-            error: None,
-            manifest: Some(manifest_key(&run_id)),
-        };
+        let mut record = new_record(&run_id, &def.name, &def.partner, &def.format, "run");
         let span = tracing::info_span!("run", pipeline = %def.name, run_id = %run_id);
         let _enter = span.enter();
-        let mut outcome = Outcome {
-            pipeline: def.name.clone(),
-            run_id,
-            error: None,
-            tables: Vec::new(),
-            quarantined: 0,
-            bytes: 0,
-            elapsed: Duration::ZERO,
-        };
+        let mut outcome = Outcome::new(&def.name, run_id);
         let result: Result<Loaded, String> = async {
             self.warehouse
                 .start_run(&record)
@@ -152,15 +167,7 @@ impl Runner {
     /// Re-transforms and reloads a run from the raw zone alone, under its own run id.
     pub async fn replay(&self, run_id: RunId, defs: &[Definition]) -> Outcome {
         let started = Instant::now();
-        let mut outcome = Outcome {
-            pipeline: String::new(),
-            run_id,
-            error: None,
-            tables: Vec::new(),
-            quarantined: 0,
-            bytes: 0,
-            elapsed: Duration::ZERO,
-        };
+        let mut outcome = Outcome::new("", run_id);
         let result: Result<Loaded, String> = async {
             let manifest = Manifest::read(self.raw.as_ref(), &run_id)
                 .await
@@ -177,22 +184,8 @@ impl Runner {
                 .iter()
                 .find(|d| d.name == manifest.pipeline)
                 .and_then(|d| d.language.clone());
-            let mut record = RunRecord {
-                run_id: run_id.to_string(),
-                pipeline: manifest.pipeline.clone(),
-                partner: manifest.partner.clone(),
-                format: manifest.format.clone(),
-                trigger: "replay".into(),
-                scheduled_for: None,
-                started_at: run_id.started_at(),
-                finished_at: None,
-                status: "running".into(),
-                rows_loaded: 0,
-                rows_quarantined: 0,
-                bytes: manifest.bytes() as i64,
-                error: None,
-                manifest: Some(manifest_key(&run_id)),
-            };
+            let mut record = new_record(&run_id, &manifest.pipeline, &manifest.partner, &manifest.format, "replay");
+            record.bytes = manifest.bytes() as i64;
             self.warehouse.start_run(&record).await.map_err(|e| e.to_string())?;
             self.transform_and_load(&manifest, language.as_deref(), &mut record).await
         }
