@@ -14,6 +14,7 @@ use mobiflux_extractors::{Http, HttpOptions, RawStore, Source};
 use mobiflux_loaders::{Batch, RunRecord, Warehouse};
 use mobiflux_model::RunId;
 use mobiflux_transforms::{Context, Payload, quarantine};
+use tracing::Instrument;
 
 use crate::definitions::{Definition, resolve};
 
@@ -101,11 +102,14 @@ impl Runner {
     }
 
     pub async fn run_one(&self, def: &Definition) -> Outcome {
-        let started = Instant::now();
         let run_id = RunId::new();
-        let mut record = new_record(&run_id, &def.name, &def.partner, &def.format, "run");
         let span = tracing::info_span!("run", pipeline = %def.name, run_id = %run_id);
-        let _enter = span.enter();
+        self.run_in_span(def, run_id).instrument(span).await
+    }
+
+    async fn run_in_span(&self, def: &Definition, run_id: RunId) -> Outcome {
+        let started = Instant::now();
+        let mut record = new_record(&run_id, &def.name, &def.partner, &def.format, "run");
         let mut outcome = Outcome::new(&def.name, run_id);
         let result: Result<Loaded, String> = async {
             self.warehouse
@@ -126,7 +130,7 @@ impl Runner {
                 }
                 other => unreachable!("validated format {other}"),
             };
-            let manifest = manifest.map_err(|e| src.redacted(&e.to_string()))?;
+            let manifest = manifest.map_err(|e| src.scrub(&e.to_string()))?;
             outcome.bytes = manifest.bytes();
             record.bytes = manifest.bytes() as i64;
             tracing::info!(
@@ -202,8 +206,20 @@ impl Runner {
     }
 
     fn source(&self, def: &Definition) -> Result<Source, String> {
-        let (url, _) = resolve(&def.url, "url", &self.vars)?;
-        let mut secrets = Vec::new();
+        let (url, used) = resolve(&def.url, "url", &self.vars)?;
+        // A value placed in the query or the userinfo is a credential; one forming the
+        // scheme and host (a base URL) is not, so it stays readable in messages.
+        let query = url.split_once('?').map(|(_, q)| q).unwrap_or("");
+        let userinfo = url
+            .split_once("://")
+            .and_then(|(_, rest)| rest.split('/').next())
+            .and_then(|auth| auth.rsplit_once('@'))
+            .map(|(u, _)| u)
+            .unwrap_or("");
+        let mut secrets: Vec<String> = used
+            .into_iter()
+            .filter(|v| query.contains(v.as_str()) || userinfo.contains(v.as_str()))
+            .collect();
         let mut headers = Vec::new();
         for (k, v) in &def.headers {
             let (value, used) = resolve(v, &format!("headers.{k}"), &self.vars)?;
@@ -231,36 +247,50 @@ impl Runner {
         language: Option<&str>,
         record: &mut RunRecord,
     ) -> Result<Loaded, String> {
-        let mut blobs: Vec<(&str, &str, Bytes, chrono::DateTime<Utc>)> = Vec::new();
+        let mut blobs: Vec<(String, String, Bytes, chrono::DateTime<Utc>)> = Vec::new();
         for o in manifest
             .objects
             .iter()
             .filter(|o| o.complete && (200..300).contains(&o.status))
         {
             let bytes = self.raw.get(&o.key).await.map_err(|e| e.to_string())?;
-            blobs.push((&o.resource, &o.key, bytes, o.fetched_at));
+            blobs.push((o.resource.clone(), o.key.clone(), bytes, o.fetched_at));
         }
-        let payloads: Vec<Payload> = blobs
-            .iter()
-            .map(|(resource, key, bytes, at)| Payload {
-                resource,
-                source_object: key,
-                bytes,
-                fetched_at: *at,
-            })
-            .collect();
         let run_id = record.run_id.clone();
-        let ctx = Context {
-            pipeline: &manifest.pipeline,
-            partner: &manifest.partner,
-            run_id: &run_id,
-            language,
-        };
-        let out = match manifest.format.as_str() {
-            "gbfs" => mobiflux_transforms::gbfs::transform(&ctx, &payloads),
-            other => return Err(format!("no transform for format {other}")),
-        }
-        .map_err(|e| e.to_string())?;
+        let (pipeline, partner, format) = (
+            manifest.pipeline.clone(),
+            manifest.partner.clone(),
+            manifest.format.clone(),
+        );
+        let language = language.map(str::to_string);
+        // Parsing and normalizing is CPU work: keep it off the threads that serve I/O.
+        let (ctx_run, ctx_pipeline, ctx_partner) =
+            (run_id.clone(), pipeline.clone(), partner.clone());
+        let out = tokio::task::spawn_blocking(move || {
+            let payloads: Vec<Payload> = blobs
+                .iter()
+                .map(|(resource, key, bytes, at)| Payload {
+                    resource,
+                    source_object: key,
+                    bytes,
+                    fetched_at: *at,
+                })
+                .collect();
+            let ctx = Context {
+                pipeline: &ctx_pipeline,
+                partner: &ctx_partner,
+                run_id: &ctx_run,
+                language: language.as_deref(),
+            };
+            match format.as_str() {
+                "gbfs" => {
+                    mobiflux_transforms::gbfs::transform(&ctx, &payloads).map_err(|e| e.to_string())
+                }
+                other => Err(format!("no transform for format {other}")),
+            }
+        })
+        .await
+        .map_err(|e| format!("transform task: {e}"))??;
         let qframe = quarantine::to_frame(
             &out.quarantine,
             &run_id,

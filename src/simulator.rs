@@ -23,6 +23,8 @@ pub enum Fault {
     Html,
     /// Announce the whole length, send half the body, close.
     Truncate,
+    /// Not a fault: serve the file gzip-compressed (`Content-Encoding: gzip`), as CDNs do.
+    Gzip,
 }
 
 pub struct Simulator {
@@ -100,14 +102,8 @@ async fn serve(
         buf.extend_from_slice(&chunk[..n]);
     }
     let head = String::from_utf8_lossy(&buf);
-    let path = head
-        .split_whitespace()
-        .nth(1)
-        .unwrap_or("/")
-        .split('?')
-        .next()
-        .unwrap_or("/")
-        .to_string();
+    let target = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+    let path = target.split('?').next().unwrap_or("/").to_string();
     requests.lock().expect("not poisoned").push(path.clone());
     let base = format!("http://{addr}");
     let fault = faults.lock().expect("not poisoned").get(&path).cloned();
@@ -115,7 +111,8 @@ async fn serve(
         tokio::time::sleep(d).await;
     }
     let (status, ctype, body) = match fault {
-        Some(Fault::Status(s)) => (s, "text/plain", format!("simulated failure {s} for {path}").into_bytes()),
+        // Like many servers, the error page repeats the request target (query included).
+        Some(Fault::Status(s)) => (s, "text/plain", format!("simulated failure {s} for {target}").into_bytes()),
         Some(Fault::Html) => (
             200,
             "text/html; charset=utf-8",
@@ -133,8 +130,15 @@ async fn serve(
         503 => "Service Unavailable",
         _ => "Status",
     };
+    let (body, encoding) = if fault == Some(Fault::Gzip) && status == 200 {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut gz, &body)?;
+        (gz.finish()?, "Content-Encoding: gzip\r\n")
+    } else {
+        (body, "")
+    };
     let header = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\n{encoding}Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     stream.write_all(header.as_bytes()).await?;

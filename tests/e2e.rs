@@ -423,3 +423,113 @@ async fn the_bundled_examples_validate_and_the_demo_runs_them() {
     );
     assert!(stdout.contains("rows quarantined: 0"), "{stdout}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_never_reach_logs_errors_manifests_or_etl_runs() {
+    let sim = msp().await;
+    let base = sim.base_url();
+    let pipelines = temp_dir("secrets");
+    let key = "k3y-MUST-NOT-LEAK-1234";
+    let token = "t0ken-MUST-NOT-LEAK-5678";
+    define(
+        &pipelines,
+        "guarded",
+        &format!("{base}/gbfs/v2.3/gbfs.json?api_key=${{MOBIFLUX_TEST_API_KEY}}"),
+        "[headers]\nAuthorization = \"Bearer ${MOBIFLUX_TEST_TOKEN}\"\nX-Partner-Secret = \"${MOBIFLUX_TEST_TOKEN}\"",
+    );
+    define(
+        &pipelines,
+        "guarded-ok",
+        &format!("{base}/gbfs/v3.0/gbfs.json?token=${{MOBIFLUX_TEST_API_KEY}}"),
+        "",
+    );
+    sim.set_fault("/gbfs/v2.3/gbfs.json", Fault::Status(503));
+    let pg = pg_database().await;
+    let raw = temp_dir("secrets-raw");
+    let mut env = dest(&pipelines, raw.to_str().unwrap(), &pg);
+    env.extend([
+        ("MOBIFLUX_TEST_API_KEY".to_string(), key.to_string()),
+        ("MOBIFLUX_TEST_TOKEN".to_string(), token.to_string()),
+        ("MOBIFLUX_LOG".to_string(), "debug".to_string()),
+        ("MOBIFLUX_LOG_FORMAT".to_string(), "json".to_string()),
+    ]);
+    let out = mobiflux(&["run"], &env).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    // The MSP's error page echoed the key; the message shows it masked.
+    assert!(
+        stderr.contains(&format!(
+            "GET {base}/gbfs/v2.3/gbfs.json?api_key=*** answered 503"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("{\"timestamp\""),
+        "JSON logs expected: {stderr}"
+    );
+
+    let mut seen = format!("{stdout}\n{stderr}");
+    let store = mobiflux_extractors::raw::open(raw.to_str().unwrap(), None)
+        .await
+        .unwrap();
+    let manifests = store.list("raw/_runs/").await.unwrap();
+    assert_eq!(manifests.len(), 2);
+    for m in &manifests {
+        seen.push_str(&String::from_utf8_lossy(&store.get(m).await.unwrap()));
+    }
+    let pool = sqlx::PgPool::connect(&pg).await.unwrap();
+    let errors: Vec<Option<String>> = sqlx::query_scalar("SELECT error FROM etl_runs")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    seen.push_str(&format!("{errors:?}"));
+    assert!(
+        !seen.contains(key) && !seen.contains(token),
+        "a secret leaked:\n{seen}"
+    );
+    assert!(seen.contains("token=***"), "{seen}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_3_x_manifest_is_followed_to_the_chosen_system() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let sim = mobiflux::simulator::Simulator::start(root, "127.0.0.1:0")
+        .await
+        .unwrap();
+    let pipelines = temp_dir("manifest");
+    let url = format!("{}/tests/data/gbfs-manifest/manifest.json", sim.base_url());
+    define(&pipelines, "berlin", &url, "system_id = \"example_berlin\"");
+    define(&pipelines, "ambiguous", &url, "");
+    let local = temp_dir("manifest-local");
+    let env = dest(
+        &pipelines,
+        local.join("raw").to_str().unwrap(),
+        &format!("sqlite://{}/w.db", local.display()),
+    );
+    let out = mobiflux(&["run"], &env).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stderr.contains(&format!(
+        "FAILED pipeline ambiguous: {url}: the manifest lists 7 systems [\"example_berlin\", \"example_rome\""
+    )), "{stderr}");
+    assert!(
+        stderr.contains("set system_id in the definition"),
+        "{stderr}"
+    );
+    let wh = mobiflux_loaders::open(&format!("sqlite://{}/w.db", local.display()))
+        .await
+        .unwrap();
+    // The newest version listed for example_berlin is 3.0: the v3.0 fixture's 23 stations.
+    assert_eq!(
+        wh.dump(&mobiflux_model::schema::STATIONS)
+            .await
+            .unwrap()
+            .len(),
+        23
+    );
+    let store = mobiflux_extractors::raw::open(local.join("raw").to_str().unwrap(), None)
+        .await
+        .unwrap();
+    assert_eq!(store.list("raw/berlin/manifest/").await.unwrap().len(), 1);
+    assert_eq!(store.list("raw/berlin/gbfs/").await.unwrap().len(), 1);
+}

@@ -53,7 +53,7 @@ async fn run_extraction(http: &Http, landing: &mut Landing<'_>) -> Result<(), Ex
                 fail = Some(crate::raw::ManifestFailure {
                     resource: f.name.clone(),
                     url: src.redacted(&f.url),
-                    error: src.redacted(&e.to_string()),
+                    error: src.scrub(&e.to_string()),
                 });
             }
             (r, obj, fail)
@@ -88,14 +88,13 @@ pub async fn discover(
     url: &str,
 ) -> Result<(Vec<Feed>, String), ExtractError> {
     let src = landing.src;
-    let resp = landing.fetch(http, "gbfs", url, "json").await?;
+    let resp = landing
+        .fetch_as(http, &discovery_resource, url, "json")
+        .await?;
     let mut doc = expect_json(&resp)?;
     let mut doc_url = url.to_string();
     if doc.pointer("/data/datasets").is_some() {
-        // 3.x manifest: re-label the landed object, then follow the chosen system.
-        if let Some(o) = landing.manifest.objects.last_mut() {
-            o.resource = "manifest".into();
-        }
+        // 3.x manifest: follow the chosen system.
         doc_url = pick_from_manifest(&doc, src).map_err(|message| ExtractError::Discovery {
             url: src.redacted(url),
             message,
@@ -107,6 +106,14 @@ pub async fn discover(
         url: src.redacted(&doc_url),
         message,
     })
+}
+
+/// `manifest` for a GBFS 3.x manifest, `gbfs` for anything else the discovery URL answers.
+fn discovery_resource(resp: &crate::http::Response) -> String {
+    let is_manifest = serde_json::from_slice::<Value>(&resp.body)
+        .ok()
+        .is_some_and(|d| d.pointer("/data/datasets").is_some());
+    if is_manifest { "manifest" } else { "gbfs" }.to_string()
 }
 
 /// The feeds a `gbfs.json` lists, with its version (`1.0` when it declares none).
@@ -250,6 +257,20 @@ mod tests {
         assert_eq!(v, "3.0");
         assert_eq!(feeds.len(), 8);
         assert_eq!(feeds[1].name, "vehicle_status");
+    }
+
+    #[test]
+    fn a_1_0_document_without_version_is_read_as_1_0() {
+        // GBFS 1.0 (2015) shape: no version field, feeds under the language key.
+        let doc = serde_json::json!({"last_updated": 1434054678, "ttl": 0, "data": {"en": {"feeds": [
+            {"name": "system_information", "url": "https://m.example/gbfs/en/system_information.json"},
+            {"name": "station_status", "url": "https://m.example/gbfs/en/station_status.json"}]}}});
+        let (feeds, v) = feeds_of(&doc, None).unwrap();
+        assert_eq!(v, "1.0");
+        assert_eq!(
+            feeds.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(),
+            ["system_information", "station_status"]
+        );
     }
 
     #[test]

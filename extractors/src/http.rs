@@ -38,6 +38,19 @@ pub struct Response {
     pub body: Bytes,
 }
 
+impl Response {
+    /// No response at all (for naming what a failed request was for).
+    pub fn empty(url: &str) -> Self {
+        Response {
+            url: url.to_string(),
+            status: 0,
+            headers: Vec::new(),
+            content_type: None,
+            body: Bytes::new(),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
     #[error("GET {url} answered {status}; body starts with {head:?}")]
@@ -173,7 +186,7 @@ impl Http {
                         });
                     }
                     Err(e) => {
-                        let message = src.redacted(&error_chain(&e));
+                        let message = src.scrub(&error_chain(&e));
                         let head = head(&body);
                         return Err(FetchError::Truncated {
                             url: shown.clone(),
@@ -196,7 +209,7 @@ impl Http {
                 return Err(FetchError::Status {
                     url: shown.clone(),
                     status,
-                    head: src.redacted(&head(&body)),
+                    head: src.scrub(&head(&body)),
                 });
             }
             Ok(Response {
@@ -225,7 +238,7 @@ impl Http {
         } else {
             FetchError::Connect {
                 url: shown.to_string(),
-                message: src.redacted(&error_chain(&e)),
+                message: src.scrub(&error_chain(&e)),
             }
         }
     }

@@ -35,12 +35,14 @@ pub struct Source {
 }
 
 impl Source {
-    /// The URL as it may appear in logs, errors and manifests.
+    /// A URL as it may appear in logs, errors and manifests.
     pub fn redacted(&self, url: &str) -> String {
-        mobiflux_model::redact::values(
-            &mobiflux_model::redact::url(url, &self.sensitive),
-            &self.secrets,
-        )
+        self.scrub(&mobiflux_model::redact::url(url, &self.sensitive))
+    }
+
+    /// Any other text (messages, bodies quoted in errors) with the secret values masked.
+    pub fn scrub(&self, text: &str) -> String {
+        mobiflux_model::redact::values(text, &self.secrets)
     }
 }
 
@@ -128,8 +130,21 @@ impl<'a> Landing<'a> {
         url: &str,
         ext: &str,
     ) -> Result<http::Response, ExtractError> {
+        self.fetch_as(http, &|_| resource.to_string(), url, ext)
+            .await
+    }
+
+    /// Like [`Landing::fetch`], with the resource named from the response (a discovery URL
+    /// may answer a GBFS 3.x manifest or a gbfs.json).
+    pub async fn fetch_as(
+        &mut self,
+        http: &Http,
+        resource_of: &ResourceOf<'_>,
+        url: &str,
+        ext: &str,
+    ) -> Result<http::Response, ExtractError> {
         let (result, object, failure) =
-            fetch_and_land(http, self.store, self.src, resource, url, ext).await;
+            fetch_and_land_as(http, self.store, self.src, resource_of, url, ext).await;
         self.manifest.objects.extend(object);
         self.manifest.failures.extend(failure);
         result
@@ -144,13 +159,23 @@ impl<'a> Landing<'a> {
             "complete"
         }
         .into();
-        self.manifest.error = error.map(|e| self.src.redacted(&e.to_string()));
+        self.manifest.error = error.map(|e| self.src.scrub(&e.to_string()));
         self.manifest.write(self.store).await?;
         Ok(self.manifest)
     }
 }
 
-/// One fetch: the outcome, the landed object if any bytes came, the failure if any.
+/// Names the resource of a response.
+pub type ResourceOf<'a> = dyn Fn(&http::Response) -> String + Send + Sync + 'a;
+
+/// The outcome of one fetch, the landed object if any bytes came, the failure if any.
+pub type Fetched = (
+    Result<http::Response, ExtractError>,
+    Option<ManifestObject>,
+    Option<raw::ManifestFailure>,
+);
+
+/// One fetch of a named resource.
 pub async fn fetch_and_land(
     http: &Http,
     store: &dyn RawStore,
@@ -158,35 +183,47 @@ pub async fn fetch_and_land(
     resource: &str,
     url: &str,
     ext: &str,
-) -> (
-    Result<http::Response, ExtractError>,
-    Option<ManifestObject>,
-    Option<raw::ManifestFailure>,
-) {
-    let failure = |e: &ExtractError| raw::ManifestFailure {
-        resource: resource.to_string(),
+) -> Fetched {
+    fetch_and_land_as(http, store, src, &|_| resource.to_string(), url, ext).await
+}
+
+/// One fetch; the resource is named from the response (or from an empty one on failure).
+pub async fn fetch_and_land_as(
+    http: &Http,
+    store: &dyn RawStore,
+    src: &Source,
+    resource_of: &ResourceOf<'_>,
+    url: &str,
+    ext: &str,
+) -> Fetched {
+    let failure = |resource: String, e: &ExtractError| raw::ManifestFailure {
+        resource,
         url: src.redacted(url),
-        error: src.redacted(&e.to_string()),
+        error: src.scrub(&e.to_string()),
     };
     match http.get(src, url).await {
-        Ok(resp) => match Landing::land(store, src, resource, &resp, ext, true).await {
+        Ok(resp) => match Landing::land(store, src, &resource_of(&resp), &resp, ext, true).await {
             Ok(obj) => (Ok(resp), Some(obj), None),
             Err(e) => {
                 let e = ExtractError::Raw(e);
-                let f = failure(&e);
+                let f = failure(resource_of(&resp), &e);
                 (Err(e), None, Some(f))
             }
         },
         Err(e) => {
             // Keep whatever was received: a cut-short body is evidence too.
-            let object = match e.partial() {
-                Some(partial) => Landing::land(store, src, resource, partial, ext, false)
-                    .await
-                    .ok(),
-                None => None,
+            let (object, resource) = match e.partial() {
+                Some(partial) => {
+                    let r = resource_of(partial);
+                    let landed = Landing::land(store, src, &r, partial, ext, false)
+                        .await
+                        .ok();
+                    (landed, r)
+                }
+                None => (None, resource_of(&http::Response::empty(url))),
             };
             let e = ExtractError::Fetch(e);
-            let f = failure(&e);
+            let f = failure(resource, &e);
             (Err(e), object, Some(f))
         }
     }
