@@ -94,13 +94,94 @@ pub(crate) enum StepError {
 /// warehouses are compared (timestamps RFC 3339 UTC with microseconds, floats shortest form).
 pub type TableDump = Vec<Vec<Option<String>>>;
 
+/// An open load: one transaction for one run. Frames arrive in chunks (a file of any size
+/// is loaded chunk by chunk); nothing is visible to readers until [`LoadTx::commit`].
+/// Dropping it without committing rolls everything back.
+pub trait LoadTx: Send {
+    /// Adds rows of a table; a table may receive any number of chunks.
+    fn frame<'a>(
+        &'a mut self,
+        schema: &'static TableSchema,
+        df: &'a DataFrame,
+    ) -> BoxFuture<'a, Result<(), LoadError>>;
+    /// Adds quarantined records (frames following `mobiflux_model::schema::QUARANTINE`).
+    fn quarantine<'a>(&'a mut self, df: &'a DataFrame) -> BoxFuture<'a, Result<(), LoadError>>;
+    /// Merges what was staged, writes the run's final `etl_runs` row and commits.
+    fn commit(self: Box<Self>) -> BoxFuture<'static, Result<LoadStats, LoadError>>;
+}
+
+/// Counts of one open load, kept by both warehouses the same way.
+#[derive(Debug, Default)]
+pub(crate) struct TxCounts {
+    stats: LoadStats,
+    /// (source_object, position) of the last quarantined record, to count rows, not violations.
+    last_rejected: Option<(String, String)>,
+}
+
+impl TxCounts {
+    pub(crate) fn add(&mut self, table: &'static str, rows: usize) {
+        match self.stats.tables.iter_mut().find(|(t, _)| *t == table) {
+            Some((_, n)) => *n += rows as u64,
+            None => self.stats.tables.push((table, rows as u64)),
+        }
+    }
+
+    /// A record rejected for several reasons is one quarantined row: its violations follow
+    /// each other with the same source object and position.
+    pub(crate) fn add_quarantine(&mut self, df: &DataFrame) -> Result<(), LoadError> {
+        let bad = |e: polars::error::PolarsError| LoadError::BadFrame {
+            table: "quarantine",
+            message: e.to_string(),
+        };
+        let src = df
+            .column("source_object")
+            .and_then(|c| c.str().cloned())
+            .map_err(bad)?;
+        let pos = df
+            .column("position")
+            .and_then(|c| c.str().cloned())
+            .map_err(bad)?;
+        for (s, p) in src.iter().zip(pos.iter()) {
+            let key = (
+                s.unwrap_or_default().to_string(),
+                p.unwrap_or_default().to_string(),
+            );
+            if self.last_rejected.as_ref() != Some(&key) {
+                self.stats.quarantined += 1;
+                self.last_rejected = Some(key);
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn finish(&self, run: &RunRecord) -> (LoadStats, RunRecord) {
+        let mut done = run.clone();
+        done.status = "succeeded".into();
+        done.rows_loaded = self.stats.rows() as i64;
+        done.rows_quarantined = self.stats.quarantined as i64;
+        (self.stats.clone(), done)
+    }
+}
+
 pub trait Warehouse: Send + Sync {
     /// Creates or upgrades the schema; safe to call from several processes at once.
     fn migrate(&self) -> BoxFuture<'_, Result<(), LoadError>>;
     /// Records a run as started (or restarted, for a replay).
     fn start_run<'a>(&'a self, run: &'a RunRecord) -> BoxFuture<'a, Result<(), LoadError>>;
+    /// Opens the run's load transaction; the run's earlier quarantine rows are replaced.
+    fn begin<'a>(&'a self, run: &'a RunRecord)
+    -> BoxFuture<'a, Result<Box<dyn LoadTx>, LoadError>>;
     /// Loads a run's frames, quarantine and final `etl_runs` row in one transaction.
-    fn load<'a>(&'a self, batch: Batch<'a>) -> BoxFuture<'a, Result<LoadStats, LoadError>>;
+    fn load<'a>(&'a self, batch: Batch<'a>) -> BoxFuture<'a, Result<LoadStats, LoadError>> {
+        Box::pin(async move {
+            let mut tx = self.begin(batch.run).await?;
+            for (schema, df) in batch.tables {
+                tx.frame(schema, df).await?;
+            }
+            tx.quarantine(batch.quarantine).await?;
+            tx.commit().await
+        })
+    }
     /// Records a run as failed (its data, if any, was not loaded).
     fn fail_run<'a>(&'a self, run: &'a RunRecord) -> BoxFuture<'a, Result<(), LoadError>>;
     /// The `etl_runs` row of a run.

@@ -14,7 +14,10 @@ use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, Row as _};
 
 use crate::cells::{self, Cell, ColRef};
-use crate::{Batch, LoadError, LoadStats, RunRecord, TableDump, Warehouse, sql, ts_text};
+use crate::{
+    LoadError, LoadStats, LoadTx, RunRecord, TableDump, TxCounts, Warehouse, sql, ts_text,
+};
+use polars::prelude::DataFrame;
 
 const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../migrations/postgres/0001_init.sql"))];
 /// Serializes migrations across processes (any constant shared by all mobiflux instances).
@@ -191,6 +194,116 @@ fn dump_cell(row: &PgRow, i: usize, ty: ColType) -> Result<Option<String>, sqlx:
     })
 }
 
+/// A PostgreSQL load: each table's chunks are COPYed into a temporary staging table; the
+/// merges into the real tables run at commit, in load order.
+struct PgLoad {
+    tx: sqlx::Transaction<'static, sqlx::Postgres>,
+    run: RunRecord,
+    staged: Vec<&'static TableSchema>,
+    counts: TxCounts,
+}
+
+impl PgLoad {
+    fn rolled_back(&self, table: &'static str, e: impl std::fmt::Display) -> LoadError {
+        LoadError::RolledBack {
+            run_id: self.run.run_id.clone(),
+            table,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl LoadTx for PgLoad {
+    fn frame<'a>(
+        &'a mut self,
+        schema: &'static TableSchema,
+        df: &'a DataFrame,
+    ) -> BoxFuture<'a, Result<(), LoadError>> {
+        Box::pin(async move {
+            let cols = cells::columns(schema, df)?;
+            let height = df.height();
+            self.counts.add(schema.name, height);
+            if height == 0 {
+                return Ok(());
+            }
+            let first = !self.staged.contains(&schema);
+            let tx = &mut self.tx;
+            let step = async {
+                if schema.kind == TableKind::Snapshot {
+                    ensure_partitions(tx, schema, &cols, height).await?;
+                }
+                let stage = format!("stage_{}", schema.name);
+                if first {
+                    sqlx::raw_sql(AssertSqlSafe(format!(
+                        "CREATE TEMP TABLE {stage} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DROP",
+                        schema.name
+                    )))
+                    .execute(&mut **tx)
+                    .await?;
+                }
+                copy_frame(tx, &stage, schema, &cols, height).await?;
+                failpoint::check("loader.after_copy")?;
+                Ok::<(), crate::StepError>(())
+            };
+            let r = step.await;
+            r.map_err(|e| self.rolled_back(schema.name, e))?;
+            if first {
+                self.staged.push(schema);
+            }
+            Ok(())
+        })
+    }
+
+    fn quarantine<'a>(&'a mut self, df: &'a DataFrame) -> BoxFuture<'a, Result<(), LoadError>> {
+        Box::pin(async move {
+            let cols = cells::columns(&QUARANTINE, df)?;
+            self.counts.add_quarantine(df)?;
+            if df.height() > 0 {
+                let r =
+                    copy_frame(&mut self.tx, "quarantine", &QUARANTINE, &cols, df.height()).await;
+                r.map_err(|e| self.rolled_back("quarantine", e))?;
+            }
+            Ok(())
+        })
+    }
+
+    fn commit(self: Box<Self>) -> BoxFuture<'static, Result<LoadStats, LoadError>> {
+        Box::pin(async move {
+            let mut me = *self;
+            let order = |s: &&TableSchema| {
+                mobiflux_model::schema::UNIFIED_TABLES
+                    .iter()
+                    .position(|t| t.name == s.name)
+                    .unwrap_or(usize::MAX)
+            };
+            let mut staged = me.staged.clone();
+            staged.sort_by_key(order);
+            for schema in staged {
+                let list = sql::column_list(schema);
+                let r = sqlx::raw_sql(AssertSqlSafe(format!(
+                    "INSERT INTO {t} ({list}) SELECT {list} FROM stage_{t} {}",
+                    sql::on_conflict(schema),
+                    t = schema.name
+                )))
+                .execute(&mut *me.tx)
+                .await;
+                r.map_err(|e| me.rolled_back(schema.name, e))?;
+            }
+            failpoint::check("loader.before_commit").map_err(|e| me.rolled_back("etl_runs", e))?;
+            let (stats, done) = me.counts.finish(&me.run);
+            let r = upsert_run(&mut me.tx, &done).await;
+            r.map_err(|e| me.rolled_back("etl_runs", e))?;
+            let r = me.tx.commit().await;
+            r.map_err(|e| LoadError::RolledBack {
+                run_id: done.run_id.clone(),
+                table: "etl_runs",
+                message: e.to_string(),
+            })?;
+            Ok(stats)
+        })
+    }
+}
+
 impl Warehouse for PostgresWarehouse {
     fn migrate(&self) -> BoxFuture<'_, Result<(), LoadError>> {
         Box::pin(async move {
@@ -243,74 +356,23 @@ impl Warehouse for PostgresWarehouse {
         self.start_run(run)
     }
 
-    fn load<'a>(&'a self, batch: Batch<'a>) -> BoxFuture<'a, Result<LoadStats, LoadError>> {
+    fn begin<'a>(
+        &'a self,
+        run: &'a RunRecord,
+    ) -> BoxFuture<'a, Result<Box<dyn LoadTx>, LoadError>> {
         Box::pin(async move {
-            let run_id = batch.run.run_id.clone();
-            let rolled_back = |table: &'static str, e: String| LoadError::RolledBack {
-                run_id: run_id.clone(),
-                table,
-                message: e,
-            };
-            let mut stats = LoadStats::default();
             let mut tx = self.pool.begin().await.map_err(|e| self.db(e))?;
-            for (schema, df) in batch.tables {
-                let cols = cells::columns(schema, df)?;
-                let height = df.height();
-                stats.tables.push((schema.name, height as u64));
-                if height == 0 {
-                    continue;
-                }
-                let step = async {
-                    if schema.kind == TableKind::Snapshot {
-                        ensure_partitions(&mut tx, schema, &cols, height).await?;
-                    }
-                    let stage = format!("stage_{}", schema.name);
-                    sqlx::raw_sql(AssertSqlSafe(format!(
-                        "CREATE TEMP TABLE {stage} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DROP",
-                        schema.name
-                    )))
-                    .execute(&mut *tx)
-                    .await?;
-                    copy_frame(&mut tx, &stage, schema, &cols, height).await?;
-                    failpoint::check("loader.after_copy")?;
-                    let list = sql::column_list(schema);
-                    sqlx::raw_sql(AssertSqlSafe(format!(
-                        "INSERT INTO {t} ({list}) SELECT {list} FROM {stage} {}",
-                        sql::on_conflict(schema),
-                        t = schema.name
-                    )))
-                    .execute(&mut *tx)
-                    .await?;
-                    Ok::<(), crate::StepError>(())
-                };
-                step.await
-                    .map_err(|e| rolled_back(schema.name, e.to_string()))?;
-            }
-            let q = batch.quarantine;
-            let qcols = cells::columns(&QUARANTINE, q)?;
-            let step = async {
-                sqlx::query("DELETE FROM quarantine WHERE run_id = $1")
-                    .bind(&batch.run.run_id)
-                    .execute(&mut *tx)
-                    .await?;
-                if q.height() > 0 {
-                    copy_frame(&mut tx, "quarantine", &QUARANTINE, &qcols, q.height()).await?;
-                }
-                failpoint::check("loader.before_commit")?;
-                let mut done = batch.run.clone();
-                done.status = "succeeded".into();
-                done.rows_loaded = stats.rows() as i64;
-                done.rows_quarantined = q.height() as i64;
-                upsert_run(&mut tx, &done).await?;
-                Ok::<(), crate::StepError>(())
-            };
-            step.await
-                .map_err(|e| rolled_back("quarantine", e.to_string()))?;
-            stats.quarantined = q.height() as u64;
-            tx.commit()
+            sqlx::query("DELETE FROM quarantine WHERE run_id = $1")
+                .bind(&run.run_id)
+                .execute(&mut *tx)
                 .await
-                .map_err(|e| rolled_back("etl_runs", e.to_string()))?;
-            Ok(stats)
+                .map_err(|e| self.db(e))?;
+            Ok(Box::new(PgLoad {
+                tx,
+                run: run.clone(),
+                staged: Vec::new(),
+                counts: TxCounts::default(),
+            }) as Box<dyn LoadTx>)
         })
     }
 

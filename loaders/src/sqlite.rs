@@ -15,7 +15,10 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, Row as _, Sqlite};
 
 use crate::cells::{self, Cell, ColRef};
-use crate::{Batch, LoadError, LoadStats, RunRecord, TableDump, Warehouse, sql, ts_text};
+use crate::{
+    LoadError, LoadStats, LoadTx, RunRecord, TableDump, TxCounts, Warehouse, sql, ts_text,
+};
+use polars::prelude::DataFrame;
 
 const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../migrations/sqlite/0001_init.sql"))];
 /// SQLite accepts up to 32,766 bound values per statement; stay well below.
@@ -168,6 +171,70 @@ fn dump_cell(row: &SqliteRow, i: usize, ty: ColType) -> Result<Option<String>, s
     })
 }
 
+/// A SQLite load: chunks are upserted as they come, inside one `BEGIN IMMEDIATE` transaction.
+struct SqliteLoad {
+    tx: sqlx::Transaction<'static, Sqlite>,
+    run: RunRecord,
+    counts: TxCounts,
+}
+
+impl SqliteLoad {
+    fn rolled_back(&self, table: &'static str, e: impl std::fmt::Display) -> LoadError {
+        LoadError::RolledBack {
+            run_id: self.run.run_id.clone(),
+            table,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl LoadTx for SqliteLoad {
+    fn frame<'a>(
+        &'a mut self,
+        schema: &'static TableSchema,
+        df: &'a DataFrame,
+    ) -> BoxFuture<'a, Result<(), LoadError>> {
+        Box::pin(async move {
+            let cols = cells::columns(schema, df)?;
+            self.counts.add(schema.name, df.height());
+            let tx = &mut self.tx;
+            let step = async {
+                insert_frame(tx, schema, &cols, df.height()).await?;
+                failpoint::check("loader.after_copy")?;
+                Ok::<(), crate::StepError>(())
+            };
+            let r = step.await;
+            r.map_err(|e| self.rolled_back(schema.name, e))
+        })
+    }
+
+    fn quarantine<'a>(&'a mut self, df: &'a DataFrame) -> BoxFuture<'a, Result<(), LoadError>> {
+        Box::pin(async move {
+            let cols = cells::columns(&QUARANTINE, df)?;
+            self.counts.add_quarantine(df)?;
+            let r = insert_frame(&mut self.tx, &QUARANTINE, &cols, df.height()).await;
+            r.map_err(|e| self.rolled_back("quarantine", e))
+        })
+    }
+
+    fn commit(self: Box<Self>) -> BoxFuture<'static, Result<LoadStats, LoadError>> {
+        Box::pin(async move {
+            let mut me = *self;
+            failpoint::check("loader.before_commit").map_err(|e| me.rolled_back("etl_runs", e))?;
+            let (stats, done) = me.counts.finish(&me.run);
+            let r = upsert_run(&mut me.tx, &done).await;
+            r.map_err(|e| me.rolled_back("etl_runs", e))?;
+            let r = me.tx.commit().await;
+            r.map_err(|e| LoadError::RolledBack {
+                run_id: done.run_id.clone(),
+                table: "etl_runs",
+                message: e.to_string(),
+            })?;
+            Ok(stats)
+        })
+    }
+}
+
 impl Warehouse for SqliteWarehouse {
     fn migrate(&self) -> BoxFuture<'_, Result<(), LoadError>> {
         Box::pin(async move {
@@ -219,54 +286,26 @@ impl Warehouse for SqliteWarehouse {
         self.start_run(run)
     }
 
-    fn load<'a>(&'a self, batch: Batch<'a>) -> BoxFuture<'a, Result<LoadStats, LoadError>> {
+    fn begin<'a>(
+        &'a self,
+        run: &'a RunRecord,
+    ) -> BoxFuture<'a, Result<Box<dyn LoadTx>, LoadError>> {
         Box::pin(async move {
-            let run_id = batch.run.run_id.clone();
-            let rolled_back = |table: &'static str, e: String| LoadError::RolledBack {
-                run_id: run_id.clone(),
-                table,
-                message: e,
-            };
-            let mut stats = LoadStats::default();
             let mut tx = self
                 .pool
                 .begin_with("BEGIN IMMEDIATE")
                 .await
                 .map_err(|e| self.db(e))?;
-            for (schema, df) in batch.tables {
-                let cols = cells::columns(schema, df)?;
-                stats.tables.push((schema.name, df.height() as u64));
-                let step = async {
-                    insert_frame(&mut tx, schema, &cols, df.height()).await?;
-                    failpoint::check("loader.after_copy")?;
-                    Ok::<(), crate::StepError>(())
-                };
-                step.await
-                    .map_err(|e| rolled_back(schema.name, e.to_string()))?;
-            }
-            let q = batch.quarantine;
-            let qcols = cells::columns(&QUARANTINE, q)?;
-            let step = async {
-                sqlx::query("DELETE FROM quarantine WHERE run_id = ?")
-                    .bind(&batch.run.run_id)
-                    .execute(&mut *tx)
-                    .await?;
-                insert_frame(&mut tx, &QUARANTINE, &qcols, q.height()).await?;
-                failpoint::check("loader.before_commit")?;
-                let mut done = batch.run.clone();
-                done.status = "succeeded".into();
-                done.rows_loaded = stats.rows() as i64;
-                done.rows_quarantined = q.height() as i64;
-                upsert_run(&mut tx, &done).await?;
-                Ok::<(), crate::StepError>(())
-            };
-            step.await
-                .map_err(|e| rolled_back("quarantine", e.to_string()))?;
-            stats.quarantined = q.height() as u64;
-            tx.commit()
+            sqlx::query("DELETE FROM quarantine WHERE run_id = ?")
+                .bind(&run.run_id)
+                .execute(&mut *tx)
                 .await
-                .map_err(|e| rolled_back("etl_runs", e.to_string()))?;
-            Ok(stats)
+                .map_err(|e| self.db(e))?;
+            Ok(Box::new(SqliteLoad {
+                tx,
+                run: run.clone(),
+                counts: TxCounts::default(),
+            }) as Box<dyn LoadTx>)
         })
     }
 
