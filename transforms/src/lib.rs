@@ -9,6 +9,7 @@ pub mod frame;
 pub mod gbfs;
 mod json;
 pub mod quarantine;
+pub mod text;
 
 use chrono::{DateTime, Utc};
 use mobiflux_model::TableSchema;
