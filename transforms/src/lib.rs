@@ -9,6 +9,7 @@ pub mod frame;
 pub mod gbfs;
 mod json;
 pub mod quarantine;
+pub mod tableschema;
 pub mod text;
 
 use chrono::{DateTime, Utc};
