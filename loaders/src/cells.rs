@@ -14,6 +14,8 @@ pub enum Cell<'a> {
     Bool(bool),
     /// UTC microseconds.
     Ts(i64),
+    /// Days since 1970-01-01.
+    Date(i32),
 }
 
 pub enum ColRef<'a> {
@@ -22,6 +24,7 @@ pub enum ColRef<'a> {
     Float(&'a Float64Chunked),
     Bool(&'a BooleanChunked),
     Ts(&'a Int64Chunked),
+    Date(&'a Int32Chunked),
 }
 
 impl ColRef<'_> {
@@ -32,9 +35,18 @@ impl ColRef<'_> {
             ColRef::Float(c) => c.get(i).map(Cell::Float),
             ColRef::Bool(c) => c.get(i).map(Cell::Bool),
             ColRef::Ts(c) => c.get(i).map(Cell::Ts),
+            ColRef::Date(c) => c.get(i).map(Cell::Date),
         };
         cell.unwrap_or(Cell::Null)
     }
+}
+
+/// `YYYY-MM-DD` of a day count, as both warehouses store and dump dates.
+pub fn date_text(days: i32) -> String {
+    let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch");
+    (epoch + chrono::Duration::days(days as i64))
+        .format("%Y-%m-%d")
+        .to_string()
 }
 
 /// The frame's columns in schema order, checked for presence and type.
@@ -59,6 +71,7 @@ pub fn columns<'a>(
                 ColType::Float => col.f64().map(ColRef::Float),
                 ColType::Bool => col.bool().map(ColRef::Bool),
                 ColType::Timestamp => col.datetime().map(|d| ColRef::Ts(d.physical())),
+                ColType::Date => col.date().map(|d| ColRef::Date(d.physical())),
             };
             typed.map_err(|e| bad(format!("column {}: {e}", c.name)))
         })

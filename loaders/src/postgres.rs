@@ -19,7 +19,10 @@ use crate::{
 };
 use polars::prelude::DataFrame;
 
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../migrations/postgres/0001_init.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("../migrations/postgres/0001_init.sql")),
+    (2, include_str!("../migrations/postgres/0002_files.sql")),
+];
 /// Serializes migrations across processes (any constant shared by all mobiflux instances).
 const MIGRATION_LOCK: i64 = 0x6d6f_6269_666c_7578;
 /// COPY data is sent in pieces of about this size.
@@ -81,6 +84,7 @@ fn push_csv(buf: &mut String, cell: Cell) {
         Cell::Ts(us) => buf.push_str(&ts_text(
             Utc.timestamp_micros(us).single().unwrap_or_default(),
         )),
+        Cell::Date(d) => buf.push_str(&cells::date_text(d)),
     }
 }
 
@@ -191,6 +195,9 @@ fn dump_cell(row: &PgRow, i: usize, ty: ColType) -> Result<Option<String>, sqlx:
         ColType::Float => row.try_get::<Option<f64>, _>(i)?.map(|v| v.to_string()),
         ColType::Bool => row.try_get::<Option<bool>, _>(i)?.map(|v| v.to_string()),
         ColType::Timestamp => row.try_get::<Option<DateTime<Utc>>, _>(i)?.map(ts_text),
+        ColType::Date => row
+            .try_get::<Option<chrono::NaiveDate>, _>(i)?
+            .map(|d| d.to_string()),
     })
 }
 

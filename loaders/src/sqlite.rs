@@ -20,7 +20,10 @@ use crate::{
 };
 use polars::prelude::DataFrame;
 
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../migrations/sqlite/0001_init.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("../migrations/sqlite/0001_init.sql")),
+    (2, include_str!("../migrations/sqlite/0002_files.sql")),
+];
 /// SQLite accepts up to 32,766 bound values per statement; stay well below.
 const MAX_BINDS: usize = 30_000;
 const MAX_ROWS_PER_INSERT: usize = 1_000;
@@ -91,6 +94,7 @@ fn bind_cell<'q>(q: Args<'q>, cell: Cell) -> Args<'q> {
         Cell::Ts(us) => q.bind(ts_text(
             Utc.timestamp_micros(us).single().unwrap_or_default(),
         )),
+        Cell::Date(d) => q.bind(cells::date_text(d)),
     }
 }
 
@@ -162,7 +166,9 @@ fn parse_ts(s: Option<String>) -> Option<DateTime<Utc>> {
 
 fn dump_cell(row: &SqliteRow, i: usize, ty: ColType) -> Result<Option<String>, sqlx::Error> {
     Ok(match ty {
-        ColType::Text | ColType::Timestamp => row.try_get::<Option<String>, _>(i)?,
+        ColType::Text | ColType::Timestamp | ColType::Date => {
+            row.try_get::<Option<String>, _>(i)?
+        }
         ColType::Int => row.try_get::<Option<i64>, _>(i)?.map(|v| v.to_string()),
         ColType::Float => row.try_get::<Option<f64>, _>(i)?.map(|v| v.to_string()),
         ColType::Bool => row

@@ -11,6 +11,8 @@ pub enum ColType {
     Float,
     Bool,
     Timestamp,
+    /// A calendar day (no time, no zone).
+    Date,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -246,6 +248,132 @@ pub const QUARANTINE: TableSchema = TableSchema {
     ],
 };
 
+pub const CHARGE_POINTS: TableSchema = TableSchema {
+    name: "charge_points",
+    kind: TableKind::Static,
+    key: &["partner", "charge_point_id"],
+    columns: &[
+        req("partner", Text),
+        req("charge_point_id", Text),
+        req("station_id", Text),
+        req("station_name", Text),
+        c("network", Text),
+        c("owner_name", Text),
+        c("owner_siren", Text),
+        c("owner_contact", Text),
+        c("operator_name", Text),
+        c("operator_contact", Text),
+        c("operator_phone", Text),
+        c("location_type", Text),
+        c("address", Text),
+        c("insee_code", Text),
+        req("lat", Float),
+        req("lon", Float),
+        c("station_points", Int),
+        c("power_kw", Float),
+        c("socket_ef", Bool),
+        c("socket_type2", Bool),
+        c("socket_ccs", Bool),
+        c("socket_chademo", Bool),
+        c("socket_other", Bool),
+        c("free", Bool),
+        c("pay_per_use", Bool),
+        c("pay_by_card", Bool),
+        c("pay_other", Bool),
+        c("pricing", Text),
+        c("access", Text),
+        c("reservation", Bool),
+        c("opening_hours", Text),
+        c("pmr_access", Text),
+        c("height_limit", Text),
+        c("two_wheels", Bool),
+        c("grid_connection", Text),
+        c("pdl_number", Text),
+        c("commissioned_on", Date),
+        c("remarks", Text),
+        c("updated_on", Date),
+        c("cable_t2_attached", Bool),
+        req("valid_from", Timestamp),
+        req("run_id", Text),
+    ],
+};
+
+pub const CHARGE_POINT_STATUS: TableSchema = TableSchema {
+    name: "charge_point_status",
+    kind: TableKind::Snapshot,
+    key: &["partner", "charge_point_id", "observed_at"],
+    columns: &[
+        req("partner", Text),
+        req("charge_point_id", Text),
+        req("observed_at", Timestamp),
+        req("status", Text),
+        req("occupancy", Text),
+        c("socket_type2_status", Text),
+        c("socket_ccs_status", Text),
+        c("socket_chademo_status", Text),
+        c("socket_ef_status", Text),
+        req("run_id", Text),
+    ],
+};
+
+pub const PARKING_FACILITIES: TableSchema = TableSchema {
+    name: "parking_facilities",
+    kind: TableKind::Static,
+    key: &["partner", "facility_id"],
+    columns: &[
+        req("partner", Text),
+        req("facility_id", Text),
+        req("name", Text),
+        c("insee_code", Text),
+        c("address", Text),
+        c("url", Text),
+        c("user_type", Text),
+        c("free", Bool),
+        c("capacity", Int),
+        c("spaces_park_ride", Int),
+        c("spaces_pmr", Int),
+        c("spaces_ev", Int),
+        c("spaces_bike", Int),
+        c("spaces_e2w", Int),
+        c("spaces_carsharing", Int),
+        c("spaces_motorbike", Int),
+        c("spaces_carpool", Int),
+        c("max_height_cm", Int),
+        c("siret", Text),
+        c("lat", Float),
+        c("lon", Float),
+        c("pmr_tariff", Text),
+        c("price_1h", Float),
+        c("price_2h", Float),
+        c("price_3h", Float),
+        c("price_4h", Float),
+        c("price_24h", Float),
+        c("resident_subscription", Float),
+        c("non_resident_subscription", Float),
+        c("structure_type", Text),
+        c("info", Text),
+        req("valid_from", Timestamp),
+        req("run_id", Text),
+    ],
+};
+
+pub const PARKING_OCCUPANCY: TableSchema = TableSchema {
+    name: "parking_occupancy",
+    kind: TableKind::Snapshot,
+    key: &["partner", "facility_id", "observed_at"],
+    columns: &[
+        req("partner", Text),
+        req("facility_id", Text),
+        req("observed_at", Timestamp),
+        c("name", Text),
+        c("capacity", Int),
+        c("occupied", Int),
+        c("free", Int),
+        c("status", Text),
+        req("run_id", Text),
+    ],
+};
+
 /// Every unified table, in load order (reference data before the series that point to it).
 pub const UNIFIED_TABLES: &[TableSchema] = &[
     SYSTEM_INFO,
@@ -256,6 +384,10 @@ pub const UNIFIED_TABLES: &[TableSchema] = &[
     GEOFENCING_ZONES,
     STATION_STATUS,
     VEHICLES,
+    CHARGE_POINTS,
+    CHARGE_POINT_STATUS,
+    PARKING_FACILITIES,
+    PARKING_OCCUPANCY,
 ];
 
 pub fn table(name: &str) -> Option<&'static TableSchema> {

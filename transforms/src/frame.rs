@@ -4,7 +4,7 @@
 //! buffers and hand polars whole columns at the end; the result always has exactly the
 //! schema's columns, in its order, with its types (timestamps as UTC microseconds).
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use mobiflux_model::{ColType, TableSchema};
 use polars::prelude::*;
 
@@ -16,6 +16,7 @@ pub enum Value {
     Float(f64),
     Bool(bool),
     Ts(DateTime<Utc>),
+    Date(NaiveDate),
 }
 
 impl From<String> for Value {
@@ -46,6 +47,11 @@ impl From<bool> for Value {
 impl From<DateTime<Utc>> for Value {
     fn from(v: DateTime<Utc>) -> Self {
         Value::Ts(v)
+    }
+}
+impl From<NaiveDate> for Value {
+    fn from(v: NaiveDate) -> Self {
+        Value::Date(v)
     }
 }
 impl<T: Into<Value>> From<Option<T>> for Value {
@@ -81,6 +87,15 @@ impl Row {
         self
     }
 
+    /// Sets the column at a position of the schema (resolved once, for hot loops).
+    pub fn set_at(&mut self, index: usize, value: Value) {
+        self.values[index] = value;
+    }
+
+    pub fn value_at(&self, index: usize) -> &Value {
+        &self.values[index]
+    }
+
     pub fn get(&self, column: &str) -> Option<&Value> {
         let i = self.schema.columns.iter().position(|c| c.name == column)?;
         Some(&self.values[i])
@@ -93,6 +108,8 @@ enum Buf {
     Float(Vec<Option<f64>>),
     Bool(Vec<Option<bool>>),
     Ts(Vec<Option<i64>>),
+    /// Days since 1970-01-01.
+    Date(Vec<Option<i32>>),
 }
 
 /// Why a row could not join its frame: the missing or mistyped column.
@@ -119,6 +136,7 @@ impl FrameBuilder {
                 ColType::Float => Buf::Float(Vec::new()),
                 ColType::Bool => Buf::Bool(Vec::new()),
                 ColType::Timestamp => Buf::Ts(Vec::new()),
+                ColType::Date => Buf::Date(Vec::new()),
             })
             .collect();
         FrameBuilder {
@@ -151,6 +169,7 @@ impl FrameBuilder {
                     | (ColType::Float, Value::Float(_) | Value::Int(_))
                     | (ColType::Bool, Value::Bool(_))
                     | (ColType::Timestamp, Value::Ts(_))
+                    | (ColType::Date, Value::Date(_))
             );
             if !ok {
                 return Err(RowError {
@@ -193,6 +212,8 @@ impl FrameBuilder {
                 (Buf::Bool(b), _) => b.push(None),
                 (Buf::Ts(b), Value::Ts(t)) => b.push(Some(t.timestamp_micros())),
                 (Buf::Ts(b), _) => b.push(None),
+                (Buf::Date(b), Value::Date(d)) => b.push(Some(days_since_epoch(d))),
+                (Buf::Date(b), _) => b.push(None),
             }
         }
         self.len += 1;
@@ -216,11 +237,19 @@ impl FrameBuilder {
                         .into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
                         .into_series()
                         .into(),
+                    Buf::Date(v) => Int32Chunked::from_iter_options(name, v.into_iter())
+                        .into_date()
+                        .into_series()
+                        .into(),
                 }
             })
             .collect();
         DataFrame::new(self.len, columns).expect("columns built to one length")
     }
+}
+
+fn days_since_epoch(d: NaiveDate) -> i32 {
+    (d - NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days() as i32
 }
 
 /// An empty frame with the schema's columns and types.

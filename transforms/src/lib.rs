@@ -5,11 +5,14 @@
 //! breaks its format's rules is quarantined with its reason and position and the rest
 //! loads; a payload that is not the expected kind of file at all fails the transform.
 
+pub mod bnls;
 pub mod frame;
 pub mod gbfs;
+pub mod irve;
 mod json;
 pub mod quarantine;
 pub mod tableschema;
+pub mod tabular;
 pub mod text;
 
 use chrono::{DateTime, Utc};
@@ -67,4 +70,9 @@ pub enum TransformError {
         expected: String,
         found: String,
     },
+    #[error(transparent)]
+    Text(#[from] text::TextError),
+    /// The consumer of the chunks failed; its message.
+    #[error("{0}")]
+    Stopped(String),
 }

@@ -1,0 +1,284 @@
+//! Schema-validated delimited files to a unified table, chunk by chunk.
+//!
+//! A [`Mapping`] says, as data, which unified column comes from which Table Schema field
+//! and how ([`Conv`]); it is resolved to column positions once per file, so the per-row
+//! work is a walk over two small arrays. Rows that break the schema, or whose natural id
+//! repeats within the file, are quarantined with their line; every `chunk_rows` rows a
+//! chunk of frames and quarantine records goes to the caller, so memory does not grow
+//! with the file.
+
+use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
+use std::io::Read;
+
+use chrono::{DateTime, NaiveTime, Utc};
+use mobiflux_model::TableSchema;
+
+use crate::frame::{FrameBuilder, Row, Value};
+use crate::tableschema::{Cell, Schema, Validator};
+use crate::text::{Records, TextOptions};
+use crate::{Context, Output, Quarantined, TransformError};
+
+/// How a unified column is computed from a schema field.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Conv {
+    /// The cast value as it is (text, number, boolean, date, datetime).
+    Same,
+    /// Longitude of a geopoint.
+    Lon,
+    /// Latitude of a geopoint.
+    Lat,
+    /// A date as the UTC instant starting it (for `valid_from`).
+    DayStart,
+    /// A whole number written as text, or null when it is not one (`"N/A"`).
+    IntOrNull,
+}
+
+/// One unified column and where it comes from; `None` as source means the file's fetch time.
+#[derive(Debug, Clone, Copy)]
+pub struct ColumnMap {
+    pub column: &'static str,
+    pub source: Option<&'static str>,
+    pub conv: Conv,
+}
+
+pub const fn from(column: &'static str, source: &'static str) -> ColumnMap {
+    ColumnMap {
+        column,
+        source: Some(source),
+        conv: Conv::Same,
+    }
+}
+
+pub const fn conv(column: &'static str, source: &'static str, conv: Conv) -> ColumnMap {
+    ColumnMap {
+        column,
+        source: Some(source),
+        conv,
+    }
+}
+
+pub const fn fetched_at(column: &'static str) -> ColumnMap {
+    ColumnMap {
+        column,
+        source: None,
+        conv: Conv::Same,
+    }
+}
+
+/// A format's knowledge: its Table Schema, its target table, its mapping.
+pub struct Mapping {
+    pub target: &'static TableSchema,
+    /// The unified column holding the natural id (checked for repeats in a file).
+    pub id_column: &'static str,
+    pub columns: &'static [ColumnMap],
+}
+
+struct Resolved {
+    /// (unified column position, schema field position or None for the fetch time, conversion)
+    steps: Vec<(usize, Option<usize>, Conv)>,
+    partner_at: usize,
+    run_id_at: usize,
+    id_at: usize,
+}
+
+fn resolve(m: &Mapping, schema: &Schema) -> Result<Resolved, String> {
+    let unified = |name: &str| {
+        m.target
+            .columns
+            .iter()
+            .position(|c| c.name == name)
+            .ok_or_else(|| format!("table {} has no column {name}", m.target.name))
+    };
+    let mut steps = Vec::with_capacity(m.columns.len());
+    for c in m.columns {
+        let field =
+            match c.source {
+                Some(f) => Some(schema.fields.iter().position(|x| x.name == f).ok_or_else(
+                    || {
+                        format!(
+                            "the table schema has no field {f} (needed for {})",
+                            c.column
+                        )
+                    },
+                )?),
+                None => None,
+            };
+        steps.push((unified(c.column)?, field, c.conv));
+    }
+    Ok(Resolved {
+        steps,
+        partner_at: unified("partner")?,
+        run_id_at: unified("run_id")?,
+        id_at: unified(m.id_column)?,
+    })
+}
+
+fn value(cell: &Cell, conv: Conv) -> Result<Value, String> {
+    Ok(match (conv, cell) {
+        (_, Cell::Null) => Value::Null,
+        (Conv::Lon, Cell::Point { lon, .. }) => Value::Float(*lon),
+        (Conv::Lat, Cell::Point { lat, .. }) => Value::Float(*lat),
+        (Conv::DayStart, Cell::Date(d)) => Value::Ts(d.and_time(NaiveTime::MIN).and_utc()),
+        (Conv::IntOrNull, c) => match c
+            .as_str()
+            .map(str::trim)
+            .and_then(|s| s.parse::<i64>().ok())
+        {
+            Some(n) => Value::Int(n),
+            None => match c {
+                Cell::Int(n) => Value::Int(*n),
+                _ => Value::Null,
+            },
+        },
+        (Conv::Same, Cell::Str(s) | Cell::Json(s)) => Value::Text(s.clone()),
+        (Conv::Same, Cell::Int(n)) => Value::Int(*n),
+        (Conv::Same, Cell::Num(x)) => Value::Float(*x),
+        (Conv::Same, Cell::Bool(b)) => Value::Bool(*b),
+        (Conv::Same, Cell::Date(d)) => Value::Date(*d),
+        (Conv::Same, Cell::Datetime(t)) => Value::Ts(*t),
+        (Conv::Same, Cell::Time(t)) => Value::Text(t.to_string()),
+        (Conv::Same, Cell::Point { lon, lat }) => Value::Text(format!("POINT ({lon} {lat})")),
+        (c, other) => return Err(format!("cannot apply {c:?} to {other:?}")),
+    })
+}
+
+/// What a file gave.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FileStats {
+    pub rows: u64,
+    pub quarantined_rows: u64,
+}
+
+/// Reads one file through its schema and mapping, handing chunks to `emit`.
+/// `emit` returning an error stops the reading (the consumer failed) with that message.
+#[allow(clippy::too_many_arguments)]
+pub fn read(
+    ctx: &Context,
+    input: Box<dyn Read + Send>,
+    source_object: &str,
+    fetched: DateTime<Utc>,
+    schema: &Schema,
+    mapping: &Mapping,
+    text: &TextOptions,
+    chunk_rows: usize,
+    emit: &mut dyn FnMut(Output) -> Result<(), String>,
+) -> Result<FileStats, TransformError> {
+    let mut records = Records::open(input, source_object, text)?;
+    let mut validator =
+        Validator::new(schema, records.header()).map_err(|found| TransformError::BadFile {
+            source_object: source_object.to_string(),
+            expected: format!(
+                "the columns of table schema {}",
+                schema.name.as_deref().unwrap_or("given")
+            ),
+            found,
+        })?;
+    let plan = resolve(mapping, schema).map_err(|found| TransformError::BadFile {
+        source_object: source_object.to_string(),
+        expected: format!(
+            "a table schema that the {} mapping can read",
+            mapping.target.name
+        ),
+        found,
+    })?;
+    let mut stats = FileStats::default();
+    let mut builder = FrameBuilder::new(mapping.target);
+    let mut quarantine: Vec<Quarantined> = Vec::new();
+    let mut seen: HashSet<u128> = HashSet::new();
+    let mut rec = csv::ByteRecord::new();
+    let mut flush = |builder: &mut FrameBuilder, quarantine: &mut Vec<Quarantined>| {
+        let full = std::mem::replace(builder, FrameBuilder::new(mapping.target));
+        let out = Output {
+            tables: vec![(mapping.target, full.finish())],
+            quarantine: std::mem::take(quarantine),
+        };
+        emit(out).map_err(TransformError::Stopped)
+    };
+    while records.next(&mut rec)? {
+        let line = records.line_of(&rec);
+        let fields = records.fields(&rec)?;
+        let reject =
+            |quarantine: &mut Vec<Quarantined>, field: String, value: String, reason: String| {
+                quarantine.push(Quarantined {
+                    source_object: source_object.to_string(),
+                    position: format!("line {line}"),
+                    field: (!field.is_empty()).then_some(field),
+                    value: Some(value),
+                    reason,
+                });
+            };
+        match validator.row(&fields) {
+            Err(violations) => {
+                stats.quarantined_rows += 1;
+                for v in violations {
+                    reject(&mut quarantine, v.field, v.value, v.rule);
+                }
+            }
+            Ok(cells) => {
+                let mut row = Row::new(mapping.target);
+                row.set_at(plan.partner_at, Value::Text(ctx.partner.to_string()));
+                row.set_at(plan.run_id_at, Value::Text(ctx.run_id.to_string()));
+                let mut failed = None;
+                for &(at, field, conv) in &plan.steps {
+                    let v = match field {
+                        Some(f) => value(&cells[f], conv),
+                        None => Ok(Value::Ts(fetched)),
+                    };
+                    match v {
+                        Ok(v) => row.set_at(at, v),
+                        Err(e) => {
+                            failed = Some((mapping.target.columns[at].name.to_string(), e));
+                            break;
+                        }
+                    }
+                }
+                if failed.is_none()
+                    && let Err(e) = builder.check(&row)
+                {
+                    failed = Some((e.field.to_string(), e.reason));
+                }
+                if failed.is_none()
+                    && let Value::Text(id) = row.value_at(plan.id_at)
+                {
+                    let mut h = std::hash::DefaultHasher::new();
+                    id.hash(&mut h);
+                    let mut h2 = std::hash::DefaultHasher::new();
+                    (id, 0x1d_u8).hash(&mut h2);
+                    if !seen.insert(((h.finish() as u128) << 64) | h2.finish() as u128) {
+                        failed = Some((
+                            mapping.id_column.to_string(),
+                            format!("duplicate {} in this file", mapping.id_column),
+                        ));
+                    }
+                }
+                match failed {
+                    Some((field, reason)) => {
+                        stats.quarantined_rows += 1;
+                        let shown = fields.join(&(text.delimiter as char).to_string());
+                        reject(
+                            &mut quarantine,
+                            field,
+                            shown.chars().take(500).collect(),
+                            reason,
+                        );
+                    }
+                    None => {
+                        builder.push(row).expect("row checked");
+                        stats.rows += 1;
+                    }
+                }
+            }
+        }
+        if builder.len() >= chunk_rows || quarantine.len() >= chunk_rows {
+            flush(&mut builder, &mut quarantine)?;
+        }
+    }
+    if !builder.is_empty() || !quarantine.is_empty() {
+        flush(&mut builder, &mut quarantine)?;
+    }
+    Ok(stats)
+}
+
+#[cfg(test)]
+mod tests;
