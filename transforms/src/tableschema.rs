@@ -606,7 +606,7 @@ fn cast(f: &Field, v: &str) -> Option<Cell> {
             let (lon, lat) = match fmt {
                 Some("array") => {
                     let a: Vec<f64> = serde_json::from_str(v).ok()?;
-                    (*a.first()?, *a.get(1)?).into()
+                    (*a.first()?, *a.get(1)?)
                 }
                 Some("object") => {
                     let o: Value = serde_json::from_str(v).ok()?;
