@@ -9,12 +9,11 @@ fn schema(path: &str) -> Schema {
     Schema::from_json(&std::fs::read(format!("{FIXTURES}/{path}")).unwrap(), path).unwrap()
 }
 
-/// Validates a file; returns (valid rows, violations with their line).
-fn check(
-    schema: &Schema,
-    bytes: Vec<u8>,
-    opts: &TextOptions,
-) -> Result<(Vec<Vec<Cell>>, Vec<(u64, Violation)>), String> {
+/// Valid rows, and violations with their line.
+type Checked = (Vec<Vec<Cell>>, Vec<(u64, Violation)>);
+
+/// Validates a file.
+fn check(schema: &Schema, bytes: Vec<u8>, opts: &TextOptions) -> Result<Checked, String> {
     let mut r = Records::open(Box::new(std::io::Cursor::new(bytes)), "f.csv", opts)
         .map_err(|e| e.to_string())?;
     let mut v = Validator::new(schema, r.header())?;

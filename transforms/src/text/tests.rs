@@ -17,10 +17,10 @@ fn opts(delimiter: u8, encoding: Encoding) -> TextOptions {
     }
 }
 
-fn all(
-    bytes: Vec<u8>,
-    o: &TextOptions,
-) -> Result<(Vec<String>, Vec<Vec<String>>, Encoding), TextError> {
+/// Header, rows and the encoding used.
+type Read3 = (Vec<String>, Vec<Vec<String>>, Encoding);
+
+fn all(bytes: Vec<u8>, o: &TextOptions) -> Result<Read3, TextError> {
     let mut r = Records::open(Box::new(std::io::Cursor::new(bytes)), "test.csv", o)?;
     let mut rec = csv::ByteRecord::new();
     let mut rows = Vec::new();
