@@ -14,7 +14,10 @@ use serde::Deserialize;
 use toml::Spanned;
 
 /// Formats this version reads.
-pub const FORMATS: &[&str] = &["gbfs"];
+pub const FORMATS: &[&str] = &["gbfs", "irve", "irve-dynamic", "bnls"];
+
+/// Formats read from published files (a path, glob, `s3://` prefix or HTTP URL).
+pub const FILE_FORMATS: &[&str] = &["irve", "irve-dynamic", "bnls"];
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct DefinitionError {
@@ -54,6 +57,9 @@ struct RawDefinition {
     headers: BTreeMap<String, String>,
     #[serde(default)]
     sensitive: Vec<String>,
+    schema: Option<Spanned<String>>,
+    delimiter: Option<Spanned<String>>,
+    encoding: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -74,6 +80,16 @@ pub struct Definition {
     /// As written: values may hold `${VAR}` references, and are treated as secrets when they do.
     pub headers: BTreeMap<String, String>,
     pub sensitive: Vec<String>,
+    /// A Table Schema (`schema.json`) replacing the one bundled with the format.
+    pub schema: Option<PathBuf>,
+    pub delimiter: u8,
+    pub encoding: mobiflux_transforms::text::Encoding,
+}
+
+impl Definition {
+    pub fn is_file_format(&self) -> bool {
+        FILE_FORMATS.contains(&self.format.as_str())
+    }
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -155,8 +171,17 @@ pub fn parse(file: &Path, text: &str) -> Result<Definition, Vec<DefinitionError>
         ));
     }
     let url = raw.url.get_ref();
+    let file_format = FILE_FORMATS.contains(&raw.format.get_ref().as_str());
     if let Err(m) = check_refs(url) {
         errors.push(err(Some(raw.url.span()), Some("url"), m));
+    } else if file_format {
+        if url.trim().is_empty() {
+            errors.push(err(
+                Some(raw.url.span()),
+                Some("url"),
+                "a path, glob, s3:// prefix or http(s):// URL is needed".into(),
+            ));
+        }
     } else if !(url.starts_with("http://") || url.starts_with("https://") || url.starts_with("${"))
     {
         errors.push(err(
@@ -187,25 +212,81 @@ pub fn parse(file: &Path, text: &str) -> Result<Definition, Vec<DefinitionError>
         };
         errors.push(err(span, Some(key), e.to_string()));
     }
+    // Files can be large: they get more time and a larger bound by default.
     let timeout = raw
         .timeout_secs
         .as_ref()
         .map(|t| *t.get_ref())
-        .unwrap_or(30);
-    if !(1..=600).contains(&timeout) {
+        .unwrap_or(if file_format { 300 } else { 30 });
+    if !(1..=3600).contains(&timeout) {
         errors.push(err(
             raw.timeout_secs.as_ref().map(|t| t.span()),
             Some("timeout_secs"),
-            format!("{timeout} must be between 1 and 600"),
+            format!("{timeout} must be between 1 and 3600"),
         ));
     }
-    let max_mb = raw.max_body_mb.as_ref().map(|t| *t.get_ref()).unwrap_or(64);
+    let max_mb = raw
+        .max_body_mb
+        .as_ref()
+        .map(|t| *t.get_ref())
+        .unwrap_or(if file_format { 4096 } else { 64 });
     if !(1..=4096).contains(&max_mb) {
         errors.push(err(
             raw.max_body_mb.as_ref().map(|t| t.span()),
             Some("max_body_mb"),
             format!("{max_mb} must be between 1 and 4096"),
         ));
+    }
+    let mut delimiter = b',';
+    if let Some(d) = &raw.delimiter {
+        match d.get_ref().as_bytes() {
+            [b] if b.is_ascii() && *b != b'"' && *b != b'\n' && *b != b'\r' => delimiter = *b,
+            _ if d.get_ref() == "\\t" => delimiter = b'\t',
+            _ => errors.push(err(
+                Some(d.span()),
+                Some("delimiter"),
+                format!(
+                    "{:?} must be one ASCII character (\"\\t\" for a tab)",
+                    d.get_ref()
+                ),
+            )),
+        }
+    }
+    let mut encoding = mobiflux_transforms::text::Encoding::Auto;
+    if let Some(e) = &raw.encoding {
+        match mobiflux_transforms::text::Encoding::parse(e.get_ref()) {
+            Some(enc) => encoding = enc,
+            None => errors.push(err(
+                Some(e.span()),
+                Some("encoding"),
+                format!(
+                    "{:?} is not one of auto, utf-8, iso-8859-1, windows-1252",
+                    e.get_ref()
+                ),
+            )),
+        }
+    }
+    if let Some(sc) = &raw.schema
+        && !Path::new(sc.get_ref()).is_file()
+    {
+        errors.push(err(
+            Some(sc.span()),
+            Some("schema"),
+            format!("no file at {:?}", sc.get_ref()),
+        ));
+    }
+    for (key, present) in [
+        ("schema", raw.schema.is_some()),
+        ("delimiter", raw.delimiter.is_some()),
+        ("encoding", raw.encoding.is_some()),
+    ] {
+        if present && !file_format {
+            errors.push(err(
+                None,
+                Some(key),
+                format!("only file formats {FILE_FORMATS:?} take {key}"),
+            ));
+        }
     }
     if !errors.is_empty() {
         return Err(errors);
@@ -229,6 +310,9 @@ pub fn parse(file: &Path, text: &str) -> Result<Definition, Vec<DefinitionError>
             .into_iter()
             .map(|s| s.to_ascii_lowercase())
             .collect(),
+        schema: raw.schema.map(|s| PathBuf::from(s.into_inner())),
+        delimiter,
+        encoding,
     })
 }
 
@@ -363,7 +447,7 @@ schedule = "0 * * * * *"
         assert_eq!(
             shown,
             vec![
-                "p/velo.toml:3: format: unknown format \"gtfs\"; this version reads [\"gbfs\"]".to_string(),
+                "p/velo.toml:3: format: unknown format \"gtfs\"; this version reads [\"gbfs\", \"irve\", \"irve-dynamic\", \"bnls\"]".to_string(),
                 "p/velo.toml:5: schedule: \"* * * * *\" is not a cron expression with seconds (sec min hour day month weekday): expected 6 fields, found 5".to_string(),
             ]
         );

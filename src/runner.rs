@@ -13,10 +13,16 @@ use mobiflux_extractors::raw::{Manifest, manifest_key};
 use mobiflux_extractors::{Http, HttpOptions, RawStore, Source};
 use mobiflux_loaders::{Batch, RunRecord, Warehouse};
 use mobiflux_model::RunId;
-use mobiflux_transforms::{Context, Payload, quarantine};
+use mobiflux_transforms::tableschema::Schema;
+use mobiflux_transforms::tabular::{self, Mapping};
+use mobiflux_transforms::text::{Encoding, TextOptions};
+use mobiflux_transforms::{Context, Output, Payload, quarantine};
 use tracing::Instrument;
 
 use crate::definitions::{Definition, resolve};
+
+/// Rows per chunk when files are streamed into the warehouse.
+const CHUNK_ROWS: usize = 50_000;
 
 /// At most this many pipelines run at once in one `mobiflux run`.
 const CONCURRENT_PIPELINES: usize = 4;
@@ -128,6 +134,10 @@ impl Runner {
                     mobiflux_extractors::gbfs::extract(&http, self.raw.as_ref(), &run_id, &src)
                         .await
                 }
+                _ if def.is_file_format() => {
+                    mobiflux_extractors::files::extract(&http, self.raw.as_ref(), &run_id, &src)
+                        .await
+                }
                 other => unreachable!("validated format {other}"),
             };
             let manifest = manifest.map_err(|e| src.scrub(&e.to_string()))?;
@@ -138,7 +148,7 @@ impl Runner {
                 bytes = manifest.bytes(),
                 "extracted"
             );
-            self.transform_and_load(&manifest, def.language.as_deref(), &mut record)
+            self.transform_and_load(&manifest, Some(def), &mut record, false)
                 .await
         }
         .await;
@@ -184,14 +194,12 @@ impl Runner {
                     manifest.error.as_deref().unwrap_or("no reason recorded")
                 ));
             }
-            let language = defs
-                .iter()
-                .find(|d| d.name == manifest.pipeline)
-                .and_then(|d| d.language.clone());
+            let def = defs.iter().find(|d| d.name == manifest.pipeline);
             let mut record = new_record(&run_id, &manifest.pipeline, &manifest.partner, &manifest.format, "replay");
             record.bytes = manifest.bytes() as i64;
             self.warehouse.start_run(&record).await.map_err(|e| e.to_string())?;
-            self.transform_and_load(&manifest, language.as_deref(), &mut record).await
+            // A replay reloads its files even though the ledger knows their content.
+            self.transform_and_load(&manifest, def, &mut record, true).await
         }
         .await;
         outcome.elapsed = started.elapsed();
@@ -239,20 +247,175 @@ impl Runner {
         })
     }
 
-    /// Reads the run's complete objects back from the raw zone, transforms them and loads
-    /// the result in one transaction.
+    /// Reads the run's usable objects back from the raw zone (the path a replay takes too),
+    /// transforms them and loads the result in one transaction.
     async fn transform_and_load(
+        &self,
+        manifest: &Manifest,
+        def: Option<&Definition>,
+        record: &mut RunRecord,
+        reload: bool,
+    ) -> Result<Loaded, String> {
+        match manifest.format.as_str() {
+            "gbfs" => {
+                self.load_feed(manifest, def.and_then(|d| d.language.as_deref()), record)
+                    .await
+            }
+            "irve" => {
+                self.load_files(
+                    manifest,
+                    def,
+                    &mobiflux_transforms::irve::STATIC,
+                    mobiflux_transforms::irve::STATIC_SCHEMA,
+                    record,
+                    reload,
+                )
+                .await
+            }
+            "irve-dynamic" => {
+                self.load_files(
+                    manifest,
+                    def,
+                    &mobiflux_transforms::irve::DYNAMIC,
+                    mobiflux_transforms::irve::DYNAMIC_SCHEMA,
+                    record,
+                    reload,
+                )
+                .await
+            }
+            "bnls" => {
+                self.load_files(
+                    manifest,
+                    def,
+                    &mobiflux_transforms::bnls::MAPPING,
+                    mobiflux_transforms::bnls::SCHEMA,
+                    record,
+                    reload,
+                )
+                .await
+            }
+            other => Err(format!("no transform for format {other}")),
+        }
+    }
+
+    /// Published files, streamed: each file is validated and mapped in a blocking task that
+    /// hands chunks over a bounded channel to the load transaction, so memory stays flat.
+    /// A file whose content this pipeline already loaded is skipped (unless reloading).
+    async fn load_files(
+        &self,
+        manifest: &Manifest,
+        def: Option<&Definition>,
+        mapping: &'static Mapping,
+        bundled_schema: &'static [u8],
+        record: &mut RunRecord,
+        reload: bool,
+    ) -> Result<Loaded, String> {
+        let schema = match def.and_then(|d| d.schema.as_ref()) {
+            Some(path) => {
+                let bytes =
+                    std::fs::read(path).map_err(|e| format!("schema {}: {e}", path.display()))?;
+                Schema::from_json(&bytes, &path.display().to_string())
+            }
+            None => Schema::from_json(
+                bundled_schema,
+                &format!("bundled {} schema", manifest.format),
+            ),
+        }
+        .map_err(|e| e.to_string())?;
+        let schema = Arc::new(schema);
+        let text = TextOptions {
+            delimiter: def.map(|d| d.delimiter).unwrap_or(b','),
+            encoding: def.map(|d| d.encoding).unwrap_or(Encoding::Auto),
+            ..TextOptions::default()
+        };
+        record.finished_at = Some(Utc::now());
+        let mut tx = self
+            .warehouse
+            .begin(record)
+            .await
+            .map_err(|e| e.to_string())?;
+        for obj in manifest.objects.iter().filter(|o| o.usable()) {
+            if !reload
+                && let Some(run) = self
+                    .warehouse
+                    .loaded_by(&manifest.pipeline, &obj.sha256)
+                    .await
+                    .map_err(|e| e.to_string())?
+            {
+                tracing::info!(file = %obj.url, earlier_run = %run, "same content already loaded; skipped");
+                continue;
+            }
+            let reader = self
+                .raw
+                .open_read(&obj.key)
+                .await
+                .map_err(|e| e.to_string())?;
+            let (chunks_tx, mut chunks) = tokio::sync::mpsc::channel::<Output>(2);
+            let (schema, text) = (schema.clone(), text.clone());
+            let (pipeline, partner, run_id) = (
+                manifest.pipeline.clone(),
+                manifest.partner.clone(),
+                record.run_id.clone(),
+            );
+            let (key, fetched) = (obj.key.clone(), obj.fetched_at);
+            let task = tokio::task::spawn_blocking(move || {
+                let ctx = Context {
+                    pipeline: &pipeline,
+                    partner: &partner,
+                    run_id: &run_id,
+                    language: None,
+                };
+                tabular::read(
+                    &ctx,
+                    reader,
+                    &key,
+                    fetched,
+                    &schema,
+                    mapping,
+                    &text,
+                    CHUNK_ROWS,
+                    &mut |chunk| {
+                        chunks_tx
+                            .blocking_send(chunk)
+                            .map_err(|_| "the load stopped".to_string())
+                    },
+                )
+            });
+            while let Some(chunk) = chunks.recv().await {
+                for (table, df) in &chunk.tables {
+                    tx.frame(table, df).await.map_err(|e| e.to_string())?;
+                }
+                let q = quarantine::to_frame(
+                    &chunk.quarantine,
+                    &record.run_id,
+                    &manifest.pipeline,
+                    &manifest.partner,
+                );
+                tx.quarantine(&q).await.map_err(|e| e.to_string())?;
+            }
+            let stats = task
+                .await
+                .map_err(|e| format!("transform task: {e}"))?
+                .map_err(|e| format!("{}: {e}", obj.url))?;
+            tracing::info!(file = %obj.url, rows = stats.rows, quarantined = stats.quarantined_rows, "file read");
+            tx.record_object(&obj.sha256, &obj.key);
+        }
+        let stats = tx.commit().await.map_err(|e| e.to_string())?;
+        Ok(Loaded {
+            tables: stats.tables,
+            quarantined: stats.quarantined,
+        })
+    }
+
+    /// JSON feeds: the run's payloads are small; read them whole and transform them together.
+    async fn load_feed(
         &self,
         manifest: &Manifest,
         language: Option<&str>,
         record: &mut RunRecord,
     ) -> Result<Loaded, String> {
         let mut blobs: Vec<(String, String, Bytes, chrono::DateTime<Utc>)> = Vec::new();
-        for o in manifest
-            .objects
-            .iter()
-            .filter(|o| o.complete && (200..300).contains(&o.status))
-        {
+        for o in manifest.objects.iter().filter(|o| o.usable()) {
             let bytes = self.raw.get(&o.key).await.map_err(|e| e.to_string())?;
             blobs.push((o.resource.clone(), o.key.clone(), bytes, o.fetched_at));
         }

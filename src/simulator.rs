@@ -119,7 +119,7 @@ async fn serve(
             b"<!DOCTYPE html><html><head><title>Maintenance</title></head><body>Back soon</body></html>".to_vec(),
         ),
         _ => match read_fixture(root, &path, &base) {
-            Some(body) => (200, "application/json", body),
+            Some(body) => (200, content_type(&path), body),
             None => (404, "text/plain", format!("no fixture at {path}").into_bytes()),
         },
     };
@@ -150,6 +150,16 @@ async fn serve(
     stream.shutdown().await
 }
 
+fn content_type(path: &str) -> &'static str {
+    if path.ends_with(".csv") {
+        "text/csv"
+    } else if path.ends_with(".html") {
+        "text/html; charset=utf-8"
+    } else {
+        "application/json"
+    }
+}
+
 fn read_fixture(root: &Path, path: &str, base: &str) -> Option<Vec<u8>> {
     let rel = path.trim_start_matches('/');
     if rel.split('/').any(|p| p == ".." || p.is_empty()) {
@@ -157,7 +167,11 @@ fn read_fixture(root: &Path, path: &str, base: &str) -> Option<Vec<u8>> {
     }
     let file = root.join(rel);
     let bytes = std::fs::read(&file).ok()?;
-    let text = String::from_utf8(bytes).ok()?.replace("{{base}}", base);
+    // Files that are not UTF-8 (Latin-1 exports) are served exactly as they are.
+    let Ok(text) = String::from_utf8(bytes.clone()) else {
+        return Some(bytes);
+    };
+    let text = text.replace("{{base}}", base);
     if file.file_name().is_some_and(|n| n == "gbfs.json") {
         let dir = rel.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
         let dir_path = file.parent()?.to_path_buf();

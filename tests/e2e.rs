@@ -16,6 +16,10 @@ const EXPECTED_COUNTS: &[(&str, usize)] = &[
     ("geofencing_zones", 273),
     ("station_status", 3),
     ("vehicles", 8),
+    ("charge_points", 0),
+    ("charge_point_status", 0),
+    ("parking_facilities", 0),
+    ("parking_occupancy", 0),
 ];
 
 fn row<'a>(
@@ -418,10 +422,12 @@ async fn the_bundled_examples_validate_and_the_demo_runs_them() {
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(
-        stdout.contains("4 pipelines run: 4 succeeded, 0 failed"),
+        stdout.contains("8 pipelines run: 8 succeeded, 0 failed"),
         "{stdout}"
     );
-    assert!(stdout.contains("rows quarantined: 0"), "{stdout}");
+    // The invalid BNLS example is bundled on purpose: its one broken row shows up here.
+    assert!(stdout.contains("rows quarantined: 1"), "{stdout}");
+    assert!(stdout.contains("charge_points 2"), "{stdout}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

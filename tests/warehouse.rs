@@ -40,5 +40,13 @@ async fn migrations_match_the_declared_schemas_in_postgres_and_sqlite() {
     .fetch_all(&pool)
     .await
     .unwrap();
-    assert_eq!(partitioned, vec!["station_status", "vehicles"]);
+    assert_eq!(
+        partitioned,
+        vec![
+            "charge_point_status",
+            "parking_occupancy",
+            "station_status",
+            "vehicles"
+        ]
+    );
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use sha2::Digest as _;
 
 use crate::Source;
 
@@ -108,6 +109,83 @@ pub fn head(body: &[u8]) -> String {
     String::from_utf8_lossy(cut).into_owned()
 }
 
+/// A downloaded body in a temporary file (removed when dropped).
+pub struct Download {
+    pub temp: crate::raw::TempFile,
+    pub sha256: String,
+    pub bytes: u64,
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub content_type: Option<String>,
+    /// Without secrets.
+    pub url: String,
+}
+
+struct Meta {
+    url: String,
+    status: u16,
+    headers: Vec<(String, String)>,
+    content_type: Option<String>,
+}
+
+/// Where a body goes as it arrives.
+trait Sink: Send {
+    fn push(&mut self, chunk: &[u8]) -> std::io::Result<()>;
+    fn len(&self) -> u64;
+    /// The first bytes, for messages.
+    fn head(&self) -> &[u8];
+    /// What to keep of a body cut short.
+    fn partial(&self) -> Bytes;
+}
+
+struct MemorySink(Vec<u8>);
+
+impl Sink for MemorySink {
+    fn push(&mut self, chunk: &[u8]) -> std::io::Result<()> {
+        self.0.extend_from_slice(chunk);
+        Ok(())
+    }
+    fn len(&self) -> u64 {
+        self.0.len() as u64
+    }
+    fn head(&self) -> &[u8] {
+        &self.0
+    }
+    fn partial(&self) -> Bytes {
+        Bytes::copy_from_slice(&self.0)
+    }
+}
+
+struct FileSink {
+    file: std::fs::File,
+    hasher: sha2::Sha256,
+    len: u64,
+    head: Vec<u8>,
+}
+
+impl Sink for FileSink {
+    fn push(&mut self, chunk: &[u8]) -> std::io::Result<()> {
+        use sha2::Digest;
+        std::io::Write::write_all(&mut self.file, chunk)?;
+        self.hasher.update(chunk);
+        self.len += chunk.len() as u64;
+        if self.head.len() < 120 {
+            let take = (120 - self.head.len()).min(chunk.len());
+            self.head.extend_from_slice(&chunk[..take]);
+        }
+        Ok(())
+    }
+    fn len(&self) -> u64 {
+        self.len
+    }
+    fn head(&self) -> &[u8] {
+        &self.head
+    }
+    fn partial(&self) -> Bytes {
+        Bytes::new()
+    }
+}
+
 #[derive(Clone)]
 pub struct Http {
     client: reqwest::Client,
@@ -128,8 +206,53 @@ impl Http {
         &self.opts
     }
 
-    /// GETs a URL for a source: its headers sent, its secrets masked in every error.
+    /// GETs a URL for a source, body in memory: its headers sent, its secrets masked in
+    /// every error.
     pub async fn get(&self, src: &Source, url: &str) -> Result<Response, FetchError> {
+        let mut sink = MemorySink(Vec::new());
+        let meta = self.fetch_into(src, url, &mut sink).await?;
+        Ok(Response {
+            url: meta.url,
+            status: meta.status,
+            headers: meta.headers,
+            content_type: meta.content_type,
+            body: sink.0.into(),
+        })
+    }
+
+    /// GETs a URL into a temporary file, hashing as it comes: for files of any size.
+    pub async fn download(&self, src: &Source, url: &str) -> Result<Download, FetchError> {
+        let shown = src.redacted(url);
+        let io = |e: std::io::Error| FetchError::Connect {
+            url: shown.clone(),
+            message: format!("cannot write the download: {e}"),
+        };
+        let (temp, file) = crate::raw::TempFile::create("download").map_err(io)?;
+        let mut sink = FileSink {
+            file,
+            hasher: sha2::Sha256::new(),
+            len: 0,
+            head: Vec::new(),
+        };
+        let meta = self.fetch_into(src, url, &mut sink).await?;
+        std::io::Write::flush(&mut sink.file).map_err(io)?;
+        Ok(Download {
+            temp,
+            sha256: hex::encode(sink.hasher.finalize()),
+            bytes: sink.len,
+            status: meta.status,
+            headers: meta.headers,
+            content_type: meta.content_type,
+            url: meta.url,
+        })
+    }
+
+    async fn fetch_into(
+        &self,
+        src: &Source,
+        url: &str,
+        sink: &mut dyn Sink,
+    ) -> Result<Meta, FetchError> {
         let shown = src.redacted(url);
         let mut headers = HeaderMap::new();
         for (k, v) in &src.headers {
@@ -153,30 +276,36 @@ impl Http {
                 .send()
                 .await
                 .map_err(|e| self.classify(&shown, e, src))?;
-            let status = resp.status().as_u16();
-            let resp_headers: Vec<(String, String)> = mobiflux_model::redact::headers(
-                resp.headers()
-                    .iter()
-                    .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str(), v))),
-                &src.sensitive,
-            );
-            let content_type = resp
-                .headers()
-                .get(reqwest::header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
-            let mut body: Vec<u8> = Vec::new();
+            let meta = Meta {
+                url: shown.clone(),
+                status: resp.status().as_u16(),
+                headers: mobiflux_model::redact::headers(
+                    resp.headers()
+                        .iter()
+                        .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str(), v))),
+                    &src.sensitive,
+                ),
+                content_type: resp
+                    .headers()
+                    .get(reqwest::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string),
+            };
+            let status = meta.status;
             loop {
                 match resp.chunk().await {
                     Ok(Some(chunk)) => {
-                        if body.len() as u64 + chunk.len() as u64 > self.opts.max_body_bytes {
+                        if sink.len() + chunk.len() as u64 > self.opts.max_body_bytes {
                             return Err(FetchError::TooLarge {
                                 url: shown.clone(),
                                 status,
                                 limit: self.opts.max_body_bytes,
                             });
                         }
-                        body.extend_from_slice(&chunk);
+                        sink.push(&chunk).map_err(|e| FetchError::Connect {
+                            url: shown.clone(),
+                            message: format!("cannot keep the body: {e}"),
+                        })?;
                     }
                     Ok(None) => break,
                     Err(e) if e.is_timeout() => {
@@ -187,19 +316,18 @@ impl Http {
                     }
                     Err(e) => {
                         let message = src.scrub(&error_chain(&e));
-                        let head = head(&body);
                         return Err(FetchError::Truncated {
                             url: shown.clone(),
                             status,
-                            received: body.len(),
+                            received: sink.len() as usize,
                             message,
-                            head,
+                            head: src.scrub(&head(sink.head())),
                             partial: Box::new(Response {
                                 url: shown.clone(),
                                 status,
-                                headers: resp_headers,
-                                content_type,
-                                body: body.into(),
+                                headers: meta.headers.clone(),
+                                content_type: meta.content_type.clone(),
+                                body: sink.partial(),
                             }),
                         });
                     }
@@ -209,16 +337,10 @@ impl Http {
                 return Err(FetchError::Status {
                     url: shown.clone(),
                     status,
-                    head: src.scrub(&head(&body)),
+                    head: src.scrub(&head(sink.head())),
                 });
             }
-            Ok(Response {
-                url: shown.clone(),
-                status,
-                headers: resp_headers,
-                content_type,
-                body: body.into(),
-            })
+            Ok(meta)
         };
         match tokio::time::timeout(self.opts.timeout, fut).await {
             Ok(r) => r,

@@ -7,6 +7,7 @@
 //!   the status and the first bytes received.
 //! - [`gbfs`]: GBFS auto-discovery (1.x to 3.0) and fetching of every listed file.
 
+pub mod files;
 pub mod gbfs;
 pub mod http;
 pub mod raw;

@@ -106,6 +106,8 @@ pub trait LoadTx: Send {
     ) -> BoxFuture<'a, Result<(), LoadError>>;
     /// Adds quarantined records (frames following `mobiflux_model::schema::QUARANTINE`).
     fn quarantine<'a>(&'a mut self, df: &'a DataFrame) -> BoxFuture<'a, Result<(), LoadError>>;
+    /// Records that a raw object's content was loaded by this run (written at commit).
+    fn record_object(&mut self, sha256: &str, source_object: &str);
     /// Merges what was staged, writes the run's final `etl_runs` row and commits.
     fn commit(self: Box<Self>) -> BoxFuture<'static, Result<LoadStats, LoadError>>;
 }
@@ -116,6 +118,8 @@ pub(crate) struct TxCounts {
     stats: LoadStats,
     /// (source_object, position) of the last quarantined record, to count rows, not violations.
     last_rejected: Option<(String, String)>,
+    /// (sha256, source_object) of the raw objects loaded.
+    pub(crate) objects: Vec<(String, String)>,
 }
 
 impl TxCounts {
@@ -184,6 +188,12 @@ pub trait Warehouse: Send + Sync {
     }
     /// Records a run as failed (its data, if any, was not loaded).
     fn fail_run<'a>(&'a self, run: &'a RunRecord) -> BoxFuture<'a, Result<(), LoadError>>;
+    /// The run that loaded this content for this pipeline, if one did.
+    fn loaded_by<'a>(
+        &'a self,
+        pipeline: &'a str,
+        sha256: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, LoadError>>;
     /// The `etl_runs` row of a run.
     fn run<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<Option<RunRecord>, LoadError>>;
     /// A table's content for comparisons and checks.

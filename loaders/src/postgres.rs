@@ -261,6 +261,12 @@ impl LoadTx for PgLoad {
         })
     }
 
+    fn record_object(&mut self, sha256: &str, source_object: &str) {
+        self.counts
+            .objects
+            .push((sha256.to_string(), source_object.to_string()));
+    }
+
     fn quarantine<'a>(&'a mut self, df: &'a DataFrame) -> BoxFuture<'a, Result<(), LoadError>> {
         Box::pin(async move {
             let cols = cells::columns(&QUARANTINE, df)?;
@@ -297,6 +303,16 @@ impl LoadTx for PgLoad {
                 r.map_err(|e| me.rolled_back(schema.name, e))?;
             }
             failpoint::check("loader.before_commit").map_err(|e| me.rolled_back("etl_runs", e))?;
+            for (sha, key) in std::mem::take(&mut me.counts.objects) {
+                let r = sqlx::query("INSERT INTO loaded_objects (pipeline, sha256, run_id, source_object) VALUES ($1, $2, $3, $4) ON CONFLICT (pipeline, sha256) DO NOTHING")
+                    .bind(&me.run.pipeline)
+                    .bind(&sha)
+                    .bind(&me.run.run_id)
+                    .bind(&key)
+                    .execute(&mut *me.tx)
+                    .await;
+                r.map_err(|e| me.rolled_back("loaded_objects", e))?;
+            }
             let (stats, done) = me.counts.finish(&me.run);
             let r = upsert_run(&mut me.tx, &done).await;
             r.map_err(|e| me.rolled_back("etl_runs", e))?;
@@ -380,6 +396,23 @@ impl Warehouse for PostgresWarehouse {
                 staged: Vec::new(),
                 counts: TxCounts::default(),
             }) as Box<dyn LoadTx>)
+        })
+    }
+
+    fn loaded_by<'a>(
+        &'a self,
+        pipeline: &'a str,
+        sha256: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, LoadError>> {
+        Box::pin(async move {
+            sqlx::query_scalar(
+                "SELECT run_id FROM loaded_objects WHERE pipeline = $1 AND sha256 = $2",
+            )
+            .bind(pipeline)
+            .bind(sha256)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.db(e))
         })
     }
 

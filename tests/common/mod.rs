@@ -64,10 +64,15 @@ pub fn temp_dir(tag: &str) -> PathBuf {
     d
 }
 
-/// Writes a definition file; `extra` lines are appended.
+/// Writes a GBFS definition file; `extra` lines are appended.
 pub fn define(dir: &Path, name: &str, url: &str, extra: &str) {
+    define_format(dir, name, "gbfs", url, extra);
+}
+
+/// Writes a definition file of any format; `extra` lines are appended.
+pub fn define_format(dir: &Path, name: &str, format: &str, url: &str, extra: &str) {
     let text = format!(
-        "name = \"{name}\"\npartner = \"{name}\"\nformat = \"gbfs\"\nurl = \"{url}\"\nschedule = \"0 * * * * *\"\n{extra}\n"
+        "name = \"{name}\"\npartner = \"{name}\"\nformat = \"{format}\"\nurl = \"{url}\"\nschedule = \"0 * * * * *\"\n{extra}\n"
     );
     std::fs::write(dir.join(format!("{name}.toml")), text).unwrap();
 }

@@ -1,5 +1,6 @@
 //! The embedded default raw zone: a local folder with the same key layout as S3.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -64,6 +65,40 @@ impl RawStore for FolderStore {
             tokio::fs::rename(&tmp, &path)
                 .await
                 .map_err(|e| self.io(&path, e))
+        })
+    }
+
+    fn put_file<'a>(
+        &'a self,
+        key: &'a str,
+        source: &'a Path,
+        _content_type: &'a str,
+    ) -> BoxFuture<'a, Result<(), RawError>> {
+        Box::pin(async move {
+            let path = self.path(key)?;
+            if let Some(dir) = path.parent() {
+                tokio::fs::create_dir_all(dir)
+                    .await
+                    .map_err(|e| self.io(dir, e))?;
+            }
+            let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+            tokio::fs::copy(source, &tmp)
+                .await
+                .map_err(|e| self.io(source, e))?;
+            tokio::fs::rename(&tmp, &path)
+                .await
+                .map_err(|e| self.io(&path, e))
+        })
+    }
+
+    fn open_read<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Box<dyn Read + Send>, RawError>> {
+        Box::pin(async move {
+            let path = self.path(key)?;
+            let f = std::fs::File::open(&path).map_err(|e| self.io(&path, e))?;
+            Ok(Box::new(f) as Box<dyn Read + Send>)
         })
     }
 

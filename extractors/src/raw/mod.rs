@@ -11,6 +11,8 @@ mod memory;
 mod s3;
 
 use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -45,6 +47,18 @@ pub trait RawStore: Send + Sync {
         content_type: &'a str,
     ) -> BoxFuture<'a, Result<(), RawError>>;
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Bytes, RawError>>;
+    /// Writes an object from a local file, streamed (never read whole into memory).
+    fn put_file<'a>(
+        &'a self,
+        key: &'a str,
+        path: &'a Path,
+        content_type: &'a str,
+    ) -> BoxFuture<'a, Result<(), RawError>>;
+    /// A reader over an object, streamed (S3 objects are spooled to a temporary file).
+    fn open_read<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Box<dyn Read + Send>, RawError>>;
     /// Keys under a prefix, sorted.
     fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<String>, RawError>>;
     /// Where the store is, for messages (`file:///…`, `s3://bucket/prefix`).
@@ -77,6 +91,59 @@ pub async fn open(url: &str, s3: Option<S3Config>) -> Result<Box<dyn RawStore>, 
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
+}
+
+/// SHA-256 and size of a file, read in 1 MiB pieces.
+pub fn sha256_file(path: &Path) -> std::io::Result<(String, u64)> {
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        total += n as u64;
+    }
+    Ok((hex::encode(h.finalize()), total))
+}
+
+/// A temporary file removed when dropped; reads like the file.
+pub struct TempFile {
+    file: std::fs::File,
+    path: PathBuf,
+}
+
+impl TempFile {
+    /// A new empty file in the system's temporary folder.
+    pub fn create(tag: &str) -> std::io::Result<(TempFile, std::fs::File)> {
+        let path = std::env::temp_dir().join(format!(
+            "mobiflux-{tag}-{}-{}",
+            std::process::id(),
+            mobiflux_model::RunId::new()
+        ));
+        let write = std::fs::File::create(&path)?;
+        let file = std::fs::File::open(&path)?;
+        Ok((TempFile { file, path }, write))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Read for TempFile {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.file.read(buf)
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 /// The key of a raw payload.
@@ -147,6 +214,13 @@ pub struct Manifest {
     pub error: Option<String>,
     pub objects: Vec<ManifestObject>,
     pub failures: Vec<ManifestFailure>,
+}
+
+impl ManifestObject {
+    /// Whole, and a success: a 2xx answer, or a file read from a folder or S3 (status 0).
+    pub fn usable(&self) -> bool {
+        self.complete && (self.status == 0 || (200..300).contains(&self.status))
+    }
 }
 
 impl Manifest {

@@ -9,6 +9,8 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_smithy_http_client::tls;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
+use std::io::Read;
+use std::path::Path;
 
 use super::{RawError, RawStore};
 
@@ -130,6 +132,75 @@ impl RawStore for S3Store {
                     message: DisplayErrorContext(&e).to_string(),
                 })?;
             Ok(())
+        })
+    }
+
+    fn put_file<'a>(
+        &'a self,
+        key: &'a str,
+        path: &'a Path,
+        content_type: &'a str,
+    ) -> BoxFuture<'a, Result<(), RawError>> {
+        Box::pin(async move {
+            let body = ByteStream::from_path(path)
+                .await
+                .map_err(|e| RawError::Io {
+                    location: path.display().to_string(),
+                    message: e.to_string(),
+                })?;
+            self.client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(self.full(key))
+                .content_type(content_type)
+                .body(body)
+                .send()
+                .await
+                .map_err(|e| RawError::Io {
+                    location: self.location(key),
+                    message: DisplayErrorContext(&e).to_string(),
+                })?;
+            Ok(())
+        })
+    }
+
+    fn open_read<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Box<dyn Read + Send>, RawError>> {
+        Box::pin(async move {
+            let io = |e: std::io::Error| RawError::Io {
+                location: self.location(key),
+                message: e.to_string(),
+            };
+            let out = self
+                .client
+                .get_object()
+                .bucket(&self.bucket)
+                .key(self.full(key))
+                .send()
+                .await
+                .map_err(|e| {
+                    if e.as_service_error().is_some_and(|s| s.is_no_such_key()) {
+                        RawError::NotFound {
+                            location: self.location(key),
+                        }
+                    } else {
+                        RawError::Io {
+                            location: self.location(key),
+                            message: DisplayErrorContext(&e).to_string(),
+                        }
+                    }
+                })?;
+            // Spool to a temporary file so the reader can be synchronous and memory flat.
+            let (temp, file) = super::TempFile::create("s3").map_err(io)?;
+            let mut file = tokio::fs::File::from_std(file);
+            let mut body = out.body.into_async_read();
+            tokio::io::copy(&mut body, &mut file).await.map_err(io)?;
+            tokio::io::AsyncWriteExt::flush(&mut file)
+                .await
+                .map_err(io)?;
+            Ok(Box::new(temp) as Box<dyn Read + Send>)
         })
     }
 

@@ -115,3 +115,12 @@ CREATE TABLE parking_occupancy (
 ) PARTITION BY RANGE (observed_at);
 
 CREATE INDEX parking_occupancy_observed ON parking_occupancy (observed_at);
+
+-- Which file contents a pipeline has loaded (by SHA-256), so the same file is not loaded twice.
+CREATE TABLE loaded_objects (
+    pipeline text NOT NULL,
+    sha256 text NOT NULL,
+    run_id text NOT NULL,
+    source_object text NOT NULL,
+    PRIMARY KEY (pipeline, sha256)
+);

@@ -114,3 +114,12 @@ CREATE TABLE parking_occupancy (
 );
 
 CREATE INDEX parking_occupancy_observed ON parking_occupancy (observed_at);
+
+-- Which file contents a pipeline has loaded (by SHA-256), so the same file is not loaded twice.
+CREATE TABLE loaded_objects (
+    pipeline TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    source_object TEXT NOT NULL,
+    PRIMARY KEY (pipeline, sha256)
+);

@@ -1,0 +1,395 @@
+//! Published files end to end: IRVE and BNLS through their Table Schemas into the
+//! warehouse, from local paths, HTTP and S3, and hostile files failing clearly.
+
+mod common;
+
+use common::*;
+use mobiflux_model::schema::{CHARGE_POINT_STATUS, CHARGE_POINTS, PARKING_FACILITIES, QUARANTINE};
+use std::io::Write;
+
+fn fixture(path: &str) -> String {
+    format!("{FIXTURES}/{path}")
+}
+
+/// The three file tables plus quarantine (without the raw keys and fetch-time versions,
+/// which differ between two runs by nature).
+async fn file_tables(wh: &dyn mobiflux_loaders::Warehouse) -> Vec<mobiflux_loaders::TableDump> {
+    let mut out = Vec::new();
+    for t in [&CHARGE_POINTS, &CHARGE_POINT_STATUS, &PARKING_FACILITIES] {
+        let mut rows = wh.dump(t).await.unwrap();
+        if t.name == "parking_facilities" {
+            let vf = t
+                .columns
+                .iter()
+                .filter(|c| c.name != "run_id")
+                .position(|c| c.name == "valid_from")
+                .unwrap();
+            rows.iter_mut().for_each(|r| r[vf] = None);
+        }
+        out.push(rows);
+    }
+    let mut q = wh.dump(&QUARANTINE).await.unwrap();
+    q.iter_mut().for_each(|r| r[2] = None); // source_object
+    q.sort();
+    out.push(q);
+    out
+}
+
+fn define_examples(dir: &std::path::Path) {
+    define_format(
+        dir,
+        "irve-static",
+        "irve",
+        &fixture("irve/statique/exemple-valide-statique.csv"),
+        "",
+    );
+    define_format(
+        dir,
+        "irve-live",
+        "irve-dynamic",
+        &fixture("irve/dynamique/exemple-valide-dynamique.csv"),
+        "",
+    );
+    define_format(
+        dir,
+        "bnls-valid",
+        "bnls",
+        &fixture("bnls/exemple-valide.csv"),
+        "",
+    );
+    define_format(
+        dir,
+        "bnls-invalid",
+        "bnls",
+        &fixture("bnls/exemple-invalide.csv"),
+        "",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn irve_and_bnls_files_load_with_exact_values_in_postgres_and_sqlite() {
+    let pipelines = temp_dir("files");
+    define_examples(&pipelines);
+    let pg = pg_database().await;
+    let mut env = dest(&pipelines, &s3_url(), &pg);
+    env.extend(s3_env());
+    let out = mobiflux(&["run"], &env).await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("4 pipelines run: 4 succeeded, 0 failed"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "rows loaded per table: charge_point_status 2, charge_points 2, parking_facilities 2"
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("rows quarantined: 1"), "{stdout}");
+
+    let local = temp_dir("files-local");
+    let sqlite = format!("sqlite://{}/w.db", local.display());
+    let out = mobiflux(
+        &["run"],
+        &dest(&pipelines, local.join("raw").to_str().unwrap(), &sqlite),
+    )
+    .await;
+    assert!(out.status.success(), "{:?}", text(&out));
+
+    let post = mobiflux_loaders::open(&pg).await.unwrap();
+    let lite = mobiflux_loaders::open(&sqlite).await.unwrap();
+    let tables = file_tables(post.as_ref()).await;
+    assert_eq!(
+        tables,
+        file_tables(lite.as_ref()).await,
+        "PostgreSQL and SQLite differ"
+    );
+
+    // charge_points: partner, charge_point_id, station_id, station_name, … (dump order, no run_id)
+    let cp = &tables[0];
+    assert_eq!(cp.len(), 2);
+    let first = cp
+        .iter()
+        .find(|r| r[1].as_deref() == Some("FRA68E680210015"))
+        .unwrap();
+    let col = |name: &str| {
+        CHARGE_POINTS
+            .columns
+            .iter()
+            .position(|c| c.name == name)
+            .unwrap()
+    };
+    assert_eq!(first[col("station_name")].as_deref(), Some("Picpus"));
+    assert_eq!(first[col("lat")].as_deref(), Some("48.345345"));
+    assert_eq!(first[col("lon")].as_deref(), Some("7.487105"));
+    assert_eq!(first[col("power_kw")].as_deref(), Some("22"));
+    assert_eq!(first[col("commissioned_on")].as_deref(), Some("2020-01-14"));
+    assert_eq!(
+        first[col("valid_from")].as_deref(),
+        Some("2021-04-05T00:00:00.000000Z")
+    );
+    assert_eq!(first[col("owner_name")].as_deref(), Some("Société X"));
+    // charge_point_status
+    assert_eq!(
+        tables[1][0][2].as_deref(),
+        Some("2022-10-18T12:35:49.000000Z")
+    );
+    // quarantine: the invalid BNLS row, with both broken rules
+    let q: Vec<[Option<&str>; 4]> = tables[3]
+        .iter()
+        .map(|r| {
+            [
+                r[3].as_deref(),
+                r[4].as_deref(),
+                r[5].as_deref(),
+                r[6].as_deref(),
+            ]
+        })
+        .collect();
+    assert_eq!(
+        q,
+        vec![
+            [
+                Some("line 2"),
+                Some("id"),
+                Some("P-001"),
+                Some(r"pattern ^([013-9]\d|2[AB1-9])\d{3}-P-\d{3}$")
+            ],
+            [
+                Some("line 2"),
+                Some("tarif_pmr"),
+                Some("inconnu"),
+                Some(r#"enum ["gratuit", "normal_payant", "tarif_special"]"#)
+            ],
+        ]
+    );
+    let pool = sqlx::PgPool::connect(&pg).await.unwrap();
+    let (loaded, quarantined): (i64, i64) = sqlx::query_as(
+        "SELECT rows_loaded, rows_quarantined FROM etl_runs WHERE pipeline = 'bnls-invalid'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((loaded, quarantined), (0, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_file_content_is_loaded_once() {
+    let dir = temp_dir("dedupe");
+    let csv = dir.join("irve.csv");
+    std::fs::copy(fixture("irve/statique/exemple-valide-statique.csv"), &csv).unwrap();
+    let pipelines = temp_dir("dedupe-defs");
+    define_format(&pipelines, "irve-once", "irve", csv.to_str().unwrap(), "");
+    let pg = pg_database().await;
+    let env = dest(&pipelines, dir.join("raw").to_str().unwrap(), &pg);
+    for expected in ["charge_points 2", "rows loaded per table: none"] {
+        let out = mobiflux(&["run"], &env).await;
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{stdout}\n{stderr}");
+        assert!(stdout.contains(expected), "{stdout}");
+    }
+    // A changed file is new content: it loads.
+    let changed = std::fs::read_to_string(&csv)
+        .unwrap()
+        .replace("2021-04-05,true", "2021-05-01,true");
+    std::fs::write(&csv, changed).unwrap();
+    let out = mobiflux(&["run"], &env).await;
+    assert!(text(&out).0.contains("charge_points 2"), "{:?}", text(&out));
+    let pool = sqlx::PgPool::connect(&pg).await.unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM loaded_objects")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 2);
+    let updated: String = sqlx::query_scalar(
+        "SELECT updated_on::text FROM charge_points WHERE charge_point_id = 'FRA68E680210015'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(updated, "2021-05-01");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_come_from_http_and_from_an_s3_prefix() {
+    let sim = msp().await;
+    let pipelines = temp_dir("sources");
+    define_format(
+        &pipelines,
+        "bnls-http",
+        "bnls",
+        &format!("{}/bnls/exemple-valide.csv", sim.base_url()),
+        "",
+    );
+    // An S3 prefix holding the IRVE example (landed there by the test, as a partner would).
+    let bucket_prefix = s3_url();
+    let src_store = mobiflux_extractors::raw::open(&bucket_prefix, Some(s3_config()))
+        .await
+        .unwrap();
+    let data = std::fs::read(fixture("irve/statique/exemple-valide-statique.csv")).unwrap();
+    src_store
+        .put("drop/irve-2026-11-21.csv", data.into(), "text/csv")
+        .await
+        .unwrap();
+    define_format(
+        &pipelines,
+        "irve-s3",
+        "irve",
+        &format!("{bucket_prefix}/drop/"),
+        "",
+    );
+    let local = temp_dir("sources-local");
+    let sqlite = format!("sqlite://{}/w.db", local.display());
+    let mut env = dest(&pipelines, local.join("raw").to_str().unwrap(), &sqlite);
+    env.extend(s3_env());
+    let out = mobiflux(&["run"], &env).await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("charge_points 2, parking_facilities 2"),
+        "{stdout}"
+    );
+    let store = mobiflux_extractors::raw::open(local.join("raw").to_str().unwrap(), None)
+        .await
+        .unwrap();
+    let landed = store.list("raw/irve-s3/file/").await.unwrap();
+    assert_eq!(landed.len(), 1);
+    assert!(landed[0].ends_with(".csv"), "{landed:?}");
+}
+
+fn s3_config() -> mobiflux_extractors::raw::S3Config {
+    let mut c = mobiflux_extractors::raw::S3Config::from_env();
+    c.endpoint = Some(std::env::var("MOBIFLUX_TEST_S3_ENDPOINT").unwrap());
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_files_fail_alone_with_clear_errors_and_load_nothing() {
+    let dir = temp_dir("hostile");
+    let valid = std::fs::read_to_string(fixture("bnls/exemple-valide.csv")).unwrap();
+    let header = valid.lines().next().unwrap().to_string();
+    let pipelines = temp_dir("hostile-defs");
+    let write = |name: &str, bytes: &[u8]| {
+        let p = dir.join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p.display().to_string()
+    };
+    let semicolons = write("semicolons.csv", valid.replace(',', ";").as_bytes());
+    define_format(&pipelines, "wrong-delimiter", "bnls", &semicolons, "");
+    let renamed = write(
+        "renamed.csv",
+        valid.replacen("nb_places", "places", 1).as_bytes(),
+    );
+    define_format(&pipelines, "header-mismatch", "bnls", &renamed, "");
+    let latin1 = write(
+        "latin1.csv",
+        &valid
+            .replace("Levallois-Peret", "Levallois-Per\u{e9}t")
+            .chars()
+            .map(|c| c as u32 as u8)
+            .collect::<Vec<u8>>(),
+    );
+    define_format(
+        &pipelines,
+        "invalid-utf8",
+        "bnls",
+        &latin1,
+        "encoding = \"utf-8\"",
+    );
+    let long = dir.join("long-line.csv");
+    {
+        let mut f = std::fs::File::create(&long).unwrap();
+        writeln!(f, "{header}").unwrap();
+        let block = vec![b'x'; 1 << 20];
+        for _ in 0..100 {
+            f.write_all(&block).unwrap();
+        }
+    }
+    define_format(&pipelines, "long-line", "bnls", long.to_str().unwrap(), "");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    for i in 0..2000 {
+        let row = valid
+            .lines()
+            .nth(1)
+            .unwrap()
+            .replace("75114-P-001", &format!("75114-P-{:03}", i % 1000));
+        if i == 0 {
+            writeln!(gz, "{header}").unwrap();
+        }
+        writeln!(gz, "{row}").unwrap();
+    }
+    let mut bytes = gz.finish().unwrap();
+    bytes.truncate(bytes.len() * 2 / 3);
+    let truncated = write("truncated.csv.gz", &bytes);
+    define_format(&pipelines, "truncated-gzip", "bnls", &truncated, "");
+    let empty = write("empty.csv", b"");
+    define_format(&pipelines, "empty-file", "bnls", &empty, "");
+    define_format(
+        &pipelines,
+        "healthy",
+        "irve",
+        &fixture("irve/statique/exemple-valide-statique.csv"),
+        "",
+    );
+
+    let pg = pg_database().await;
+    let out = mobiflux(
+        &["run"],
+        &dest(&pipelines, dir.join("raw").to_str().unwrap(), &pg),
+    )
+    .await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("7 pipelines run: 1 succeeded, 6 failed"),
+        "{stdout}"
+    );
+    let failed = |name: &str| {
+        stderr
+            .lines()
+            .find(|l| l.starts_with(&format!("FAILED pipeline {name}:")))
+            .unwrap_or_else(|| panic!("no failure line for {name}: {stderr}"))
+            .to_string()
+    };
+    assert!(
+        failed("wrong-delimiter")
+            .contains("the header does not match the table schema: missing [\"id\""),
+        "{stderr}"
+    );
+    assert!(
+        failed("wrong-delimiter").contains("is the delimiter right?"),
+        "{stderr}"
+    );
+    assert!(
+        failed("header-mismatch").contains("missing [\"nb_places\"]; unexpected [\"places\"]"),
+        "{stderr}"
+    );
+    assert!(
+        failed("invalid-utf8").contains("line 2, column 4 (adresse): invalid UTF-8"),
+        "{stderr}"
+    );
+    assert!(
+        failed("long-line").contains("line 2 is longer than 1048576 bytes"),
+        "{stderr}"
+    );
+    assert!(
+        failed("truncated-gzip").contains("the compressed stream is truncated"),
+        "{stderr}"
+    );
+    assert!(
+        failed("empty-file").contains("the file is empty"),
+        "{stderr}"
+    );
+    assert!(
+        failed("wrong-delimiter").contains(&semicolons),
+        "the message names the file: {stderr}"
+    );
+
+    let wh = mobiflux_loaders::open(&pg).await.unwrap();
+    assert!(
+        wh.dump(&PARKING_FACILITIES).await.unwrap().is_empty(),
+        "a failed file left rows"
+    );
+    assert_eq!(wh.dump(&CHARGE_POINTS).await.unwrap().len(), 2);
+}
