@@ -95,12 +95,37 @@ enum Command {
         )]
         warehouse: String,
     },
+    /// Benchmarks: `bench csv` measures the file load path against `psql \copy`.
+    Bench {
+        #[command(subcommand)]
+        what: BenchWhat,
+    },
     /// Serve a fixture folder as a simulated MSP until interrupted.
     Simulate {
         #[arg(long, env = "MOBIFLUX_FIXTURES", default_value = "./fixtures")]
         fixtures: PathBuf,
         #[arg(long, default_value = "127.0.0.1:8080")]
         bind: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchWhat {
+    /// Generate an IRVE-shaped CSV and load it with psql \copy and with mobiflux, side by side.
+    Csv {
+        /// Rows to generate.
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: u64,
+        /// PostgreSQL to load into (the benchmark empties its bench rows first).
+        #[arg(
+            long = "warehouse",
+            env = "MOBIFLUX_BENCH_PG_URL",
+            default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+        )]
+        warehouse: String,
+        /// Folder for the generated file (a temporary one by default).
+        #[arg(long)]
+        work: Option<PathBuf>,
     },
 }
 
@@ -197,6 +222,18 @@ async fn dispatch(cmd: Command) -> Result<ExitCode> {
             let wh = mobiflux_loaders::open(&warehouse).await?;
             wh.migrate().await?;
             println!("warehouse {} is at the current schema", wh.describe());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
+            what:
+                BenchWhat::Csv {
+                    rows,
+                    warehouse,
+                    work,
+                },
+        } => {
+            tokio::task::spawn_blocking(move || crate::bench::csv(rows, &warehouse, work))
+                .await??;
             Ok(ExitCode::SUCCESS)
         }
         Command::Simulate { fixtures, bind } => {

@@ -2,6 +2,7 @@
 //! Business logic lives in the stage crates (`extractors`, `transforms`, `loaders`,
 //! `schedules`); this crate parses, resolves configuration once and calls them.
 
+pub mod bench;
 pub mod cli;
 pub mod definitions;
 pub mod runner;

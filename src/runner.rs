@@ -328,23 +328,34 @@ impl Runner {
             encoding: def.map(|d| d.encoding).unwrap_or(Encoding::Auto),
             ..TextOptions::default()
         };
+        // Which files to load is decided before the transaction opens: a connection held by
+        // an open load must never wait for a second one from the same pool.
+        let mut todo = Vec::new();
+        for obj in manifest.objects.iter().filter(|o| o.usable()) {
+            let earlier = if reload {
+                None
+            } else {
+                self.warehouse
+                    .loaded_by(&manifest.pipeline, &obj.sha256)
+                    .await
+                    .map_err(|e| e.to_string())?
+            };
+            match earlier {
+                Some(run) => {
+                    tracing::info!(file = %obj.url, earlier_run = %run, "same content already loaded; skipped")
+                }
+                None => todo.push(obj),
+            }
+        }
         record.finished_at = Some(Utc::now());
         let mut tx = self
             .warehouse
             .begin(record)
             .await
             .map_err(|e| e.to_string())?;
-        for obj in manifest.objects.iter().filter(|o| o.usable()) {
-            if !reload
-                && let Some(run) = self
-                    .warehouse
-                    .loaded_by(&manifest.pipeline, &obj.sha256)
-                    .await
-                    .map_err(|e| e.to_string())?
-            {
-                tracing::info!(file = %obj.url, earlier_run = %run, "same content already loaded; skipped");
-                continue;
-            }
+        // Natural keys of the whole run: a key repeated in a later file is quarantined too.
+        let mut keys = Some(tabular::RunKeys::new());
+        for obj in todo {
             let reader = self
                 .raw
                 .open_read(&obj.key)
@@ -358,6 +369,7 @@ impl Runner {
                 record.run_id.clone(),
             );
             let (key, fetched) = (obj.key.clone(), obj.fetched_at);
+            let mut run_keys = keys.take().expect("returned by the previous file");
             let task = tokio::task::spawn_blocking(move || {
                 let ctx = Context {
                     pipeline: &pipeline,
@@ -365,7 +377,7 @@ impl Runner {
                     run_id: &run_id,
                     language: None,
                 };
-                tabular::read(
+                let result = tabular::read(
                     &ctx,
                     reader,
                     &key,
@@ -374,12 +386,14 @@ impl Runner {
                     mapping,
                     &text,
                     CHUNK_ROWS,
+                    &mut run_keys,
                     &mut |chunk| {
                         chunks_tx
                             .blocking_send(chunk)
                             .map_err(|_| "the load stopped".to_string())
                     },
-                )
+                );
+                (result, run_keys)
             });
             while let Some(chunk) = chunks.recv().await {
                 for (table, df) in &chunk.tables {
@@ -393,10 +407,9 @@ impl Runner {
                 );
                 tx.quarantine(&q).await.map_err(|e| e.to_string())?;
             }
-            let stats = task
-                .await
-                .map_err(|e| format!("transform task: {e}"))?
-                .map_err(|e| format!("{}: {e}", obj.url))?;
+            let (result, run_keys) = task.await.map_err(|e| format!("transform task: {e}"))?;
+            keys = Some(run_keys);
+            let stats = result.map_err(|e| format!("{}: {e}", obj.url))?;
             tracing::info!(file = %obj.url, rows = stats.rows, quarantined = stats.quarantined_rows, "file read");
             tx.record_object(&obj.sha256, &obj.key);
         }

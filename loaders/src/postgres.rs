@@ -10,8 +10,10 @@ use chrono::{DateTime, TimeZone, Utc};
 use futures_util::future::BoxFuture;
 use mobiflux_model::schema::QUARANTINE;
 use mobiflux_model::{ColType, TableKind, TableSchema, failpoint};
-use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::ConnectOptions;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, Row as _};
+use std::str::FromStr;
 
 use crate::cells::{self, Cell, ColRef};
 use crate::{
@@ -36,10 +38,17 @@ pub struct PostgresWarehouse {
 impl PostgresWarehouse {
     pub async fn connect(url: &str) -> Result<Self, LoadError> {
         let target = mobiflux_model::redact::url(url, &[]);
+        let opts = PgConnectOptions::from_str(url)
+            .map_err(|e| LoadError::BadUrl {
+                url: target.clone(),
+                message: e.to_string(),
+            })?
+            // Bulk merges take seconds by design: not worth a warning each.
+            .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1));
         let pool = PgPoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(15))
-            .connect(url)
+            .connect_with(opts)
             .await
             .map_err(|e| LoadError::Database {
                 target: target.clone(),
@@ -206,8 +215,92 @@ fn dump_cell(row: &PgRow, i: usize, ty: ColType) -> Result<Option<String>, sqlx:
 struct PgLoad {
     tx: sqlx::Transaction<'static, sqlx::Postgres>,
     run: RunRecord,
+    /// Tables with a staging table, merged at commit.
     staged: Vec<&'static TableSchema>,
+    /// Tables locked for this partner, and whether their rows may be COPYed straight in.
+    locked: Vec<(&'static str, bool)>,
     counts: TxCounts,
+}
+
+/// The time range of a snapshot frame (UTC microseconds).
+fn observed_range(
+    schema: &'static TableSchema,
+    cols: &[ColRef<'_>],
+    height: usize,
+) -> Option<(i64, i64)> {
+    let idx = schema
+        .columns
+        .iter()
+        .position(|c| c.name == "observed_at")?;
+    let mut range: Option<(i64, i64)> = None;
+    for i in 0..height {
+        if let Cell::Ts(t) = cols[idx].get(i) {
+            range = Some(match range {
+                Some((lo, hi)) => (lo.min(t), hi.max(t)),
+                None => (t, t),
+            });
+        }
+    }
+    range
+}
+
+impl PgLoad {
+    /// Locks the table for this partner (held to commit), then says whether this chunk can
+    /// be COPYed straight into it: no stored row of the partner can collide with it.
+    /// Reference tables: the partner has no row yet. Snapshots: none in the chunk's time range.
+    /// Keys within a run are unique (transforms refuse repeats), so a direct COPY never
+    /// violates the primary key, and a load run again takes the merge path.
+    async fn direct(
+        &mut self,
+        schema: &'static TableSchema,
+        cols: &[ColRef<'_>],
+        height: usize,
+    ) -> Result<bool, sqlx::Error> {
+        let partner = self.run.partner.clone();
+        let state = self
+            .locked
+            .iter()
+            .find(|(t, _)| *t == schema.name)
+            .map(|(_, d)| *d);
+        let static_direct = match state {
+            Some(d) => d,
+            None => {
+                sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                    .bind(format!("mobiflux.load.{}.{partner}", schema.name))
+                    .execute(&mut *self.tx)
+                    .await?;
+                let empty: bool = sqlx::query_scalar(AssertSqlSafe(format!(
+                    "SELECT NOT EXISTS (SELECT 1 FROM {} WHERE partner = $1)",
+                    schema.name
+                )))
+                .bind(&partner)
+                .fetch_one(&mut *self.tx)
+                .await?;
+                self.locked.push((schema.name, empty));
+                empty
+            }
+        };
+        match schema.kind {
+            TableKind::Static => Ok(static_direct && !self.staged.contains(&schema)),
+            TableKind::Snapshot => {
+                let Some((lo, hi)) = observed_range(schema, cols, height) else {
+                    return Ok(false);
+                };
+                let to_ts = |us: i64| Utc.timestamp_micros(us).single().unwrap_or_default();
+                let taken: bool = sqlx::query_scalar(AssertSqlSafe(format!(
+                    "SELECT EXISTS (SELECT 1 FROM {} WHERE partner = $1 AND observed_at BETWEEN $2 AND $3)",
+                    schema.name
+                )))
+                .bind(&partner)
+                .bind(to_ts(lo))
+                .bind(to_ts(hi))
+                .fetch_one(&mut *self.tx)
+                .await?;
+                Ok(!taken)
+            }
+            TableKind::PerRun => Ok(false),
+        }
+    }
 }
 
 impl PgLoad {
@@ -233,12 +326,24 @@ impl LoadTx for PgLoad {
             if height == 0 {
                 return Ok(());
             }
+            if schema.kind == TableKind::Snapshot {
+                let r = ensure_partitions(&mut self.tx, schema, &cols, height).await;
+                r.map_err(|e| self.rolled_back(schema.name, e))?;
+            }
+            let direct = self.direct(schema, &cols, height).await;
+            let direct = direct.map_err(|e| self.rolled_back(schema.name, e))?;
+            if direct {
+                let r = async {
+                    copy_frame(&mut self.tx, schema.name, schema, &cols, height).await?;
+                    failpoint::check("loader.after_copy")?;
+                    Ok::<(), crate::StepError>(())
+                }
+                .await;
+                return r.map_err(|e| self.rolled_back(schema.name, e));
+            }
             let first = !self.staged.contains(&schema);
             let tx = &mut self.tx;
             let step = async {
-                if schema.kind == TableKind::Snapshot {
-                    ensure_partitions(tx, schema, &cols, height).await?;
-                }
                 let stage = format!("stage_{}", schema.name);
                 if first {
                     sqlx::raw_sql(AssertSqlSafe(format!(
@@ -394,6 +499,7 @@ impl Warehouse for PostgresWarehouse {
                 tx,
                 run: run.clone(),
                 staged: Vec::new(),
+                locked: Vec::new(),
                 counts: TxCounts::default(),
             }) as Box<dyn LoadTx>)
         })

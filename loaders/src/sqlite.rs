@@ -12,7 +12,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{AssertSqlSafe, Row as _, Sqlite};
+use sqlx::{AssertSqlSafe, ConnectOptions, Row as _, Sqlite};
 
 use crate::cells::{self, Cell, ColRef};
 use crate::{
@@ -60,7 +60,8 @@ impl SqliteWarehouse {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(60));
+            .busy_timeout(Duration::from_secs(60))
+            .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1));
         let pool = SqlitePoolOptions::new()
             // One connection for memory (each connection would be its own database).
             .max_connections(if memory { 1 } else { 4 })

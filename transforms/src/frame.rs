@@ -102,14 +102,42 @@ impl Row {
     }
 }
 
-enum Buf {
-    Text(Vec<Option<String>>),
-    Int(Vec<Option<i64>>),
-    Float(Vec<Option<f64>>),
-    Bool(Vec<Option<bool>>),
-    Ts(Vec<Option<i64>>),
+/// A value borrowed for appending: what the hot paths push without allocating.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ValueRef<'a> {
+    Null,
+    Text(&'a str),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    /// UTC microseconds.
+    Ts(i64),
     /// Days since 1970-01-01.
-    Date(Vec<Option<i32>>),
+    Date(i32),
+}
+
+impl Value {
+    pub fn as_ref(&self) -> ValueRef<'_> {
+        match self {
+            Value::Null => ValueRef::Null,
+            Value::Text(s) => ValueRef::Text(s),
+            Value::Int(i) => ValueRef::Int(*i),
+            Value::Float(f) => ValueRef::Float(*f),
+            Value::Bool(b) => ValueRef::Bool(*b),
+            Value::Ts(t) => ValueRef::Ts(t.timestamp_micros()),
+            Value::Date(d) => ValueRef::Date(days_since_epoch(*d)),
+        }
+    }
+}
+
+/// Column builders of polars: strings go into shared buffers, not one allocation each.
+enum Buf {
+    Text(StringChunkedBuilder),
+    Int(PrimitiveChunkedBuilder<Int64Type>),
+    Float(PrimitiveChunkedBuilder<Float64Type>),
+    Bool(BooleanChunkedBuilder),
+    Ts(PrimitiveChunkedBuilder<Int64Type>),
+    Date(PrimitiveChunkedBuilder<Int32Type>),
 }
 
 /// Why a row could not join its frame: the missing or mistyped column.
@@ -125,18 +153,23 @@ pub struct FrameBuilder {
     len: usize,
 }
 
+const INITIAL_ROWS: usize = 1024;
+
 impl FrameBuilder {
     pub fn new(schema: &'static TableSchema) -> Self {
         let bufs = schema
             .columns
             .iter()
-            .map(|c| match c.ty {
-                ColType::Text => Buf::Text(Vec::new()),
-                ColType::Int => Buf::Int(Vec::new()),
-                ColType::Float => Buf::Float(Vec::new()),
-                ColType::Bool => Buf::Bool(Vec::new()),
-                ColType::Timestamp => Buf::Ts(Vec::new()),
-                ColType::Date => Buf::Date(Vec::new()),
+            .map(|c| {
+                let name = PlSmallStr::from_static(c.name);
+                match c.ty {
+                    ColType::Text => Buf::Text(StringChunkedBuilder::new(name, INITIAL_ROWS)),
+                    ColType::Int => Buf::Int(PrimitiveChunkedBuilder::new(name, INITIAL_ROWS)),
+                    ColType::Float => Buf::Float(PrimitiveChunkedBuilder::new(name, INITIAL_ROWS)),
+                    ColType::Bool => Buf::Bool(BooleanChunkedBuilder::new(name, INITIAL_ROWS)),
+                    ColType::Timestamp => Buf::Ts(PrimitiveChunkedBuilder::new(name, INITIAL_ROWS)),
+                    ColType::Date => Buf::Date(PrimitiveChunkedBuilder::new(name, INITIAL_ROWS)),
+                }
             })
             .collect();
         FrameBuilder {
@@ -158,18 +191,18 @@ impl FrameBuilder {
         self.len == 0
     }
 
-    /// Checks a row against the schema (required columns present, types right) without adding it.
-    pub fn check(&self, row: &Row) -> Result<(), RowError> {
-        for (col, v) in self.schema.columns.iter().zip(&row.values) {
+    /// Checks values (in schema order) against the schema: required present, types right.
+    pub fn check_refs(&self, values: &[ValueRef]) -> Result<(), RowError> {
+        for (col, v) in self.schema.columns.iter().zip(values) {
             let ok = matches!(
                 (col.ty, v),
-                (_, Value::Null)
-                    | (ColType::Text, Value::Text(_))
-                    | (ColType::Int, Value::Int(_))
-                    | (ColType::Float, Value::Float(_) | Value::Int(_))
-                    | (ColType::Bool, Value::Bool(_))
-                    | (ColType::Timestamp, Value::Ts(_))
-                    | (ColType::Date, Value::Date(_))
+                (_, ValueRef::Null)
+                    | (ColType::Text, ValueRef::Text(_))
+                    | (ColType::Int, ValueRef::Int(_))
+                    | (ColType::Float, ValueRef::Float(_) | ValueRef::Int(_))
+                    | (ColType::Bool, ValueRef::Bool(_))
+                    | (ColType::Timestamp, ValueRef::Ts(_))
+                    | (ColType::Date, ValueRef::Date(_))
             );
             if !ok {
                 return Err(RowError {
@@ -177,13 +210,13 @@ impl FrameBuilder {
                     reason: format!("expected {:?}, got {v:?}", col.ty),
                 });
             }
-            if matches!(v, Value::Null) && !col.nullable {
+            if matches!(v, ValueRef::Null) && !col.nullable {
                 return Err(RowError {
                     field: col.name,
                     reason: format!("required field {} is missing", col.name),
                 });
             }
-            if let Value::Float(f) = v
+            if let ValueRef::Float(f) = v
                 && !f.is_finite()
             {
                 return Err(RowError {
@@ -195,60 +228,72 @@ impl FrameBuilder {
         Ok(())
     }
 
-    /// Adds a row after checking it; a failing row is not added.
-    pub fn push(&mut self, row: Row) -> Result<(), RowError> {
-        assert!(std::ptr::eq(row.schema, self.schema) || row.schema == self.schema);
-        self.check(&row)?;
-        for (buf, v) in self.bufs.iter_mut().zip(row.values) {
-            match (buf, v) {
-                (Buf::Text(b), Value::Text(s)) => b.push(Some(s)),
-                (Buf::Text(b), _) => b.push(None),
-                (Buf::Int(b), Value::Int(i)) => b.push(Some(i)),
-                (Buf::Int(b), _) => b.push(None),
-                (Buf::Float(b), Value::Float(f)) => b.push(Some(f)),
-                (Buf::Float(b), Value::Int(i)) => b.push(Some(i as f64)),
-                (Buf::Float(b), _) => b.push(None),
-                (Buf::Bool(b), Value::Bool(x)) => b.push(Some(x)),
-                (Buf::Bool(b), _) => b.push(None),
-                (Buf::Ts(b), Value::Ts(t)) => b.push(Some(t.timestamp_micros())),
-                (Buf::Ts(b), _) => b.push(None),
-                (Buf::Date(b), Value::Date(d)) => b.push(Some(days_since_epoch(d))),
-                (Buf::Date(b), _) => b.push(None),
+    /// Checks a row without adding it.
+    pub fn check(&self, row: &Row) -> Result<(), RowError> {
+        let refs: Vec<ValueRef> = row.values.iter().map(Value::as_ref).collect();
+        self.check_refs(&refs)
+    }
+
+    /// Adds values (in schema order) after checking them; failing values are not added.
+    pub fn push_refs(&mut self, values: &[ValueRef]) -> Result<(), RowError> {
+        assert_eq!(
+            values.len(),
+            self.bufs.len(),
+            "one value per column of {}",
+            self.schema.name
+        );
+        self.check_refs(values)?;
+        for (buf, v) in self.bufs.iter_mut().zip(values) {
+            match (buf, *v) {
+                (Buf::Text(b), ValueRef::Text(s)) => b.append_value(s),
+                (Buf::Text(b), _) => b.append_null(),
+                (Buf::Int(b), ValueRef::Int(i)) => b.append_value(i),
+                (Buf::Int(b), _) => b.append_null(),
+                (Buf::Float(b), ValueRef::Float(f)) => b.append_value(f),
+                (Buf::Float(b), ValueRef::Int(i)) => b.append_value(i as f64),
+                (Buf::Float(b), _) => b.append_null(),
+                (Buf::Bool(b), ValueRef::Bool(x)) => b.append_value(x),
+                (Buf::Bool(b), _) => b.append_null(),
+                (Buf::Ts(b), ValueRef::Ts(t)) => b.append_value(t),
+                (Buf::Ts(b), _) => b.append_null(),
+                (Buf::Date(b), ValueRef::Date(d)) => b.append_value(d),
+                (Buf::Date(b), _) => b.append_null(),
             }
         }
         self.len += 1;
         Ok(())
     }
 
+    /// Adds a row after checking it; a failing row is not added.
+    pub fn push(&mut self, row: Row) -> Result<(), RowError> {
+        assert!(std::ptr::eq(row.schema, self.schema) || row.schema == self.schema);
+        let refs: Vec<ValueRef> = row.values.iter().map(Value::as_ref).collect();
+        self.push_refs(&refs)
+    }
+
     pub fn finish(self) -> DataFrame {
         let columns: Vec<Column> = self
-            .schema
-            .columns
-            .iter()
-            .zip(self.bufs)
-            .map(|(c, buf)| {
-                let name = PlSmallStr::from_static(c.name);
-                match buf {
-                    Buf::Text(v) => Column::new(name, v),
-                    Buf::Int(v) => Column::new(name, v),
-                    Buf::Float(v) => Column::new(name, v),
-                    Buf::Bool(v) => Column::new(name, v),
-                    Buf::Ts(v) => Int64Chunked::from_iter_options(name, v.into_iter())
-                        .into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
-                        .into_series()
-                        .into(),
-                    Buf::Date(v) => Int32Chunked::from_iter_options(name, v.into_iter())
-                        .into_date()
-                        .into_series()
-                        .into(),
-                }
+            .bufs
+            .into_iter()
+            .map(|buf| match buf {
+                Buf::Text(b) => b.finish().into_series().into(),
+                Buf::Int(b) => b.finish().into_series().into(),
+                Buf::Float(b) => b.finish().into_series().into(),
+                Buf::Bool(b) => b.finish().into_series().into(),
+                Buf::Ts(b) => b
+                    .finish()
+                    .into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
+                    .into_series()
+                    .into(),
+                Buf::Date(b) => b.finish().into_date().into_series().into(),
             })
             .collect();
         DataFrame::new(self.len, columns).expect("columns built to one length")
     }
 }
 
-fn days_since_epoch(d: NaiveDate) -> i32 {
+/// Days since 1970-01-01 of a date.
+pub fn days_since_epoch(d: NaiveDate) -> i32 {
     (d - NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days() as i32
 }
 

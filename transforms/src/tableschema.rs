@@ -33,11 +33,11 @@ pub enum FieldType {
     Any,
 }
 
-/// A cast value.
+/// A cast value; text borrows from the record it was read from.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Cell {
+pub enum Cell<'a> {
     Null,
-    Str(String),
+    Str(&'a str),
     Int(i64),
     Num(f64),
     Bool(bool),
@@ -45,11 +45,11 @@ pub enum Cell {
     Datetime(DateTime<Utc>),
     Time(NaiveTime),
     Point { lon: f64, lat: f64 },
-    Json(String),
+    Json(&'a str),
 }
 
-impl Cell {
-    pub fn as_str(&self) -> Option<&str> {
+impl<'a> Cell<'a> {
+    pub fn as_str(&self) -> Option<&'a str> {
         match self {
             Cell::Str(s) | Cell::Json(s) => Some(s),
             _ => None,
@@ -322,8 +322,18 @@ impl<'s> Validator<'s> {
     }
 
     /// Casts a row (fields in file order) into schema order; all broken rules are returned.
-    pub fn row(&mut self, raw: &[&str]) -> Result<Vec<Cell>, Vec<Violation>> {
+    pub fn row<'a>(&mut self, raw: &[&'a str]) -> Result<Vec<Cell<'a>>, Vec<Violation>> {
         let mut out = Vec::with_capacity(self.schema.fields.len());
+        self.row_into(raw, &mut out).map(|()| out)
+    }
+
+    /// Like [`Validator::row`], into a caller's buffer (cleared first).
+    pub fn row_into<'a>(
+        &mut self,
+        raw: &[&'a str],
+        out: &mut Vec<Cell<'a>>,
+    ) -> Result<(), Vec<Violation>> {
+        out.clear();
         let mut bad = Vec::new();
         if raw.len() != self.width {
             bad.push(Violation {
@@ -383,10 +393,10 @@ impl<'s> Validator<'s> {
                 }
             }
         }
-        if bad.is_empty() { Ok(out) } else { Err(bad) }
+        if bad.is_empty() { Ok(()) } else { Err(bad) }
     }
 
-    fn cell(&self, f: &Field, v: &str) -> Result<Cell, String> {
+    fn cell<'a>(&self, f: &Field, v: &'a str) -> Result<Cell<'a>, String> {
         if self.schema.missing_values.iter().any(|m| m == v) {
             return if f.required || self.schema.primary_key.contains(&f.name) {
                 Err("required".into())
@@ -412,16 +422,18 @@ impl<'s> Validator<'s> {
                 return Err(format!("enum {values:?}"));
             }
         }
-        let n = v.chars().count();
-        if let Some(min) = f.min_length
-            && n < min
-        {
-            return Err(format!("minLength {min}"));
-        }
-        if let Some(max) = f.max_length
-            && n > max
-        {
-            return Err(format!("maxLength {max}"));
+        if f.min_length.is_some() || f.max_length.is_some() {
+            let n = v.chars().count();
+            if let Some(min) = f.min_length
+                && n < min
+            {
+                return Err(format!("minLength {min}"));
+            }
+            if let Some(max) = f.max_length
+                && n > max
+            {
+                return Err(format!("maxLength {max}"));
+            }
         }
         for (bound, is_min) in [(&f.minimum, true), (&f.maximum, false)] {
             let Some(b) = bound else { continue };
@@ -488,13 +500,18 @@ fn compare(a: &Cell, b: &Cell) -> Option<std::cmp::Ordering> {
     }
 }
 
-/// Strips what `bareNumber: false` allows around a number, and group characters.
-fn number_text(f: &Field, v: &str) -> String {
+/// Strips what `bareNumber: false` allows around a number, and group characters; borrows
+/// when there is nothing to rewrite (the common case).
+fn number_text<'a>(f: &Field, v: &'a str) -> std::borrow::Cow<'a, str> {
     let mut s = v.trim();
     if !f.bare_number {
         s = s.trim_matches(|c: char| {
             !(c.is_ascii_digit() || c == '-' || c == '+' || c == f.decimal_char)
         });
+    }
+    let grouped = f.group_char.is_some_and(|g| s.contains(g));
+    if !grouped && f.decimal_char == '.' {
+        return std::borrow::Cow::Borrowed(s);
     }
     let mut out: String = match f.group_char {
         Some(g) => s.chars().filter(|c| *c != g).collect(),
@@ -503,7 +520,7 @@ fn number_text(f: &Field, v: &str) -> String {
     if f.decimal_char != '.' {
         out = out.replace(f.decimal_char, ".");
     }
-    out
+    std::borrow::Cow::Owned(out)
 }
 
 fn parse_datetime(v: &str, format: Option<&str>) -> Option<DateTime<Utc>> {
@@ -538,7 +555,14 @@ fn parse_datetime(v: &str, format: Option<&str>) -> Option<DateTime<Utc>> {
     }
 }
 
-fn cast(f: &Field, v: &str) -> Option<Cell> {
+/// `[lon, lat]` without a JSON parser's allocations.
+fn point_array(v: &str) -> Option<(f64, f64)> {
+    let inner = v.trim().strip_prefix('[')?.strip_suffix(']')?;
+    let (a, b) = inner.split_once(',')?;
+    Some((a.trim().parse().ok()?, b.trim().parse().ok()?))
+}
+
+fn cast<'a>(f: &Field, v: &'a str) -> Option<Cell<'a>> {
     let fmt = f.format.as_deref();
     match f.ty {
         FieldType::String => {
@@ -563,14 +587,14 @@ fn cast(f: &Field, v: &str) -> Option<Cell> {
                 Some("uuid") => v.len() == 36 && v.chars().filter(|c| *c == '-').count() == 4,
                 _ => true,
             };
-            ok.then(|| Cell::Str(v.to_string()))
+            ok.then_some(Cell::Str(v))
         }
         FieldType::Integer | FieldType::Year => {
             number_text(f, v).parse::<i64>().ok().map(Cell::Int)
         }
         FieldType::Number => {
             let t = number_text(f, v);
-            match t.as_str() {
+            match &*t {
                 "NaN" | "INF" | "-INF" => None,
                 _ => t
                     .parse::<f64>()
@@ -604,10 +628,7 @@ fn cast(f: &Field, v: &str) -> Option<Cell> {
         .map(Cell::Time),
         FieldType::Geopoint => {
             let (lon, lat) = match fmt {
-                Some("array") => {
-                    let a: Vec<f64> = serde_json::from_str(v).ok()?;
-                    (*a.first()?, *a.get(1)?)
-                }
+                Some("array") => point_array(v)?,
                 Some("object") => {
                     let o: Value = serde_json::from_str(v).ok()?;
                     (o.get("lon")?.as_f64()?, o.get("lat")?.as_f64()?)
@@ -623,11 +644,11 @@ fn cast(f: &Field, v: &str) -> Option<Cell> {
         FieldType::Object => serde_json::from_str::<Value>(v)
             .ok()
             .filter(Value::is_object)
-            .map(|_| Cell::Json(v.to_string())),
+            .map(|_| Cell::Json(v)),
         FieldType::Array => serde_json::from_str::<Value>(v)
             .ok()
             .filter(Value::is_array)
-            .map(|_| Cell::Json(v.to_string())),
-        FieldType::Any => Some(Cell::Str(v.to_string())),
+            .map(|_| Cell::Json(v)),
+        FieldType::Any => Some(Cell::Str(v)),
     }
 }

@@ -14,7 +14,7 @@ use std::io::Read;
 use chrono::{DateTime, NaiveTime, Utc};
 use mobiflux_model::TableSchema;
 
-use crate::frame::{FrameBuilder, Row, Value};
+use crate::frame::{FrameBuilder, ValueRef, days_since_epoch};
 use crate::tableschema::{Cell, Schema, Validator};
 use crate::text::{Records, TextOptions};
 use crate::{Context, Output, Quarantined, TransformError};
@@ -79,7 +79,8 @@ struct Resolved {
     steps: Vec<(usize, Option<usize>, Conv)>,
     partner_at: usize,
     run_id_at: usize,
-    id_at: usize,
+    /// Positions of the natural key without `partner`: repeats within a run are refused.
+    key_at: Vec<usize>,
 }
 
 fn resolve(m: &Mapping, schema: &Schema) -> Result<Resolved, String> {
@@ -106,42 +107,81 @@ fn resolve(m: &Mapping, schema: &Schema) -> Result<Resolved, String> {
             };
         steps.push((unified(c.column)?, field, c.conv));
     }
+    let key_at = m
+        .target
+        .key
+        .iter()
+        .filter(|k| **k != "partner")
+        .map(|k| unified(k))
+        .collect::<Result<_, _>>()?;
     Ok(Resolved {
         steps,
         partner_at: unified("partner")?,
         run_id_at: unified("run_id")?,
-        id_at: unified(m.id_column)?,
+        key_at,
     })
 }
 
-fn value(cell: &Cell, conv: Conv) -> Result<Value, String> {
+/// A computed value: borrowed from the record, or made (rare: times and points as text).
+enum Prepared<'a> {
+    Ref(ValueRef<'a>),
+    Owned(String),
+}
+
+fn value<'a>(cell: &Cell<'a>, conv: Conv) -> Result<Prepared<'a>, String> {
+    use Prepared::{Owned, Ref};
     Ok(match (conv, cell) {
-        (_, Cell::Null) => Value::Null,
-        (Conv::Lon, Cell::Point { lon, .. }) => Value::Float(*lon),
-        (Conv::Lat, Cell::Point { lat, .. }) => Value::Float(*lat),
-        (Conv::DayStart, Cell::Date(d)) => Value::Ts(d.and_time(NaiveTime::MIN).and_utc()),
+        (_, Cell::Null) => Ref(ValueRef::Null),
+        (Conv::Lon, Cell::Point { lon, .. }) => Ref(ValueRef::Float(*lon)),
+        (Conv::Lat, Cell::Point { lat, .. }) => Ref(ValueRef::Float(*lat)),
+        (Conv::DayStart, Cell::Date(d)) => Ref(ValueRef::Ts(
+            d.and_time(NaiveTime::MIN).and_utc().timestamp_micros(),
+        )),
         (Conv::IntOrNull, c) => match c
             .as_str()
             .map(str::trim)
             .and_then(|s| s.parse::<i64>().ok())
         {
-            Some(n) => Value::Int(n),
+            Some(n) => Ref(ValueRef::Int(n)),
             None => match c {
-                Cell::Int(n) => Value::Int(*n),
-                _ => Value::Null,
+                Cell::Int(n) => Ref(ValueRef::Int(*n)),
+                _ => Ref(ValueRef::Null),
             },
         },
-        (Conv::Same, Cell::Str(s) | Cell::Json(s)) => Value::Text(s.clone()),
-        (Conv::Same, Cell::Int(n)) => Value::Int(*n),
-        (Conv::Same, Cell::Num(x)) => Value::Float(*x),
-        (Conv::Same, Cell::Bool(b)) => Value::Bool(*b),
-        (Conv::Same, Cell::Date(d)) => Value::Date(*d),
-        (Conv::Same, Cell::Datetime(t)) => Value::Ts(*t),
-        (Conv::Same, Cell::Time(t)) => Value::Text(t.to_string()),
-        (Conv::Same, Cell::Point { lon, lat }) => Value::Text(format!("POINT ({lon} {lat})")),
+        (Conv::Same, Cell::Str(s) | Cell::Json(s)) => Ref(ValueRef::Text(s)),
+        (Conv::Same, Cell::Int(n)) => Ref(ValueRef::Int(*n)),
+        (Conv::Same, Cell::Num(x)) => Ref(ValueRef::Float(*x)),
+        (Conv::Same, Cell::Bool(b)) => Ref(ValueRef::Bool(*b)),
+        (Conv::Same, Cell::Date(d)) => Ref(ValueRef::Date(days_since_epoch(*d))),
+        (Conv::Same, Cell::Datetime(t)) => Ref(ValueRef::Ts(t.timestamp_micros())),
+        (Conv::Same, Cell::Time(t)) => Owned(t.to_string()),
+        (Conv::Same, Cell::Point { lon, lat }) => Owned(format!("POINT ({lon} {lat})")),
         (c, other) => return Err(format!("cannot apply {c:?} to {other:?}")),
     })
 }
+
+fn hash_key(values: &[ValueRef], at: &[usize]) -> u128 {
+    let mut a = std::hash::DefaultHasher::new();
+    let mut b = std::hash::DefaultHasher::new();
+    0x1d_u8.hash(&mut b);
+    for &i in at {
+        let part: (u8, i64, &str) = match values[i] {
+            ValueRef::Text(s) => (1, 0, s),
+            ValueRef::Int(n) | ValueRef::Ts(n) => (2, n, ""),
+            ValueRef::Date(d) => (3, d as i64, ""),
+            ValueRef::Float(f) => (4, f.to_bits() as i64, ""),
+            ValueRef::Bool(x) => (5, x as i64, ""),
+            ValueRef::Null => (0, 0, ""),
+        };
+        part.hash(&mut a);
+        part.hash(&mut b);
+    }
+    ((a.finish() as u128) << 64) | b.finish() as u128
+}
+
+/// Natural keys met so far in a run (128-bit hashes: 16 bytes a row), shared by the
+/// files of one run so the run never carries the same key twice.
+pub type RunKeys = HashSet<u128>;
 
 /// What a file gave.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -162,6 +202,7 @@ pub fn read(
     mapping: &Mapping,
     text: &TextOptions,
     chunk_rows: usize,
+    seen: &mut RunKeys,
     emit: &mut dyn FnMut(Output) -> Result<(), String>,
 ) -> Result<FileStats, TransformError> {
     let mut records = Records::open(input, source_object, text)?;
@@ -185,7 +226,6 @@ pub fn read(
     let mut stats = FileStats::default();
     let mut builder = FrameBuilder::new(mapping.target);
     let mut quarantine: Vec<Quarantined> = Vec::new();
-    let mut seen: HashSet<u128> = HashSet::new();
     let mut rec = csv::ByteRecord::new();
     let mut flush = |builder: &mut FrameBuilder, quarantine: &mut Vec<Quarantined>| {
         let full = std::mem::replace(builder, FrameBuilder::new(mapping.target));
@@ -195,6 +235,15 @@ pub fn read(
         };
         emit(out).map_err(TransformError::Stopped)
     };
+    let width = mapping.target.columns.len();
+    let key_name = mapping
+        .target
+        .key
+        .iter()
+        .filter(|k| **k != "partner")
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ");
     while records.next(&mut rec)? {
         let line = records.line_of(&rec);
         let fields = records.fields(&rec)?;
@@ -208,65 +257,63 @@ pub fn read(
                     reason,
                 });
             };
-        match validator.row(&fields) {
-            Err(violations) => {
-                stats.quarantined_rows += 1;
-                for v in violations {
-                    reject(&mut quarantine, v.field, v.value, v.rule);
+        let mut cells = Vec::with_capacity(schema.fields.len());
+        if let Err(violations) = validator.row_into(&fields, &mut cells) {
+            stats.quarantined_rows += 1;
+            for v in violations {
+                reject(&mut quarantine, v.field, v.value, v.rule);
+            }
+        } else {
+            let mut prepared: Vec<Prepared> = Vec::with_capacity(width);
+            prepared.resize_with(width, || Prepared::Ref(ValueRef::Null));
+            prepared[plan.partner_at] = Prepared::Ref(ValueRef::Text(ctx.partner));
+            prepared[plan.run_id_at] = Prepared::Ref(ValueRef::Text(ctx.run_id));
+            let mut failed = None;
+            for &(at, field, conv) in &plan.steps {
+                let v = match field {
+                    Some(f) => value(&cells[f], conv),
+                    None => Ok(Prepared::Ref(ValueRef::Ts(fetched.timestamp_micros()))),
+                };
+                match v {
+                    Ok(v) => prepared[at] = v,
+                    Err(e) => {
+                        failed = Some((mapping.target.columns[at].name.to_string(), e));
+                        break;
+                    }
                 }
             }
-            Ok(cells) => {
-                let mut row = Row::new(mapping.target);
-                row.set_at(plan.partner_at, Value::Text(ctx.partner.to_string()));
-                row.set_at(plan.run_id_at, Value::Text(ctx.run_id.to_string()));
-                let mut failed = None;
-                for &(at, field, conv) in &plan.steps {
-                    let v = match field {
-                        Some(f) => value(&cells[f], conv),
-                        None => Ok(Value::Ts(fetched)),
-                    };
-                    match v {
-                        Ok(v) => row.set_at(at, v),
-                        Err(e) => {
-                            failed = Some((mapping.target.columns[at].name.to_string(), e));
-                            break;
-                        }
-                    }
+            let values: Vec<ValueRef> = prepared
+                .iter()
+                .map(|p| match p {
+                    Prepared::Ref(r) => *r,
+                    Prepared::Owned(s) => ValueRef::Text(s),
+                })
+                .collect();
+            if failed.is_none()
+                && let Err(e) = builder.check_refs(&values)
+            {
+                failed = Some((e.field.to_string(), e.reason));
+            }
+            if failed.is_none() && !seen.insert(hash_key(&values, &plan.key_at)) {
+                failed = Some((
+                    key_name.clone(),
+                    format!("duplicate {key_name} in this run"),
+                ));
+            }
+            match failed {
+                Some((field, reason)) => {
+                    stats.quarantined_rows += 1;
+                    let shown = fields.join(&(text.delimiter as char).to_string());
+                    reject(
+                        &mut quarantine,
+                        field,
+                        shown.chars().take(500).collect(),
+                        reason,
+                    );
                 }
-                if failed.is_none()
-                    && let Err(e) = builder.check(&row)
-                {
-                    failed = Some((e.field.to_string(), e.reason));
-                }
-                if failed.is_none()
-                    && let Value::Text(id) = row.value_at(plan.id_at)
-                {
-                    let mut h = std::hash::DefaultHasher::new();
-                    id.hash(&mut h);
-                    let mut h2 = std::hash::DefaultHasher::new();
-                    (id, 0x1d_u8).hash(&mut h2);
-                    if !seen.insert(((h.finish() as u128) << 64) | h2.finish() as u128) {
-                        failed = Some((
-                            mapping.id_column.to_string(),
-                            format!("duplicate {} in this file", mapping.id_column),
-                        ));
-                    }
-                }
-                match failed {
-                    Some((field, reason)) => {
-                        stats.quarantined_rows += 1;
-                        let shown = fields.join(&(text.delimiter as char).to_string());
-                        reject(
-                            &mut quarantine,
-                            field,
-                            shown.chars().take(500).collect(),
-                            reason,
-                        );
-                    }
-                    None => {
-                        builder.push(row).expect("row checked");
-                        stats.rows += 1;
-                    }
+                None => {
+                    builder.push_refs(&values).expect("values checked");
+                    stats.rows += 1;
                 }
             }
         }

@@ -34,6 +34,7 @@ fn run(
         mapping,
         &TextOptions::default(),
         chunk_rows,
+        &mut RunKeys::new(),
         &mut |c| {
             chunks.push(c);
             Ok(())
@@ -235,5 +236,5 @@ fn big_files_come_in_chunks_and_repeated_ids_are_quarantined() {
     let q = &chunks.last().unwrap().quarantine;
     assert_eq!(q.len(), 100);
     assert_eq!(q[0].position, "line 2402");
-    assert_eq!(q[0].reason, "duplicate charge_point_id in this file");
+    assert_eq!(q[0].reason, "duplicate charge_point_id in this run");
 }

@@ -1,0 +1,287 @@
+//! `mobiflux bench csv`: the load path measured against `psql \copy`, side by side in
+//! one run. Generates an IRVE-shaped CSV (the 40 columns of the published static schema,
+//! realistic values, one row in a thousand breaking the schema), then:
+//! 1. the reference: `psql \copy` of the file into an untyped (all `text`) staging table;
+//! 2. mobiflux: `mobiflux run` of an `irve` pipeline on that file (land in the raw zone,
+//!    validate against the Table Schema, normalize, load `charge_points`), as a child
+//!    process whose peak RSS is read from the kernel (`wait4`).
+//!
+//! Prints rows/s for each, the ratio and mobiflux's peak RSS.
+
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+
+/// Deterministic pseudo-random numbers (xorshift), so two runs generate the same file.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[self.below(items.len() as u64) as usize]
+    }
+}
+
+const HEADER: &str = "nom_amenageur,siren_amenageur,contact_amenageur,nom_operateur,contact_operateur,telephone_operateur,nom_enseigne,id_station_itinerance,id_station_local,nom_station,implantation_station,adresse_station,code_insee_commune,coordonneesXY,nbre_pdc,id_pdc_itinerance,id_pdc_local,puissance_nominale,prise_type_ef,prise_type_2,prise_type_combo_ccs,prise_type_chademo,prise_type_autre,gratuit,paiement_acte,paiement_cb,paiement_autre,tarification,condition_acces,reservation,horaires,accessibilite_pmr,restriction_gabarit,station_deux_roues,raccordement,num_pdl,date_mise_en_service,observations,date_maj,cable_t2_attache";
+
+/// Writes `rows` IRVE static rows; returns the file size.
+pub fn generate_irve(path: &Path, rows: u64) -> Result<u64> {
+    let f = std::fs::File::create(path).with_context(|| path.display().to_string())?;
+    let mut w = BufWriter::with_capacity(1 << 20, f);
+    writeln!(w, "{HEADER}")?;
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let owners = [
+        "Société X",
+        "Izivia",
+        "Freshmile",
+        "Électra",
+        "Ionity",
+        "TotalEnergies Marketing France",
+        "Syndicat Départemental d'Énergie",
+    ];
+    let networks = [
+        "Réseau de recharge ABC",
+        "Mobive",
+        "e-Born",
+        "Alizé",
+        "Révéo",
+        "Freshmile",
+    ];
+    let places = [
+        "Voirie",
+        "Parking public",
+        "Parking privé à usage public",
+        "Parking privé réservé à la clientèle",
+        "Station dédiée à la recharge rapide",
+    ];
+    let streets = [
+        "avenue de la République",
+        "rue Victor Hugo",
+        "place de la Mairie",
+        "boulevard Gambetta",
+        "chemin des Écoliers",
+    ];
+    let hours = [
+        "24/7",
+        "Mo-Fr 08:00-19:00",
+        "Mo-Su 06:00-22:00",
+        "Mo-Fr 08:00-12:00,Mo-Fr 14:00-18:00",
+    ];
+    let pmr = [
+        "Réservé PMR",
+        "Accessible mais non réservé PMR",
+        "Non accessible",
+        "Accessibilité inconnue",
+    ];
+    let powers = ["3.7", "7.4", "11", "22", "50", "150", "350"];
+    for i in 0..rows {
+        let station = i / 4;
+        let insee = if rng.below(1000) == 0 {
+            "9A001".to_string() // breaks the code_insee_commune pattern
+        } else {
+            format!("{:05}", 1001 + rng.below(95000))
+        };
+        let lon = -4.5 + rng.below(12_000_000) as f64 / 1_000_000.0;
+        let lat = 42.5 + rng.below(8_500_000) as f64 / 1_000_000.0;
+        let b = |r: &mut Rng| if r.below(2) == 0 { "true" } else { "false" };
+        writeln!(
+            w,
+            "{},{:09},contact@amenageur{}.fr,{},support@operateur{}.fr,0{:09},{},FRA{:02}P{:08},,Station {station},{},\"{} {} 750{:02} Ville\",{insee},\"[{lon:.6},{lat:.6}]\",4,FRA{:02}E{:09},,{},{},{},{},{},false,{},true,{},false,{},Accès libre,{},\"{}\",{},Hauteur maximale 2m,false,Direct,{:014},2020-{:02}-{:02},,2024-{:02}-{:02},{}",
+            rng.pick(&owners),
+            100_000_000 + rng.below(899_999_999),
+            rng.below(50),
+            rng.pick(&owners),
+            rng.below(50),
+            rng.below(1_000_000_000),
+            rng.pick(&networks),
+            rng.below(100),
+            station,
+            rng.pick(&places),
+            1 + rng.below(200),
+            rng.pick(&streets),
+            rng.below(20),
+            rng.below(100),
+            i,
+            rng.pick(&powers),
+            b(&mut rng),
+            b(&mut rng),
+            b(&mut rng),
+            b(&mut rng),
+            b(&mut rng),
+            b(&mut rng),
+            if rng.below(3) == 0 {
+                "\"0,35 €/kWh\""
+            } else {
+                ""
+            },
+            b(&mut rng),
+            rng.pick(&hours),
+            rng.pick(&pmr),
+            rng.below(100_000_000_000_000),
+            1 + rng.below(12),
+            1 + rng.below(28),
+            1 + rng.below(12),
+            1 + rng.below(28),
+            b(&mut rng),
+        )?;
+    }
+    w.flush()?;
+    Ok(std::fs::metadata(path)?.len())
+}
+
+/// Runs a command as a child; returns (seconds, peak RSS in KiB) from `wait4`.
+fn run_measured(cmd: &mut Command) -> Result<(f64, u64, std::process::ExitStatus)> {
+    let started = Instant::now();
+    let child = cmd.spawn().context("starting the child")?;
+    let pid = child.id() as libc::pid_t;
+    let mut status: libc::c_int = 0;
+    // SAFETY: an all-zero rusage is a valid value; wait4 fills it for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: pid is our child, not yet waited for; the pointers are valid for the call.
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    if r != pid {
+        bail!("wait4 failed: {}", std::io::Error::last_os_error());
+    }
+    let secs = started.elapsed().as_secs_f64();
+    std::mem::forget(child); // already reaped
+    use std::os::unix::process::ExitStatusExt;
+    Ok((
+        secs,
+        usage.ru_maxrss as u64,
+        std::process::ExitStatus::from_raw(status),
+    ))
+}
+
+fn psql(url: &str, sql: &str) -> Result<()> {
+    let out = Command::new("psql")
+        .args([url, "-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
+        .output()
+        .context("running psql (is the postgresql-client package installed?)")?;
+    if !out.status.success() {
+        bail!("psql: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+/// The benchmark itself.
+pub fn csv(rows: u64, warehouse: &str, work: Option<PathBuf>) -> Result<()> {
+    if !warehouse.starts_with("postgres") {
+        bail!("the benchmark compares against psql \\copy: --warehouse must be a postgres:// URL");
+    }
+    let dir = work.unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("mobiflux-bench-{}", std::process::id()))
+    });
+    std::fs::create_dir_all(&dir)?;
+    let file = dir.join(format!("irve-{rows}.csv"));
+    let t = Instant::now();
+    let bytes = generate_irve(&file, rows)?;
+    println!(
+        "generated {} rows, {:.1} MB of IRVE-shaped CSV in {:.1} s: {}",
+        rows,
+        bytes as f64 / 1e6,
+        t.elapsed().as_secs_f64(),
+        file.display()
+    );
+
+    // 1. Reference: psql \copy into an untyped staging table.
+    let cols: Vec<String> = HEADER.split(',').map(|c| format!("\"{c}\" text")).collect();
+    psql(warehouse, "DROP TABLE IF EXISTS bench_irve_raw")?;
+    psql(
+        warehouse,
+        &format!("CREATE TABLE bench_irve_raw ({})", cols.join(", ")),
+    )?;
+    let copy = format!(
+        "\\copy bench_irve_raw FROM '{}' WITH (FORMAT csv, HEADER true)",
+        file.display()
+    );
+    let (ref_secs, ref_rss, st) = run_measured(Command::new("psql").args([
+        warehouse,
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-q",
+        "-c",
+        &copy,
+    ]))?;
+    if !st.success() {
+        bail!("psql \\copy failed");
+    }
+    psql(warehouse, "DROP TABLE bench_irve_raw")?;
+
+    // 2. mobiflux: a fresh raw zone, the same warehouse, charge_points emptied first.
+    let pipelines = dir.join("pipelines");
+    std::fs::create_dir_all(&pipelines)?;
+    std::fs::write(
+        pipelines.join("bench-irve.toml"),
+        format!(
+            "name = \"bench-irve\"\npartner = \"bench\"\nformat = \"irve\"\nurl = \"{}\"\nschedule = \"0 0 3 * * *\"\n",
+            file.display()
+        ),
+    )?;
+    let raw = dir.join("raw");
+    let _ = std::fs::remove_dir_all(&raw);
+    let exe = std::env::current_exe()?;
+    let (mig_secs, _, st) = run_measured(
+        Command::new(&exe)
+            .args(["migrate", "--warehouse", warehouse])
+            .stdout(std::process::Stdio::null()),
+    )?;
+    if !st.success() {
+        bail!("mobiflux migrate failed");
+    }
+    let _ = mig_secs;
+    psql(
+        warehouse,
+        "DELETE FROM charge_points WHERE partner = 'bench'; DELETE FROM loaded_objects WHERE pipeline = 'bench-irve'",
+    )?;
+    let (mf_secs, mf_rss, st) = run_measured(
+        Command::new(&exe)
+            .args(["run", "bench-irve"])
+            .env("MOBIFLUX_PIPELINES", &pipelines)
+            .env("MOBIFLUX_RAW_URL", &raw)
+            .env("MOBIFLUX_WAREHOUSE_URL", warehouse)
+            .stdout(std::process::Stdio::null()),
+    )?;
+    if !st.success() {
+        bail!("mobiflux run failed");
+    }
+    let _ = std::fs::remove_dir_all(&raw);
+
+    let r = |secs: f64| rows as f64 / secs;
+    println!();
+    println!(
+        "{:<58} {:>9} {:>12} {:>12}",
+        "load path", "seconds", "rows/s", "peak RSS MB"
+    );
+    println!(
+        "{:<58} {:>9.2} {:>12.0} {:>12.1}",
+        "psql \\copy into an untyped staging table (reference)",
+        ref_secs,
+        r(ref_secs),
+        ref_rss as f64 / 1024.0
+    );
+    println!(
+        "{:<58} {:>9.2} {:>12.0} {:>12.1}",
+        "mobiflux run: raw zone + Table Schema + charge_points",
+        mf_secs,
+        r(mf_secs),
+        mf_rss as f64 / 1024.0
+    );
+    println!();
+    println!(
+        "ratio mobiflux / reference: {:.2}x the time (target <= 1.40x); mobiflux peak RSS {:.1} MB (target <= 256 MB)",
+        mf_secs / ref_secs,
+        mf_rss as f64 / 1024.0
+    );
+    Ok(())
+}
