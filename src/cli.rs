@@ -166,9 +166,10 @@ fn init_logs(format: LogFormat) {
 async fn dispatch(cmd: Command) -> Result<ExitCode> {
     match cmd {
         Command::Run { names, dest } => {
+            let started = Instant::now();
             let defs = select(load_definitions(&dest.pipelines)?, &names)?;
             let runner = runner(&dest, BTreeMap::new()).await?;
-            Ok(report(&runner.run_all(&defs).await, Instant::now()))
+            Ok(report(&runner.run_all(&defs).await, started))
         }
         Command::Demo { dest, fixtures } => {
             let started = Instant::now();

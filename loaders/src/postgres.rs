@@ -3,7 +3,6 @@
 //! `etl_runs` row in one transaction. Snapshot tables get their day partitions on demand.
 
 use std::collections::BTreeSet;
-use std::fmt::Write as _;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -69,35 +68,51 @@ impl PostgresWarehouse {
     }
 }
 
-fn push_csv(buf: &mut String, cell: Cell) {
+/// PostgreSQL's epoch (2000-01-01) in Unix microseconds and days.
+const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
+const PG_EPOCH_DAYS: i32 = 10_957;
+const COPY_SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
+
+/// Appends one field in PostgreSQL's binary COPY encoding (length, then big-endian value).
+fn push_binary(buf: &mut Vec<u8>, cell: Cell) {
     match cell {
-        Cell::Null => {}
+        Cell::Null => buf.extend_from_slice(&(-1i32).to_be_bytes()),
         Cell::Text(s) => {
-            buf.push('"');
-            // PostgreSQL text cannot hold NUL; everything else goes through quoted.
-            for ch in s.chars().filter(|c| *c != '\0') {
-                if ch == '"' {
-                    buf.push('"');
-                }
-                buf.push(ch);
+            // PostgreSQL text cannot hold NUL: drop it (the raw zone keeps the original).
+            if s.as_bytes().contains(&0) {
+                let clean: String = s.chars().filter(|c| *c != '\0').collect();
+                buf.extend_from_slice(&(clean.len() as i32).to_be_bytes());
+                buf.extend_from_slice(clean.as_bytes());
+            } else {
+                buf.extend_from_slice(&(s.len() as i32).to_be_bytes());
+                buf.extend_from_slice(s.as_bytes());
             }
-            buf.push('"');
         }
         Cell::Int(i) => {
-            let _ = write!(buf, "{i}");
+            buf.extend_from_slice(&8i32.to_be_bytes());
+            buf.extend_from_slice(&i.to_be_bytes());
         }
         Cell::Float(f) => {
-            let _ = write!(buf, "{f}");
+            buf.extend_from_slice(&8i32.to_be_bytes());
+            buf.extend_from_slice(&f.to_bits().to_be_bytes());
         }
-        Cell::Bool(b) => buf.push(if b { 't' } else { 'f' }),
-        Cell::Ts(us) => buf.push_str(&ts_text(
-            Utc.timestamp_micros(us).single().unwrap_or_default(),
-        )),
-        Cell::Date(d) => buf.push_str(&cells::date_text(d)),
+        Cell::Bool(b) => {
+            buf.extend_from_slice(&1i32.to_be_bytes());
+            buf.push(b as u8);
+        }
+        Cell::Ts(us) => {
+            buf.extend_from_slice(&8i32.to_be_bytes());
+            buf.extend_from_slice(&(us - PG_EPOCH_MICROS).to_be_bytes());
+        }
+        Cell::Date(d) => {
+            buf.extend_from_slice(&4i32.to_be_bytes());
+            buf.extend_from_slice(&(d - PG_EPOCH_DAYS).to_be_bytes());
+        }
     }
 }
 
-/// Copies a frame into a table (COPY … FROM STDIN, CSV).
+/// Copies a frame into a table (COPY … FROM STDIN, binary format: no text formatting on
+/// our side, no parsing on the server's).
 async fn copy_frame(
     conn: &mut sqlx::PgConnection,
     target: &str,
@@ -106,27 +121,27 @@ async fn copy_frame(
     height: usize,
 ) -> Result<(), sqlx::Error> {
     let stmt = format!(
-        "COPY {target} ({}) FROM STDIN WITH (FORMAT csv)",
+        "COPY {target} ({}) FROM STDIN WITH (FORMAT binary)",
         sql::column_list(schema)
     );
     let mut copy = conn.copy_in_raw(&stmt).await?;
-    let mut buf = String::with_capacity(COPY_CHUNK + 4096);
+    let mut buf: Vec<u8> = Vec::with_capacity(COPY_CHUNK + 64 * 1024);
+    buf.extend_from_slice(COPY_SIGNATURE);
+    buf.extend_from_slice(&0u32.to_be_bytes()); // flags
+    buf.extend_from_slice(&0u32.to_be_bytes()); // header extension length
+    let width = (cols.len() as i16).to_be_bytes();
     for i in 0..height {
-        for (j, c) in cols.iter().enumerate() {
-            if j > 0 {
-                buf.push(',');
-            }
-            push_csv(&mut buf, c.get(i));
+        buf.extend_from_slice(&width);
+        for c in cols {
+            push_binary(&mut buf, c.get(i));
         }
-        buf.push('\n');
         if buf.len() >= COPY_CHUNK {
-            copy.send(buf.as_bytes()).await?;
+            copy.send(buf.as_slice()).await?;
             buf.clear();
         }
     }
-    if !buf.is_empty() {
-        copy.send(buf.as_bytes()).await?;
-    }
+    buf.extend_from_slice(&(-1i16).to_be_bytes());
+    copy.send(buf.as_slice()).await?;
     copy.finish().await?;
     Ok(())
 }

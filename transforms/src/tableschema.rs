@@ -617,7 +617,8 @@ fn cast<'a>(f: &Field, v: &'a str) -> Option<Cell<'a>> {
             Some("any") => NaiveDate::parse_from_str(v, "%Y-%m-%d")
                 .or_else(|_| NaiveDate::parse_from_str(v, "%d/%m/%Y"))
                 .ok(),
-            _ => NaiveDate::parse_from_str(v, "%Y-%m-%d").ok(),
+            // chrono's own parser for ISO dates: no format string to interpret per value.
+            _ => v.parse::<NaiveDate>().ok().filter(|_| v.len() == 10),
         }
         .map(Cell::Date),
         FieldType::Datetime => parse_datetime(v, fmt).map(Cell::Datetime),

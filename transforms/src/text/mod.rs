@@ -157,20 +157,28 @@ impl<R: Read> Read for LineGuard<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         let mut q = self.newlines.borrow_mut();
-        for (i, &b) in buf[..n].iter().enumerate() {
-            if b == b'\n' {
-                self.current = 0;
-                q.push_back(self.offset + i as u64);
-            } else {
-                self.current += 1;
-                if self.current > self.max {
-                    let line = self.passed.get() + q.len() as u64 + 1;
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!("line {line} is longer than {} bytes", self.max),
-                    ));
-                }
+        let chunk = &buf[..n];
+        let mut start = 0;
+        let too_long = |passed: u64, pending: usize, max: usize| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "line {} is longer than {max} bytes",
+                    passed + pending as u64 + 1
+                ),
+            )
+        };
+        for pos in memchr::memchr_iter(b'\n', chunk) {
+            if self.current + (pos - start) > self.max {
+                return Err(too_long(self.passed.get(), q.len(), self.max));
             }
+            self.current = 0;
+            q.push_back(self.offset + pos as u64);
+            start = pos + 1;
+        }
+        self.current += n - start;
+        if self.current > self.max {
+            return Err(too_long(self.passed.get(), q.len(), self.max));
         }
         self.offset += n as u64;
         Ok(n)
