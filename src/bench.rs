@@ -174,11 +174,44 @@ fn psql(url: &str, sql: &str) -> Result<()> {
     Ok(())
 }
 
-/// The benchmark itself.
-pub fn csv(rows: u64, warehouse: &str, work: Option<PathBuf>) -> Result<()> {
-    if !warehouse.starts_with("postgres") {
+/// A database made for one benchmark run and dropped after it, so no earlier run's bloat
+/// or rows weigh on the figures.
+struct FreshDb {
+    admin: String,
+    name: String,
+    url: String,
+}
+
+impl FreshDb {
+    fn create(admin: &str) -> Result<Self> {
+        let name = format!("mobiflux_bench_{}", std::process::id());
+        let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(admin);
+        psql(admin, &format!("DROP DATABASE IF EXISTS {name}"))?;
+        psql(admin, &format!("CREATE DATABASE {name}"))?;
+        Ok(FreshDb {
+            admin: admin.to_string(),
+            url: format!("{base}/{name}"),
+            name,
+        })
+    }
+}
+
+impl Drop for FreshDb {
+    fn drop(&mut self) {
+        let _ = psql(
+            &self.admin,
+            &format!("DROP DATABASE IF EXISTS {}", self.name),
+        );
+    }
+}
+
+/// The benchmark itself. `admin` is a PostgreSQL URL whose role may create databases.
+pub fn csv(rows: u64, admin: &str, work: Option<PathBuf>) -> Result<()> {
+    if !admin.starts_with("postgres") {
         bail!("the benchmark compares against psql \\copy: --warehouse must be a postgres:// URL");
     }
+    let db = FreshDb::create(admin)?;
+    let warehouse = db.url.as_str();
     let dir = work.unwrap_or_else(|| {
         std::env::temp_dir().join(format!("mobiflux-bench-{}", std::process::id()))
     });

@@ -116,7 +116,8 @@ enum BenchWhat {
         /// Rows to generate.
         #[arg(long, default_value_t = 1_000_000)]
         rows: u64,
-        /// PostgreSQL to load into (the benchmark empties its bench rows first).
+        /// PostgreSQL server (a role that may create databases): the benchmark runs in a
+        /// database of its own, dropped afterwards.
         #[arg(
             long = "warehouse",
             env = "MOBIFLUX_BENCH_PG_URL",

@@ -21,8 +21,18 @@ use tracing::Instrument;
 
 use crate::definitions::{Definition, resolve};
 
-/// Rows per chunk when files are streamed into the warehouse.
-const CHUNK_ROWS: usize = 50_000;
+/// Rows per chunk when files are streamed into the warehouse (`MOBIFLUX_CHUNK_ROWS`).
+const CHUNK_ROWS: usize = 25_000;
+/// Chunks waiting between the reader and the loader (`MOBIFLUX_CHUNK_QUEUE`).
+const CHUNK_QUEUE: usize = 2;
+
+fn tuning(var: &str, default: usize) -> usize {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(default)
+}
 
 /// At most this many pipelines run at once in one `mobiflux run`.
 const CONCURRENT_PIPELINES: usize = 4;
@@ -354,14 +364,15 @@ impl Runner {
             .await
             .map_err(|e| e.to_string())?;
         // Natural keys of the whole run: a key repeated in a later file is quarantined too.
-        let mut keys = Some(tabular::RunKeys::new());
+        let mut keys = Some(tabular::RunKeys::default());
         for obj in todo {
             let reader = self
                 .raw
                 .open_read(&obj.key)
                 .await
                 .map_err(|e| e.to_string())?;
-            let (chunks_tx, mut chunks) = tokio::sync::mpsc::channel::<Output>(2);
+            let (chunks_tx, mut chunks) =
+                tokio::sync::mpsc::channel::<Output>(tuning("MOBIFLUX_CHUNK_QUEUE", CHUNK_QUEUE));
             let (schema, text) = (schema.clone(), text.clone());
             let (pipeline, partner, run_id) = (
                 manifest.pipeline.clone(),
@@ -370,6 +381,7 @@ impl Runner {
             );
             let (key, fetched) = (obj.key.clone(), obj.fetched_at);
             let mut run_keys = keys.take().expect("returned by the previous file");
+            let chunk_rows = tuning("MOBIFLUX_CHUNK_ROWS", CHUNK_ROWS);
             let task = tokio::task::spawn_blocking(move || {
                 let ctx = Context {
                     pipeline: &pipeline,
@@ -385,7 +397,7 @@ impl Runner {
                     &schema,
                     mapping,
                     &text,
-                    CHUNK_ROWS,
+                    chunk_rows,
                     &mut run_keys,
                     &mut |chunk| {
                         chunks_tx

@@ -28,7 +28,7 @@ fn main() {
         &irve::STATIC,
         &TextOptions::default(),
         50_000,
-        &mut tabular::RunKeys::new(),
+        &mut tabular::RunKeys::default(),
         &mut |c| {
             chunks += 1;
             quarantined += c.quarantine.len();

@@ -157,18 +157,24 @@ const INITIAL_ROWS: usize = 1024;
 
 impl FrameBuilder {
     pub fn new(schema: &'static TableSchema) -> Self {
+        Self::with_capacity(schema, INITIAL_ROWS)
+    }
+
+    /// A builder sized for `rows` rows up front (chunked readers know their chunk size:
+    /// no doubling, no fragments left behind).
+    pub fn with_capacity(schema: &'static TableSchema, rows: usize) -> Self {
         let bufs = schema
             .columns
             .iter()
             .map(|c| {
                 let name = PlSmallStr::from_static(c.name);
                 match c.ty {
-                    ColType::Text => Buf::Text(StringChunkedBuilder::new(name, INITIAL_ROWS)),
-                    ColType::Int => Buf::Int(PrimitiveChunkedBuilder::new(name, INITIAL_ROWS)),
-                    ColType::Float => Buf::Float(PrimitiveChunkedBuilder::new(name, INITIAL_ROWS)),
-                    ColType::Bool => Buf::Bool(BooleanChunkedBuilder::new(name, INITIAL_ROWS)),
-                    ColType::Timestamp => Buf::Ts(PrimitiveChunkedBuilder::new(name, INITIAL_ROWS)),
-                    ColType::Date => Buf::Date(PrimitiveChunkedBuilder::new(name, INITIAL_ROWS)),
+                    ColType::Text => Buf::Text(StringChunkedBuilder::new(name, rows)),
+                    ColType::Int => Buf::Int(PrimitiveChunkedBuilder::new(name, rows)),
+                    ColType::Float => Buf::Float(PrimitiveChunkedBuilder::new(name, rows)),
+                    ColType::Bool => Buf::Bool(BooleanChunkedBuilder::new(name, rows)),
+                    ColType::Timestamp => Buf::Ts(PrimitiveChunkedBuilder::new(name, rows)),
+                    ColType::Date => Buf::Date(PrimitiveChunkedBuilder::new(name, rows)),
                 }
             })
             .collect();
@@ -236,13 +242,19 @@ impl FrameBuilder {
 
     /// Adds values (in schema order) after checking them; failing values are not added.
     pub fn push_refs(&mut self, values: &[ValueRef]) -> Result<(), RowError> {
+        self.check_refs(values)?;
+        self.push_checked(values);
+        Ok(())
+    }
+
+    /// Adds values that [`FrameBuilder::check_refs`] accepted (not checked again).
+    pub fn push_checked(&mut self, values: &[ValueRef]) {
         assert_eq!(
             values.len(),
             self.bufs.len(),
             "one value per column of {}",
             self.schema.name
         );
-        self.check_refs(values)?;
         for (buf, v) in self.bufs.iter_mut().zip(values) {
             match (buf, *v) {
                 (Buf::Text(b), ValueRef::Text(s)) => b.append_value(s),
@@ -261,7 +273,6 @@ impl FrameBuilder {
             }
         }
         self.len += 1;
-        Ok(())
     }
 
     /// Adds a row after checking it; a failing row is not added.

@@ -214,8 +214,8 @@ pub struct Validator<'s> {
     /// Column index of each schema field in the file.
     columns: Vec<usize>,
     width: usize,
-    unique_seen: Vec<Option<HashSet<u128>>>,
-    key_seen: Option<HashSet<u128>>,
+    unique_seen: Vec<Option<HashSet<u64>>>,
+    key_seen: Option<HashSet<u64>>,
     key_columns: Vec<usize>,
 }
 
@@ -241,15 +241,12 @@ fn short_list(names: &[&str]) -> String {
     }
 }
 
-fn hash128(parts: &[&str]) -> u128 {
+fn fingerprint(parts: &[&str]) -> u64 {
     let mut a = std::hash::DefaultHasher::new();
-    let mut b = std::hash::DefaultHasher::new();
-    0x5eed_u64.hash(&mut b);
     for p in parts {
         p.hash(&mut a);
-        p.hash(&mut b);
     }
-    ((a.finish() as u128) << 64) | b.finish() as u128
+    a.finish()
 }
 
 impl<'s> Validator<'s> {
@@ -366,7 +363,7 @@ impl<'s> Validator<'s> {
                 let v = raw[self.columns[i]];
                 if let Some(seen) = &mut self.unique_seen[i]
                     && !matches!(out[i], Cell::Null)
-                    && !seen.insert(hash128(&[v]))
+                    && !seen.insert(fingerprint(&[v]))
                 {
                     bad.push(Violation {
                         field: f.name.clone(),
@@ -381,7 +378,7 @@ impl<'s> Validator<'s> {
                     .iter()
                     .map(|&i| raw[self.columns[i]])
                     .collect();
-                if !seen.insert(hash128(&parts)) {
+                if !seen.insert(fingerprint(&parts)) {
                     bad.push(Violation {
                         field: self.schema.primary_key.join(","),
                         value: parts.join(","),

@@ -160,10 +160,9 @@ fn value<'a>(cell: &Cell<'a>, conv: Conv) -> Result<Prepared<'a>, String> {
     })
 }
 
-fn hash_key(values: &[ValueRef], at: &[usize]) -> u128 {
+/// A 64-bit fingerprint of a row's natural key (SipHash).
+fn hash_key(values: &[ValueRef], at: &[usize]) -> u64 {
     let mut a = std::hash::DefaultHasher::new();
-    let mut b = std::hash::DefaultHasher::new();
-    0x1d_u8.hash(&mut b);
     for &i in at {
         let part: (u8, i64, &str) = match values[i] {
             ValueRef::Text(s) => (1, 0, s),
@@ -174,14 +173,34 @@ fn hash_key(values: &[ValueRef], at: &[usize]) -> u128 {
             ValueRef::Null => (0, 0, ""),
         };
         part.hash(&mut a);
-        part.hash(&mut b);
     }
-    ((a.finish() as u128) << 64) | b.finish() as u128
+    a.finish()
 }
 
-/// Natural keys met so far in a run (128-bit hashes: 16 bytes a row), shared by the
-/// files of one run so the run never carries the same key twice.
-pub type RunKeys = HashSet<u128>;
+/// Natural keys met so far in a run, as 64-bit fingerprints (about 9 bytes a row, so a
+/// 5-million-row file needs some 75 MB), shared by the files of one run so the run never
+/// carries the same key twice. Two different keys share a fingerprint with a probability
+/// below one in a million for 5 million rows; such a row is quarantined as a duplicate
+/// with its values, not lost.
+pub type RunKeys = HashSet<u64, std::hash::BuildHasherDefault<IdentityHasher>>;
+
+/// The fingerprints are already hashes: the set uses them as they are.
+#[derive(Default)]
+pub struct IdentityHasher(u64);
+
+impl Hasher for IdentityHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8) | *b as u64;
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
 
 /// What a file gave.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -224,11 +243,14 @@ pub fn read(
         found,
     })?;
     let mut stats = FileStats::default();
-    let mut builder = FrameBuilder::new(mapping.target);
+    let mut builder = FrameBuilder::with_capacity(mapping.target, chunk_rows);
     let mut quarantine: Vec<Quarantined> = Vec::new();
     let mut rec = csv::ByteRecord::new();
     let mut flush = |builder: &mut FrameBuilder, quarantine: &mut Vec<Quarantined>| {
-        let full = std::mem::replace(builder, FrameBuilder::new(mapping.target));
+        let full = std::mem::replace(
+            builder,
+            FrameBuilder::with_capacity(mapping.target, chunk_rows),
+        );
         let out = Output {
             tables: vec![(mapping.target, full.finish())],
             quarantine: std::mem::take(quarantine),
@@ -312,7 +334,7 @@ pub fn read(
                     );
                 }
                 None => {
-                    builder.push_refs(&values).expect("values checked");
+                    builder.push_checked(&values);
                     stats.rows += 1;
                 }
             }

@@ -1,10 +1,12 @@
 -- mobiflux warehouse, version 1 (PostgreSQL): the unified tables of DESIGN.md §5,
 -- etl_runs and quarantine. Snapshot tables are range-partitioned by day on observed_at;
 -- the loader creates each day's partition before it loads rows for that day.
--- Columns must match model/src/schema.rs (a loaders test checks it).
+-- Columns must match model/src/schema.rs (a loaders test checks it). Key text columns
+-- (opaque identifiers) use the "C" collation: byte order, and B-tree inserts several
+-- times cheaper than with a linguistic collation.
 
 CREATE TABLE etl_runs (
-    run_id text PRIMARY KEY,
+    run_id text COLLATE "C" PRIMARY KEY,
     pipeline text NOT NULL,
     partner text NOT NULL,
     format text NOT NULL,
@@ -23,8 +25,8 @@ CREATE TABLE etl_runs (
 CREATE INDEX etl_runs_pipeline_started ON etl_runs (pipeline, started_at DESC);
 
 CREATE TABLE system_info (
-    partner text NOT NULL,
-    system_id text NOT NULL,
+    partner text COLLATE "C" NOT NULL,
+    system_id text COLLATE "C" NOT NULL,
     name text,
     operator text,
     timezone text,
@@ -39,8 +41,8 @@ CREATE TABLE system_info (
 );
 
 CREATE TABLE vehicle_types (
-    partner text NOT NULL,
-    vehicle_type_id text NOT NULL,
+    partner text COLLATE "C" NOT NULL,
+    vehicle_type_id text COLLATE "C" NOT NULL,
     form_factor text NOT NULL,
     propulsion text NOT NULL,
     name text,
@@ -52,8 +54,8 @@ CREATE TABLE vehicle_types (
 );
 
 CREATE TABLE stations (
-    partner text NOT NULL,
-    station_id text NOT NULL,
+    partner text COLLATE "C" NOT NULL,
+    station_id text COLLATE "C" NOT NULL,
     name text NOT NULL,
     lat double precision NOT NULL,
     lon double precision NOT NULL,
@@ -69,8 +71,8 @@ CREATE TABLE stations (
 );
 
 CREATE TABLE station_status (
-    partner text NOT NULL,
-    station_id text NOT NULL,
+    partner text COLLATE "C" NOT NULL,
+    station_id text COLLATE "C" NOT NULL,
     observed_at timestamptz NOT NULL,
     last_reported timestamptz,
     vehicles_available bigint NOT NULL,
@@ -89,8 +91,8 @@ CREATE TABLE station_status (
 CREATE INDEX station_status_observed ON station_status (observed_at);
 
 CREATE TABLE vehicles (
-    partner text NOT NULL,
-    vehicle_id text NOT NULL,
+    partner text COLLATE "C" NOT NULL,
+    vehicle_id text COLLATE "C" NOT NULL,
     observed_at timestamptz NOT NULL,
     vehicle_type_id text,
     lat double precision,
@@ -109,8 +111,8 @@ CREATE TABLE vehicles (
 CREATE INDEX vehicles_observed ON vehicles (observed_at);
 
 CREATE TABLE pricing_plans (
-    partner text NOT NULL,
-    plan_id text NOT NULL,
+    partner text COLLATE "C" NOT NULL,
+    plan_id text COLLATE "C" NOT NULL,
     name text NOT NULL,
     currency text NOT NULL,
     price double precision NOT NULL,
@@ -125,8 +127,8 @@ CREATE TABLE pricing_plans (
 );
 
 CREATE TABLE regions (
-    partner text NOT NULL,
-    region_id text NOT NULL,
+    partner text COLLATE "C" NOT NULL,
+    region_id text COLLATE "C" NOT NULL,
     name text NOT NULL,
     valid_from timestamptz NOT NULL,
     run_id text NOT NULL,
@@ -134,8 +136,8 @@ CREATE TABLE regions (
 );
 
 CREATE TABLE geofencing_zones (
-    partner text NOT NULL,
-    zone_id text NOT NULL,
+    partner text COLLATE "C" NOT NULL,
+    zone_id text COLLATE "C" NOT NULL,
     name text,
     starts_at timestamptz,
     ends_at timestamptz,

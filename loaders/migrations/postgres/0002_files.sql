@@ -3,8 +3,8 @@
 -- their status/occupancy snapshots. Dates are `date`.
 
 CREATE TABLE charge_points (
-    partner text NOT NULL,
-    charge_point_id text NOT NULL,
+    partner text COLLATE "C" NOT NULL,
+    charge_point_id text COLLATE "C" NOT NULL,
     station_id text NOT NULL,
     station_name text NOT NULL,
     network text,
@@ -49,8 +49,8 @@ CREATE TABLE charge_points (
 );
 
 CREATE TABLE charge_point_status (
-    partner text NOT NULL,
-    charge_point_id text NOT NULL,
+    partner text COLLATE "C" NOT NULL,
+    charge_point_id text COLLATE "C" NOT NULL,
     observed_at timestamptz NOT NULL,
     status text NOT NULL,
     occupancy text NOT NULL,
@@ -65,8 +65,8 @@ CREATE TABLE charge_point_status (
 CREATE INDEX charge_point_status_observed ON charge_point_status (observed_at);
 
 CREATE TABLE parking_facilities (
-    partner text NOT NULL,
-    facility_id text NOT NULL,
+    partner text COLLATE "C" NOT NULL,
+    facility_id text COLLATE "C" NOT NULL,
     name text NOT NULL,
     insee_code text,
     address text,
@@ -102,8 +102,8 @@ CREATE TABLE parking_facilities (
 );
 
 CREATE TABLE parking_occupancy (
-    partner text NOT NULL,
-    facility_id text NOT NULL,
+    partner text COLLATE "C" NOT NULL,
+    facility_id text COLLATE "C" NOT NULL,
     observed_at timestamptz NOT NULL,
     name text,
     capacity bigint,
@@ -118,8 +118,8 @@ CREATE INDEX parking_occupancy_observed ON parking_occupancy (observed_at);
 
 -- Which file contents a pipeline has loaded (by SHA-256), so the same file is not loaded twice.
 CREATE TABLE loaded_objects (
-    pipeline text NOT NULL,
-    sha256 text NOT NULL,
+    pipeline text COLLATE "C" NOT NULL,
+    sha256 text COLLATE "C" NOT NULL,
     run_id text NOT NULL,
     source_object text NOT NULL,
     PRIMARY KEY (pipeline, sha256)

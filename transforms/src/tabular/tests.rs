@@ -34,7 +34,7 @@ fn run(
         mapping,
         &TextOptions::default(),
         chunk_rows,
-        &mut RunKeys::new(),
+        &mut RunKeys::default(),
         &mut |c| {
             chunks.push(c);
             Ok(())
