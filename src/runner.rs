@@ -394,8 +394,10 @@ impl Runner {
                     reader,
                     &key,
                     fetched,
-                    &schema,
-                    mapping,
+                    &tabular::SchemaMap {
+                        schema: &schema,
+                        mapping,
+                    },
                     &text,
                     chunk_rows,
                     &mut run_keys,

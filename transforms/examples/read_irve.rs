@@ -24,8 +24,10 @@ fn main() {
         Box::new(file),
         &path,
         chrono::Utc::now(),
-        &schema,
-        &irve::STATIC,
+        &tabular::SchemaMap {
+            schema: &schema,
+            mapping: &irve::STATIC,
+        },
         &TextOptions::default(),
         50_000,
         &mut tabular::RunKeys::default(),

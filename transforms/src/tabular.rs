@@ -15,7 +15,7 @@ use chrono::{DateTime, NaiveTime, Utc};
 use mobiflux_model::TableSchema;
 
 use crate::frame::{FrameBuilder, ValueRef, days_since_epoch};
-use crate::tableschema::{Cell, Schema, Validator};
+use crate::tableschema::{Cell, Schema, Validator, Violation};
 use crate::text::{Records, TextOptions};
 use crate::{Context, Output, Quarantined, TransformError};
 
@@ -77,10 +77,6 @@ pub struct Mapping {
 struct Resolved {
     /// (unified column position, schema field position or None for the fetch time, conversion)
     steps: Vec<(usize, Option<usize>, Conv)>,
-    partner_at: usize,
-    run_id_at: usize,
-    /// Positions of the natural key without `partner`: repeats within a run are refused.
-    key_at: Vec<usize>,
 }
 
 fn resolve(m: &Mapping, schema: &Schema) -> Result<Resolved, String> {
@@ -107,23 +103,100 @@ fn resolve(m: &Mapping, schema: &Schema) -> Result<Resolved, String> {
             };
         steps.push((unified(c.column)?, field, c.conv));
     }
-    let key_at = m
-        .target
-        .key
-        .iter()
-        .filter(|k| **k != "partner")
-        .map(|k| unified(k))
-        .collect::<Result<_, _>>()?;
-    Ok(Resolved {
-        steps,
-        partner_at: unified("partner")?,
-        run_id_at: unified("run_id")?,
-        key_at,
-    })
+    Ok(Resolved { steps })
+}
+
+/// Turns a file's rows into rows of a unified table; one implementation per kind of source
+/// (a published Table Schema with its mapping, a definition's declarative mapping).
+pub trait RowMap: Sync {
+    fn target(&self) -> &'static TableSchema;
+    /// Binds to a file's header; on mismatch, what was expected and what was found.
+    fn bind<'m>(&'m self, header: &[String]) -> Result<Box<dyn BoundRow + 'm>, (String, String)>;
+}
+
+/// A [`RowMap`] bound to the columns of one file.
+pub trait BoundRow {
+    /// Fills `out` (target schema order; `partner` and `run_id` are already set) from a
+    /// row's fields, or returns every rule the row breaks.
+    fn map<'a>(
+        &mut self,
+        fields: &[&'a str],
+        fetched_us: i64,
+        out: &mut [Prepared<'a>],
+    ) -> Result<(), Vec<Violation>>;
+}
+
+/// A published Table Schema and the mapping of its fields to a unified table.
+pub struct SchemaMap<'s> {
+    pub schema: &'s Schema,
+    pub mapping: &'static Mapping,
+}
+
+struct BoundSchema<'m> {
+    validator: Validator<'m>,
+    plan: Resolved,
+    target: &'static TableSchema,
+}
+
+impl RowMap for SchemaMap<'_> {
+    fn target(&self) -> &'static TableSchema {
+        self.mapping.target
+    }
+
+    fn bind<'m>(&'m self, header: &[String]) -> Result<Box<dyn BoundRow + 'm>, (String, String)> {
+        let validator = Validator::new(self.schema, header).map_err(|found| {
+            (
+                format!(
+                    "the columns of table schema {}",
+                    self.schema.name.as_deref().unwrap_or("given")
+                ),
+                found,
+            )
+        })?;
+        let plan = resolve(self.mapping, self.schema).map_err(|found| {
+            (
+                format!(
+                    "a table schema that the {} mapping can read",
+                    self.mapping.target.name
+                ),
+                found,
+            )
+        })?;
+        Ok(Box::new(BoundSchema {
+            validator,
+            plan,
+            target: self.mapping.target,
+        }))
+    }
+}
+
+impl BoundRow for BoundSchema<'_> {
+    fn map<'a>(
+        &mut self,
+        fields: &[&'a str],
+        fetched_us: i64,
+        out: &mut [Prepared<'a>],
+    ) -> Result<(), Vec<Violation>> {
+        let mut cells = Vec::with_capacity(fields.len());
+        self.validator.row_into(fields, &mut cells)?;
+        for &(at, field, conv) in &self.plan.steps {
+            out[at] = match field {
+                Some(f) => value(&cells[f], conv).map_err(|rule| {
+                    vec![Violation {
+                        field: self.target.columns[at].name.to_string(),
+                        value: String::new(),
+                        rule,
+                    }]
+                })?,
+                None => Prepared::Ref(ValueRef::Ts(fetched_us)),
+            };
+        }
+        Ok(())
+    }
 }
 
 /// A computed value: borrowed from the record, or made (rare: times and points as text).
-enum Prepared<'a> {
+pub enum Prepared<'a> {
     Ref(ValueRef<'a>),
     Owned(String),
 }
@@ -209,7 +282,7 @@ pub struct FileStats {
     pub quarantined_rows: u64,
 }
 
-/// Reads one file through its schema and mapping, handing chunks to `emit`.
+/// Reads one file through a row mapping, handing chunks to `emit`.
 /// `emit` returning an error stops the reading (the consumer failed) with that message.
 #[allow(clippy::too_many_arguments)]
 pub fn read(
@@ -217,55 +290,57 @@ pub fn read(
     input: Box<dyn Read + Send>,
     source_object: &str,
     fetched: DateTime<Utc>,
-    schema: &Schema,
-    mapping: &Mapping,
+    map: &dyn RowMap,
     text: &TextOptions,
     chunk_rows: usize,
     seen: &mut RunKeys,
     emit: &mut dyn FnMut(Output) -> Result<(), String>,
 ) -> Result<FileStats, TransformError> {
+    let target = map.target();
     let mut records = Records::open(input, source_object, text)?;
-    let mut validator =
-        Validator::new(schema, records.header()).map_err(|found| TransformError::BadFile {
-            source_object: source_object.to_string(),
-            expected: format!(
-                "the columns of table schema {}",
-                schema.name.as_deref().unwrap_or("given")
-            ),
-            found,
-        })?;
-    let plan = resolve(mapping, schema).map_err(|found| TransformError::BadFile {
-        source_object: source_object.to_string(),
-        expected: format!(
-            "a table schema that the {} mapping can read",
-            mapping.target.name
-        ),
-        found,
-    })?;
-    let mut stats = FileStats::default();
-    let mut builder = FrameBuilder::with_capacity(mapping.target, chunk_rows);
-    let mut quarantine: Vec<Quarantined> = Vec::new();
-    let mut rec = csv::ByteRecord::new();
-    let mut flush = |builder: &mut FrameBuilder, quarantine: &mut Vec<Quarantined>| {
-        let full = std::mem::replace(
-            builder,
-            FrameBuilder::with_capacity(mapping.target, chunk_rows),
-        );
-        let out = Output {
-            tables: vec![(mapping.target, full.finish())],
-            quarantine: std::mem::take(quarantine),
-        };
-        emit(out).map_err(TransformError::Stopped)
+    let mut bound =
+        map.bind(records.header())
+            .map_err(|(expected, found)| TransformError::BadFile {
+                source_object: source_object.to_string(),
+                expected,
+                found,
+            })?;
+    let at = |name: &str| {
+        target
+            .columns
+            .iter()
+            .position(|c| c.name == name)
+            .expect("every table has it")
     };
-    let width = mapping.target.columns.len();
-    let key_name = mapping
-        .target
+    let (partner_at, run_id_at) = (at("partner"), at("run_id"));
+    // The natural key without `partner`: a repeat within a run is refused.
+    let key_at: Vec<usize> = target
+        .key
+        .iter()
+        .filter(|k| **k != "partner")
+        .map(|k| at(k))
+        .collect();
+    let key_name = target
         .key
         .iter()
         .filter(|k| **k != "partner")
         .copied()
         .collect::<Vec<_>>()
         .join(", ");
+    let fetched_us = fetched.timestamp_micros();
+    let mut stats = FileStats::default();
+    let mut builder = FrameBuilder::with_capacity(target, chunk_rows);
+    let mut quarantine: Vec<Quarantined> = Vec::new();
+    let mut rec = csv::ByteRecord::new();
+    let mut flush = |builder: &mut FrameBuilder, quarantine: &mut Vec<Quarantined>| {
+        let full = std::mem::replace(builder, FrameBuilder::with_capacity(target, chunk_rows));
+        let out = Output {
+            tables: vec![(target, full.finish())],
+            quarantine: std::mem::take(quarantine),
+        };
+        emit(out).map_err(TransformError::Stopped)
+    };
+    let width = target.columns.len();
     while records.next(&mut rec)? {
         let line = records.line_of(&rec);
         let fields = records.fields(&rec)?;
@@ -279,31 +354,16 @@ pub fn read(
                     reason,
                 });
             };
-        let mut cells = Vec::with_capacity(schema.fields.len());
-        if let Err(violations) = validator.row_into(&fields, &mut cells) {
+        let mut prepared: Vec<Prepared> = Vec::with_capacity(width);
+        prepared.resize_with(width, || Prepared::Ref(ValueRef::Null));
+        prepared[partner_at] = Prepared::Ref(ValueRef::Text(ctx.partner));
+        prepared[run_id_at] = Prepared::Ref(ValueRef::Text(ctx.run_id));
+        if let Err(violations) = bound.map(&fields, fetched_us, &mut prepared) {
             stats.quarantined_rows += 1;
             for v in violations {
                 reject(&mut quarantine, v.field, v.value, v.rule);
             }
         } else {
-            let mut prepared: Vec<Prepared> = Vec::with_capacity(width);
-            prepared.resize_with(width, || Prepared::Ref(ValueRef::Null));
-            prepared[plan.partner_at] = Prepared::Ref(ValueRef::Text(ctx.partner));
-            prepared[plan.run_id_at] = Prepared::Ref(ValueRef::Text(ctx.run_id));
-            let mut failed = None;
-            for &(at, field, conv) in &plan.steps {
-                let v = match field {
-                    Some(f) => value(&cells[f], conv),
-                    None => Ok(Prepared::Ref(ValueRef::Ts(fetched.timestamp_micros()))),
-                };
-                match v {
-                    Ok(v) => prepared[at] = v,
-                    Err(e) => {
-                        failed = Some((mapping.target.columns[at].name.to_string(), e));
-                        break;
-                    }
-                }
-            }
             let values: Vec<ValueRef> = prepared
                 .iter()
                 .map(|p| match p {
@@ -311,12 +371,11 @@ pub fn read(
                     Prepared::Owned(s) => ValueRef::Text(s),
                 })
                 .collect();
-            if failed.is_none()
-                && let Err(e) = builder.check_refs(&values)
-            {
-                failed = Some((e.field.to_string(), e.reason));
-            }
-            if failed.is_none() && !seen.insert(hash_key(&values, &plan.key_at)) {
+            let mut failed = builder
+                .check_refs(&values)
+                .err()
+                .map(|e| (e.field.to_string(), e.reason));
+            if failed.is_none() && !seen.insert(hash_key(&values, &key_at)) {
                 failed = Some((
                     key_name.clone(),
                     format!("duplicate {key_name} in this run"),

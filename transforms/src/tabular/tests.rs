@@ -13,7 +13,7 @@ fn fetched() -> DateTime<Utc> {
 
 fn run(
     schema: &[u8],
-    mapping: &Mapping,
+    mapping: &'static Mapping,
     bytes: Vec<u8>,
     chunk_rows: usize,
 ) -> (Vec<Output>, FileStats) {
@@ -30,8 +30,10 @@ fn run(
         Box::new(std::io::Cursor::new(bytes)),
         "raw/p/file/x.csv",
         fetched(),
-        &schema,
-        mapping,
+        &SchemaMap {
+            schema: &schema,
+            mapping,
+        },
         &TextOptions::default(),
         chunk_rows,
         &mut RunKeys::default(),
