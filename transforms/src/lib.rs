@@ -10,6 +10,7 @@ pub mod frame;
 pub mod gbfs;
 pub mod irve;
 mod json;
+pub mod mapped;
 pub mod quarantine;
 pub mod tableschema;
 pub mod tabular;
