@@ -305,7 +305,7 @@ fn report(outcomes: &[Outcome], started: Instant) -> ExitCode {
         started.elapsed().as_secs_f64()
     );
     println!(
-        "{:<28} {:<7} {:>8} {:>12} {:>10}  run id",
+        "{:<32} {:<7} {:>8} {:>12} {:>10}  run id",
         "pipeline", "status", "rows", "quarantined", "bytes"
     );
     let mut per_table: BTreeMap<&str, u64> = BTreeMap::new();
@@ -315,7 +315,7 @@ fn report(outcomes: &[Outcome], started: Instant) -> ExitCode {
             *per_table.entry(t).or_default() += n;
         }
         println!(
-            "{:<28} {:<7} {:>8} {:>12} {:>10}  {}",
+            "{:<32} {:<7} {:>8} {:>12} {:>10}  {}",
             o.pipeline,
             if o.ok() { "ok" } else { "FAILED" },
             rows,

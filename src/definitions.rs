@@ -9,15 +9,151 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use mobiflux_schedules::{DEFAULT_TIMEZONE, Schedule};
+use mobiflux_transforms::mapped::{
+    ColumnSpec, Convert, DEFAULT_NO, DEFAULT_YES, MappedTable, Source, TimeSpec,
+};
 use serde::Deserialize;
 use toml::Spanned;
 
 /// Formats this version reads.
-pub const FORMATS: &[&str] = &["gbfs", "irve", "irve-dynamic", "bnls"];
+pub const FORMATS: &[&str] = &["gbfs", "irve", "irve-dynamic", "bnls", "csv"];
 
 /// Formats read from published files (a path, glob, `s3://` prefix or HTTP URL).
-pub const FILE_FORMATS: &[&str] = &["irve", "irve-dynamic", "bnls"];
+pub const FILE_FORMATS: &[&str] = &["irve", "irve-dynamic", "bnls", "csv"];
+
+/// One `[columns]` entry of a `csv` definition: a source column name, or a table.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum ColumnRaw {
+    Name(String),
+    Spec(Box<SpecRaw>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SpecRaw {
+    from: Option<String>,
+    value: Option<String>,
+    time: Option<String>,
+    timezone: Option<String>,
+    date: Option<String>,
+    geometry: Option<String>,
+    decimal: Option<String>,
+    group: Option<String>,
+    #[serde(rename = "true")]
+    yes: Option<Vec<String>>,
+    #[serde(rename = "false")]
+    no: Option<Vec<String>>,
+    map: Option<BTreeMap<String, String>>,
+}
+
+fn one_char(s: &str, what: &str) -> Result<char, String> {
+    let mut it = s.chars();
+    match (it.next(), it.next()) {
+        (Some(c), None) => Ok(c),
+        _ => Err(format!("{what} must be one character, not {s:?}")),
+    }
+}
+
+/// A `[columns]` entry as a mapping step.
+fn column_spec(column: &'static str, raw: ColumnRaw) -> Result<ColumnSpec, String> {
+    let spec = match raw {
+        ColumnRaw::Name(from) => {
+            return Ok(ColumnSpec {
+                column,
+                source: Source::Column(from),
+                convert: Convert::Auto,
+            });
+        }
+        ColumnRaw::Spec(s) => *s,
+    };
+    let source = match (spec.from, spec.value) {
+        (Some(f), None) => Source::Column(f),
+        (None, Some(v)) => Source::Constant(v),
+        _ => return Err("give either from = \"source column\" or value = \"constant\"".into()),
+    };
+    let mut converts = Vec::new();
+    if let Some(t) = spec.time {
+        let tz: chrono_tz::Tz =
+            spec.timezone
+                .as_deref()
+                .unwrap_or("UTC")
+                .parse()
+                .map_err(|_| {
+                    format!(
+                        "timezone {:?} is not an IANA timezone",
+                        spec.timezone.unwrap_or_default()
+                    )
+                })?;
+        converts.push(Convert::Time(match t.as_str() {
+            "epoch_s" => TimeSpec::EpochSeconds,
+            "epoch_ms" => TimeSpec::EpochMillis,
+            "rfc3339" | "iso8601" => TimeSpec::Rfc3339,
+            f if f.contains('%') => TimeSpec::Format {
+                format: f.to_string(),
+                tz,
+            },
+            other => {
+                return Err(format!(
+                    "time {other:?}: use epoch_s, epoch_ms, rfc3339 or a %-format"
+                ));
+            }
+        }));
+    } else if spec.timezone.is_some() {
+        return Err("timezone goes with time".into());
+    }
+    if let Some(d) = spec.date {
+        converts.push(Convert::Date(d));
+    }
+    if let Some(g) = spec.geometry {
+        converts.push(match g.as_str() {
+            "lat" => Convert::Lat,
+            "lon" => Convert::Lon,
+            other => return Err(format!("geometry {other:?}: use \"lat\" or \"lon\"")),
+        });
+    }
+    if spec.decimal.is_some() || spec.group.is_some() {
+        converts.push(Convert::Number {
+            decimal: spec
+                .decimal
+                .as_deref()
+                .map(|d| one_char(d, "decimal"))
+                .transpose()?
+                .unwrap_or('.'),
+            group: spec
+                .group
+                .as_deref()
+                .map(|g| one_char(g, "group"))
+                .transpose()?,
+        });
+    }
+    if spec.yes.is_some() || spec.no.is_some() {
+        converts.push(Convert::Bool {
+            yes: spec
+                .yes
+                .unwrap_or_else(|| DEFAULT_YES.iter().map(|s| s.to_string()).collect()),
+            no: spec
+                .no
+                .unwrap_or_else(|| DEFAULT_NO.iter().map(|s| s.to_string()).collect()),
+        });
+    }
+    if let Some(m) = spec.map {
+        converts.push(Convert::Map(m));
+    }
+    if converts.len() > 1 {
+        return Err(
+            "one conversion per column (time, date, geometry, decimal, true/false or map)".into(),
+        );
+    }
+    Ok(ColumnSpec {
+        column,
+        source,
+        convert: converts.pop().unwrap_or(Convert::Auto),
+    })
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct DefinitionError {
@@ -60,6 +196,9 @@ struct RawDefinition {
     schema: Option<Spanned<String>>,
     delimiter: Option<Spanned<String>>,
     encoding: Option<Spanned<String>>,
+    table: Option<Spanned<String>>,
+    nulls: Option<Vec<String>>,
+    columns: Option<Spanned<BTreeMap<String, ColumnRaw>>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -84,6 +223,8 @@ pub struct Definition {
     pub schema: Option<PathBuf>,
     pub delimiter: u8,
     pub encoding: mobiflux_transforms::text::Encoding,
+    /// The declarative mapping of a `csv` definition.
+    pub mapping: Option<Arc<MappedTable>>,
 }
 
 impl Definition {
@@ -119,7 +260,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Definition, Vec<DefinitionError>
             message,
         }
     };
-    let raw: RawDefinition = toml::from_str(text).map_err(|e| {
+    let mut raw: RawDefinition = toml::from_str(text).map_err(|e| {
         let msg = e.message().trim().to_string();
         let key = msg
             .strip_prefix("missing field `")
@@ -275,6 +416,102 @@ pub fn parse(file: &Path, text: &str) -> Result<Definition, Vec<DefinitionError>
             format!("no file at {:?}", sc.get_ref()),
         ));
     }
+    let mut mapping = None;
+    let is_csv = raw.format.get_ref() == "csv";
+    match (&raw.table, &raw.columns) {
+        (Some(table), Some(columns)) if is_csv => {
+            let line = Some(columns.span());
+            match mobiflux_model::schema::table(table.get_ref()).filter(|t| t.name != "quarantine")
+            {
+                None => errors.push(err(
+                    Some(table.span()),
+                    Some("table"),
+                    format!(
+                        "{:?} is not a unified table; one of {:?}",
+                        table.get_ref(),
+                        mobiflux_model::schema::UNIFIED_TABLES
+                            .iter()
+                            .map(|t| t.name)
+                            .collect::<Vec<_>>()
+                    ),
+                )),
+                Some(target) => {
+                    let mut specs = Vec::new();
+                    let mut raw_columns = columns.get_ref().iter().collect::<Vec<_>>();
+                    raw_columns
+                        .sort_by_key(|(k, _)| target.columns.iter().position(|c| &c.name == k));
+                    for (name, _) in &raw_columns {
+                        if target.column(name).is_none() {
+                            errors.push(err(
+                                line.clone(),
+                                Some(&format!("columns.{name}")),
+                                format!("table {} has no column {name}", target.name),
+                            ));
+                        }
+                    }
+                    let owned = raw
+                        .columns
+                        .take()
+                        .map(Spanned::into_inner)
+                        .unwrap_or_default();
+                    for (name, spec) in owned {
+                        let Some(c) = target.columns.iter().find(|c| c.name == name) else {
+                            continue;
+                        };
+                        match column_spec(c.name, spec) {
+                            Ok(s) => specs.push(s),
+                            Err(m) => {
+                                errors.push(err(line.clone(), Some(&format!("columns.{name}")), m))
+                            }
+                        }
+                    }
+                    let table = MappedTable {
+                        target,
+                        columns: specs,
+                        nulls: raw.nulls.clone().unwrap_or_else(|| vec![String::new()]),
+                    };
+                    match table.check() {
+                        Ok(()) => mapping = Some(Arc::new(table)),
+                        Err(m) => errors.push(err(line, Some("columns"), m)),
+                    }
+                }
+            }
+        }
+        _ if is_csv => errors.push(err(
+            None,
+            Some(if raw.table.is_none() {
+                "table"
+            } else {
+                "columns"
+            }),
+            "a csv definition names its target table and maps its [columns]".into(),
+        )),
+        (Some(t), _) => errors.push(err(
+            Some(t.span()),
+            Some("table"),
+            "only csv definitions name a table".into(),
+        )),
+        (None, Some(c)) => errors.push(err(
+            Some(c.span()),
+            Some("columns"),
+            "only csv definitions map columns".into(),
+        )),
+        (None, None) => {}
+    }
+    if raw.nulls.is_some() && !is_csv {
+        errors.push(err(
+            None,
+            Some("nulls"),
+            "only csv definitions take nulls".into(),
+        ));
+    }
+    if raw.schema.is_some() && is_csv {
+        errors.push(err(
+            None,
+            Some("schema"),
+            "csv definitions map columns themselves; schema is for irve and bnls".into(),
+        ));
+    }
     for (key, present) in [
         ("schema", raw.schema.is_some()),
         ("delimiter", raw.delimiter.is_some()),
@@ -313,6 +550,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Definition, Vec<DefinitionError>
         schema: raw.schema.map(|s| PathBuf::from(s.into_inner())),
         delimiter,
         encoding,
+        mapping,
     })
 }
 
@@ -447,7 +685,7 @@ schedule = "0 * * * * *"
         assert_eq!(
             shown,
             vec![
-                "p/velo.toml:3: format: unknown format \"gtfs\"; this version reads [\"gbfs\", \"irve\", \"irve-dynamic\", \"bnls\"]".to_string(),
+                "p/velo.toml:3: format: unknown format \"gtfs\"; this version reads [\"gbfs\", \"irve\", \"irve-dynamic\", \"bnls\", \"csv\"]".to_string(),
                 "p/velo.toml:5: schedule: \"* * * * *\" is not a cron expression with seconds (sec min hour day month weekday): expected 6 fields, found 5".to_string(),
             ]
         );
@@ -464,6 +702,55 @@ schedule = "0 * * * * *"
         assert_eq!(
             bad_name[0].to_string(),
             "x.toml:1: name: \"Velo City\" must be 1-63 characters of a-z, 0-9 and '-'"
+        );
+    }
+
+    #[test]
+    fn csv_definitions_map_columns_and_errors_name_the_column() {
+        let good = r#"name = "p"
+partner = "p"
+format = "csv"
+url = "/data/p.csv"
+schedule = "0 0 * * * *"
+table = "parking_occupancy"
+delimiter = ";"
+
+[columns]
+facility_id = "Name"
+observed_at = { from = "Zeit", time = "%d.%m.%Y %H:%M", timezone = "Europe/Berlin" }
+free = { from = "Frei", decimal = "," }
+"#;
+        let d = parse(Path::new("p.toml"), good).unwrap();
+        let m = d.mapping.unwrap();
+        assert_eq!(m.target.name, "parking_occupancy");
+        assert_eq!(m.columns.len(), 3);
+        assert_eq!(d.delimiter, b';');
+        let bad = good
+            .replace("parking_occupancy", "parkings")
+            .replace("[columns]", "[columns]\nfoo = \"Bar\"");
+        let errs = parse(Path::new("p.toml"), &bad).unwrap_err();
+        assert!(
+            errs[0]
+                .to_string()
+                .starts_with("p.toml:6: table: \"parkings\" is not a unified table"),
+            "{errs:?}"
+        );
+        let bad = good
+            .replace("timezone = \"Europe/Berlin\"", "timezone = \"Berlin\"")
+            .replace("facility_id = \"Name\"\n", "");
+        let shown: Vec<String> = parse(Path::new("p.toml"), &bad)
+            .unwrap_err()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            shown,
+            vec![
+                "p.toml:9: columns.observed_at: timezone \"Berlin\" is not an IANA timezone"
+                    .to_string(),
+                "p.toml:9: columns: table parking_occupancy needs [\"facility_id\"] mapped"
+                    .to_string(),
+            ]
         );
     }
 

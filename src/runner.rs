@@ -13,6 +13,7 @@ use mobiflux_extractors::raw::{Manifest, manifest_key};
 use mobiflux_extractors::{Http, HttpOptions, RawStore, Source};
 use mobiflux_loaders::{Batch, RunRecord, Warehouse};
 use mobiflux_model::RunId;
+use mobiflux_transforms::mapped::MappedTable;
 use mobiflux_transforms::tableschema::Schema;
 use mobiflux_transforms::tabular::{self, Mapping};
 use mobiflux_transforms::text::{Encoding, TextOptions};
@@ -99,6 +100,18 @@ fn new_record(
         error: None,
         manifest: Some(manifest_key(run_id)),
     }
+}
+
+/// How a file's rows become unified rows.
+#[derive(Clone)]
+enum FileMap {
+    /// A published Table Schema (bundled or from the definition) and the format's mapping.
+    Schema {
+        schema: Arc<Schema>,
+        mapping: &'static Mapping,
+    },
+    /// A definition's declarative `[columns]` mapping.
+    Declared(Arc<MappedTable>),
 }
 
 /// What the transform-and-load step produced.
@@ -271,38 +284,48 @@ impl Runner {
                 self.load_feed(manifest, def.and_then(|d| d.language.as_deref()), record)
                     .await
             }
-            "irve" => {
-                self.load_files(
-                    manifest,
-                    def,
-                    &mobiflux_transforms::irve::STATIC,
-                    mobiflux_transforms::irve::STATIC_SCHEMA,
-                    record,
-                    reload,
-                )
-                .await
+            "irve" | "irve-dynamic" | "bnls" => {
+                let (mapping, bundled) = match manifest.format.as_str() {
+                    "irve" => (
+                        &mobiflux_transforms::irve::STATIC,
+                        mobiflux_transforms::irve::STATIC_SCHEMA,
+                    ),
+                    "irve-dynamic" => (
+                        &mobiflux_transforms::irve::DYNAMIC,
+                        mobiflux_transforms::irve::DYNAMIC_SCHEMA,
+                    ),
+                    _ => (
+                        &mobiflux_transforms::bnls::MAPPING,
+                        mobiflux_transforms::bnls::SCHEMA,
+                    ),
+                };
+                let schema = match def.and_then(|d| d.schema.as_ref()) {
+                    Some(path) => {
+                        let bytes = std::fs::read(path)
+                            .map_err(|e| format!("schema {}: {e}", path.display()))?;
+                        Schema::from_json(&bytes, &path.display().to_string())
+                    }
+                    None => {
+                        Schema::from_json(bundled, &format!("bundled {} schema", manifest.format))
+                    }
+                }
+                .map_err(|e| e.to_string())?;
+                let map = FileMap::Schema {
+                    schema: Arc::new(schema),
+                    mapping,
+                };
+                self.load_files(manifest, def, map, record, reload).await
             }
-            "irve-dynamic" => {
-                self.load_files(
-                    manifest,
-                    def,
-                    &mobiflux_transforms::irve::DYNAMIC,
-                    mobiflux_transforms::irve::DYNAMIC_SCHEMA,
-                    record,
-                    reload,
-                )
-                .await
-            }
-            "bnls" => {
-                self.load_files(
-                    manifest,
-                    def,
-                    &mobiflux_transforms::bnls::MAPPING,
-                    mobiflux_transforms::bnls::SCHEMA,
-                    record,
-                    reload,
-                )
-                .await
+            "csv" => {
+                // The mapping lives in the definition: a replay needs the definition too.
+                let mapping = def.and_then(|d| d.mapping.clone()).ok_or_else(|| {
+                    format!(
+                        "no definition of pipeline {} with its [columns] mapping in the pipelines folder",
+                        manifest.pipeline
+                    )
+                })?;
+                self.load_files(manifest, def, FileMap::Declared(mapping), record, reload)
+                    .await
             }
             other => Err(format!("no transform for format {other}")),
         }
@@ -315,24 +338,10 @@ impl Runner {
         &self,
         manifest: &Manifest,
         def: Option<&Definition>,
-        mapping: &'static Mapping,
-        bundled_schema: &'static [u8],
+        map: FileMap,
         record: &mut RunRecord,
         reload: bool,
     ) -> Result<Loaded, String> {
-        let schema = match def.and_then(|d| d.schema.as_ref()) {
-            Some(path) => {
-                let bytes =
-                    std::fs::read(path).map_err(|e| format!("schema {}: {e}", path.display()))?;
-                Schema::from_json(&bytes, &path.display().to_string())
-            }
-            None => Schema::from_json(
-                bundled_schema,
-                &format!("bundled {} schema", manifest.format),
-            ),
-        }
-        .map_err(|e| e.to_string())?;
-        let schema = Arc::new(schema);
         let text = TextOptions {
             delimiter: def.map(|d| d.delimiter).unwrap_or(b','),
             encoding: def.map(|d| d.encoding).unwrap_or(Encoding::Auto),
@@ -373,7 +382,7 @@ impl Runner {
                 .map_err(|e| e.to_string())?;
             let (chunks_tx, mut chunks) =
                 tokio::sync::mpsc::channel::<Output>(tuning("MOBIFLUX_CHUNK_QUEUE", CHUNK_QUEUE));
-            let (schema, text) = (schema.clone(), text.clone());
+            let (map, text) = (map.clone(), text.clone());
             let (pipeline, partner, run_id) = (
                 manifest.pipeline.clone(),
                 manifest.partner.clone(),
@@ -389,15 +398,20 @@ impl Runner {
                     run_id: &run_id,
                     language: None,
                 };
+                let schema_map;
+                let row_map: &dyn tabular::RowMap = match &map {
+                    FileMap::Schema { schema, mapping } => {
+                        schema_map = tabular::SchemaMap { schema, mapping };
+                        &schema_map
+                    }
+                    FileMap::Declared(table) => table.as_ref(),
+                };
                 let result = tabular::read(
                     &ctx,
                     reader,
                     &key,
                     fetched,
-                    &tabular::SchemaMap {
-                        schema: &schema,
-                        mapping,
-                    },
+                    row_map,
                     &text,
                     chunk_rows,
                     &mut run_keys,

@@ -393,3 +393,99 @@ async fn hostile_files_fail_alone_with_clear_errors_and_load_nothing() {
     );
     assert_eq!(wh.dump(&CHARGE_POINTS).await.unwrap().len(), 2);
 }
+
+/// The bundled municipal export examples, pointed at the fixture files on disk.
+fn define_municipal(dir: &std::path::Path) {
+    let root = env!("CARGO_MANIFEST_DIR");
+    for name in [
+        "example-parking-bietigheim",
+        "example-parking-neckarsulm",
+        "example-parking-reutlingen",
+        "example-parking-reutlingen-pmr",
+        "example-parking-bielefeld",
+    ] {
+        let text = std::fs::read_to_string(format!("{root}/pipelines/{name}.toml")).unwrap();
+        let text = text.replace("${MOBIFLUX_EXAMPLE_MSP}", &format!("{root}/fixtures"));
+        std::fs::write(dir.join(format!("{name}.toml")), text).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn municipal_exports_load_by_configuration_with_decoded_text_utc_times_and_points() {
+    let pipelines = temp_dir("municipal");
+    define_municipal(&pipelines);
+    let pg = pg_database().await;
+    let mut env = dest(&pipelines, &s3_url(), &pg);
+    env.extend(s3_env());
+    let out = mobiflux(&["run"], &env).await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("parking_facilities 1052, parking_occupancy 14"),
+        "{stdout}"
+    );
+    let local = temp_dir("municipal-local");
+    let sqlite = format!("sqlite://{}/w.db", local.display());
+    let out = mobiflux(
+        &["run"],
+        &dest(&pipelines, local.join("raw").to_str().unwrap(), &sqlite),
+    )
+    .await;
+    assert!(out.status.success(), "{:?}", text(&out));
+
+    let pool = sqlx::PgPool::connect(&pg).await.unwrap();
+    let occ: Vec<(String, String, i64, i64, String)> = sqlx::query_as(
+        "SELECT facility_id, to_char(observed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS'), capacity, occupied, status \
+         FROM parking_occupancy ORDER BY facility_id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(occ.len(), 14);
+    let first = occ
+        .iter()
+        .find(|r| r.0 == "Parkplatz Mühlwiesenstr.")
+        .unwrap();
+    assert_eq!(
+        first,
+        &(
+            "Parkplatz Mühlwiesenstr.".to_string(),
+            "2025-02-27T10:17:47.085".to_string(),
+            106,
+            81,
+            "open".to_string()
+        )
+    );
+    assert_eq!(occ.iter().filter(|r| r.4 == "closed").count(), 1);
+
+    let (lon, lat, cap): (f64, f64, Option<i64>) =
+        sqlx::query_as("SELECT lon, lat, capacity FROM parking_facilities WHERE partner = 'neckarsulm' AND facility_id = '4'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(
+        (lon - 9.24487198).abs() < 1e-7 && (lat - 49.190044818).abs() < 1e-7,
+        "{lon} {lat}"
+    );
+    assert_eq!(cap, Some(203));
+    let (name, cap): (String, Option<i64>) =
+        sqlx::query_as("SELECT name, capacity FROM parking_facilities WHERE partner = 'reutlingen' AND facility_id = '585'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!((name.as_str(), cap), ("Rommelsbacher Straße", None));
+    let addr: String = sqlx::query_scalar("SELECT address FROM parking_facilities WHERE partner = 'bielefeld' AND facility_id = '620-1'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(addr, "hinter Schildescher Straße 25 über Ernst-Rein-Straße");
+
+    // SQLite holds the same rows.
+    let post = mobiflux_loaders::open(&pg).await.unwrap();
+    let lite = mobiflux_loaders::open(&sqlite).await.unwrap();
+    let occ_schema = &mobiflux_model::schema::PARKING_OCCUPANCY;
+    assert_eq!(
+        post.dump(occ_schema).await.unwrap(),
+        lite.dump(occ_schema).await.unwrap()
+    );
+}
