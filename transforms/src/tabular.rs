@@ -282,6 +282,158 @@ pub struct FileStats {
     pub quarantined_rows: u64,
 }
 
+/// Where mapped rows go: checked against the table, refused when their key repeats in the
+/// run, quarantined with their position when anything is wrong, handed on in chunks.
+/// Shared by every row source (delimited files, scraped pages).
+pub struct RowSink<'e> {
+    target: &'static TableSchema,
+    source_object: String,
+    partner_at: usize,
+    run_id_at: usize,
+    key_at: Vec<usize>,
+    key_name: String,
+    chunk_rows: usize,
+    builder: FrameBuilder,
+    quarantine: Vec<Quarantined>,
+    pub stats: FileStats,
+    emit: &'e mut dyn FnMut(Output) -> Result<(), String>,
+}
+
+impl<'e> RowSink<'e> {
+    pub fn new(
+        target: &'static TableSchema,
+        source_object: &str,
+        chunk_rows: usize,
+        emit: &'e mut dyn FnMut(Output) -> Result<(), String>,
+    ) -> Self {
+        let at = |name: &str| {
+            target
+                .columns
+                .iter()
+                .position(|c| c.name == name)
+                .expect("every table has it")
+        };
+        RowSink {
+            target,
+            source_object: source_object.to_string(),
+            partner_at: at("partner"),
+            run_id_at: at("run_id"),
+            // The natural key without `partner`: a repeat within a run is refused.
+            key_at: target
+                .key
+                .iter()
+                .filter(|k| **k != "partner")
+                .map(|k| at(k))
+                .collect(),
+            key_name: target
+                .key
+                .iter()
+                .filter(|k| **k != "partner")
+                .copied()
+                .collect::<Vec<_>>()
+                .join(", "),
+            chunk_rows,
+            builder: FrameBuilder::with_capacity(target, chunk_rows),
+            quarantine: Vec::new(),
+            stats: FileStats::default(),
+            emit,
+        }
+    }
+
+    /// A row of the target's width with `partner` and `run_id` set.
+    pub fn blank<'a>(&self, ctx: &Context<'a>) -> Vec<Prepared<'a>> {
+        let mut row: Vec<Prepared> = Vec::with_capacity(self.target.columns.len());
+        row.resize_with(self.target.columns.len(), || Prepared::Ref(ValueRef::Null));
+        row[self.partner_at] = Prepared::Ref(ValueRef::Text(ctx.partner));
+        row[self.run_id_at] = Prepared::Ref(ValueRef::Text(ctx.run_id));
+        row
+    }
+
+    fn reject(&mut self, position: String, field: String, value: String, reason: String) {
+        self.quarantine.push(Quarantined {
+            source_object: self.source_object.clone(),
+            position,
+            field: (!field.is_empty()).then_some(field),
+            value: Some(value),
+            reason,
+        });
+    }
+
+    /// Takes a mapped row, or the rules it broke. `position` and `shown` (the source row as
+    /// text) are only computed for a row that goes to quarantine.
+    pub fn accept(
+        &mut self,
+        position: impl Fn() -> String,
+        mapped: Result<Vec<Prepared>, Vec<Violation>>,
+        seen: &mut RunKeys,
+        shown: impl FnOnce() -> String,
+    ) -> Result<(), TransformError> {
+        match mapped {
+            Err(violations) => {
+                self.stats.quarantined_rows += 1;
+                for v in violations {
+                    self.reject(position(), v.field, v.value, v.rule);
+                }
+            }
+            Ok(prepared) => {
+                let values: Vec<ValueRef> = prepared
+                    .iter()
+                    .map(|p| match p {
+                        Prepared::Ref(r) => *r,
+                        Prepared::Owned(s) => ValueRef::Text(s),
+                    })
+                    .collect();
+                let mut failed = self
+                    .builder
+                    .check_refs(&values)
+                    .err()
+                    .map(|e| (e.field.to_string(), e.reason));
+                if failed.is_none() && !seen.insert(hash_key(&values, &self.key_at)) {
+                    failed = Some((
+                        self.key_name.clone(),
+                        format!("duplicate {} in this run", self.key_name),
+                    ));
+                }
+                match failed {
+                    Some((field, reason)) => {
+                        self.stats.quarantined_rows += 1;
+                        let value: String = shown().chars().take(500).collect();
+                        self.reject(position(), field, value, reason);
+                    }
+                    None => {
+                        self.builder.push_checked(&values);
+                        self.stats.rows += 1;
+                    }
+                }
+            }
+        }
+        if self.builder.len() >= self.chunk_rows || self.quarantine.len() >= self.chunk_rows {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), TransformError> {
+        let full = std::mem::replace(
+            &mut self.builder,
+            FrameBuilder::with_capacity(self.target, self.chunk_rows),
+        );
+        let out = Output {
+            tables: vec![(self.target, full.finish())],
+            quarantine: std::mem::take(&mut self.quarantine),
+        };
+        (self.emit)(out).map_err(TransformError::Stopped)
+    }
+
+    /// Hands on what is left; returns what the source gave.
+    pub fn finish(mut self) -> Result<FileStats, TransformError> {
+        if !self.builder.is_empty() || !self.quarantine.is_empty() {
+            self.flush()?;
+        }
+        Ok(self.stats)
+    }
+}
+
 /// Reads one file through a row mapping, handing chunks to `emit`.
 /// `emit` returning an error stops the reading (the consumer failed) with that message.
 #[allow(clippy::too_many_arguments)]
@@ -296,7 +448,6 @@ pub fn read(
     seen: &mut RunKeys,
     emit: &mut dyn FnMut(Output) -> Result<(), String>,
 ) -> Result<FileStats, TransformError> {
-    let target = map.target();
     let mut records = Records::open(input, source_object, text)?;
     let mut bound =
         map.bind(records.header())
@@ -305,107 +456,22 @@ pub fn read(
                 expected,
                 found,
             })?;
-    let at = |name: &str| {
-        target
-            .columns
-            .iter()
-            .position(|c| c.name == name)
-            .expect("every table has it")
-    };
-    let (partner_at, run_id_at) = (at("partner"), at("run_id"));
-    // The natural key without `partner`: a repeat within a run is refused.
-    let key_at: Vec<usize> = target
-        .key
-        .iter()
-        .filter(|k| **k != "partner")
-        .map(|k| at(k))
-        .collect();
-    let key_name = target
-        .key
-        .iter()
-        .filter(|k| **k != "partner")
-        .copied()
-        .collect::<Vec<_>>()
-        .join(", ");
     let fetched_us = fetched.timestamp_micros();
-    let mut stats = FileStats::default();
-    let mut builder = FrameBuilder::with_capacity(target, chunk_rows);
-    let mut quarantine: Vec<Quarantined> = Vec::new();
+    let mut sink = RowSink::new(map.target(), source_object, chunk_rows, emit);
     let mut rec = csv::ByteRecord::new();
-    let mut flush = |builder: &mut FrameBuilder, quarantine: &mut Vec<Quarantined>| {
-        let full = std::mem::replace(builder, FrameBuilder::with_capacity(target, chunk_rows));
-        let out = Output {
-            tables: vec![(target, full.finish())],
-            quarantine: std::mem::take(quarantine),
-        };
-        emit(out).map_err(TransformError::Stopped)
-    };
-    let width = target.columns.len();
     while records.next(&mut rec)? {
         let line = records.line_of(&rec);
         let fields = records.fields(&rec)?;
-        let reject =
-            |quarantine: &mut Vec<Quarantined>, field: String, value: String, reason: String| {
-                quarantine.push(Quarantined {
-                    source_object: source_object.to_string(),
-                    position: format!("line {line}"),
-                    field: (!field.is_empty()).then_some(field),
-                    value: Some(value),
-                    reason,
-                });
-            };
-        let mut prepared: Vec<Prepared> = Vec::with_capacity(width);
-        prepared.resize_with(width, || Prepared::Ref(ValueRef::Null));
-        prepared[partner_at] = Prepared::Ref(ValueRef::Text(ctx.partner));
-        prepared[run_id_at] = Prepared::Ref(ValueRef::Text(ctx.run_id));
-        if let Err(violations) = bound.map(&fields, fetched_us, &mut prepared) {
-            stats.quarantined_rows += 1;
-            for v in violations {
-                reject(&mut quarantine, v.field, v.value, v.rule);
-            }
-        } else {
-            let values: Vec<ValueRef> = prepared
-                .iter()
-                .map(|p| match p {
-                    Prepared::Ref(r) => *r,
-                    Prepared::Owned(s) => ValueRef::Text(s),
-                })
-                .collect();
-            let mut failed = builder
-                .check_refs(&values)
-                .err()
-                .map(|e| (e.field.to_string(), e.reason));
-            if failed.is_none() && !seen.insert(hash_key(&values, &key_at)) {
-                failed = Some((
-                    key_name.clone(),
-                    format!("duplicate {key_name} in this run"),
-                ));
-            }
-            match failed {
-                Some((field, reason)) => {
-                    stats.quarantined_rows += 1;
-                    let shown = fields.join(&(text.delimiter as char).to_string());
-                    reject(
-                        &mut quarantine,
-                        field,
-                        shown.chars().take(500).collect(),
-                        reason,
-                    );
-                }
-                None => {
-                    builder.push_checked(&values);
-                    stats.rows += 1;
-                }
-            }
-        }
-        if builder.len() >= chunk_rows || quarantine.len() >= chunk_rows {
-            flush(&mut builder, &mut quarantine)?;
-        }
+        let mut row = sink.blank(ctx);
+        let mapped = bound.map(&fields, fetched_us, &mut row).map(|()| row);
+        sink.accept(
+            || format!("line {line}"),
+            mapped,
+            seen,
+            || fields.join(&(text.delimiter as char).to_string()),
+        )?;
     }
-    if !builder.is_empty() || !quarantine.is_empty() {
-        flush(&mut builder, &mut quarantine)?;
-    }
-    Ok(stats)
+    sink.finish()
 }
 
 #[cfg(test)]
