@@ -8,6 +8,7 @@
 pub mod bnls;
 pub mod frame;
 pub mod gbfs;
+pub mod html;
 pub mod irve;
 mod json;
 pub mod mapped;
