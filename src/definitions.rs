@@ -12,6 +12,7 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use mobiflux_schedules::{DEFAULT_TIMEZONE, Schedule};
+use mobiflux_transforms::html::{Field, PageSpec};
 use mobiflux_transforms::mapped::{
     ColumnSpec, Convert, DEFAULT_NO, DEFAULT_YES, MappedTable, Source, TimeSpec,
 };
@@ -19,7 +20,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 /// Formats this version reads.
-pub const FORMATS: &[&str] = &["gbfs", "irve", "irve-dynamic", "bnls", "csv"];
+pub const FORMATS: &[&str] = &["gbfs", "irve", "irve-dynamic", "bnls", "csv", "html"];
 
 /// Formats read from published files (a path, glob, `s3://` prefix or HTTP URL).
 pub const FILE_FORMATS: &[&str] = &["irve", "irve-dynamic", "bnls", "csv"];
@@ -48,6 +49,9 @@ struct SpecRaw {
     #[serde(rename = "false")]
     no: Option<Vec<String>>,
     map: Option<BTreeMap<String, String>>,
+    css: Option<String>,
+    attr: Option<String>,
+    regex: Option<String>,
 }
 
 fn one_char(s: &str, what: &str) -> Result<char, String> {
@@ -56,6 +60,63 @@ fn one_char(s: &str, what: &str) -> Result<char, String> {
         (Some(c), None) => Ok(c),
         _ => Err(format!("{what} must be one character, not {s:?}")),
     }
+}
+
+/// An `html` `[columns]` entry: where its text is in a row element, and its mapping step
+/// (whose source is the field of that name, or a constant).
+fn page_column(
+    column: &'static str,
+    raw: ColumnRaw,
+) -> Result<(Option<Field>, ColumnSpec), String> {
+    let mut spec = match raw {
+        ColumnRaw::Name(css) => {
+            let f = Field {
+                name: column.to_string(),
+                css: Some(css),
+                attr: None,
+                regex: None,
+            };
+            let c = ColumnSpec {
+                column,
+                source: Source::Column(column.to_string()),
+                convert: Convert::Auto,
+            };
+            return Ok((Some(f), c));
+        }
+        ColumnRaw::Spec(s) => *s,
+    };
+    if spec.from.is_some() {
+        return Err("html columns take css (and attr, regex), not from".into());
+    }
+    let field = if spec.value.is_some() {
+        if spec.css.is_some() || spec.attr.is_some() || spec.regex.is_some() {
+            return Err("a constant value takes no css, attr or regex".into());
+        }
+        None
+    } else {
+        if spec.css.is_none() && spec.attr.is_none() {
+            return Err(
+                "give css = \"selector\" (text), attr = \"name\" (of the row element) or both"
+                    .into(),
+            );
+        }
+        if let Some(css) = &spec.css {
+            mobiflux_transforms::html::check_selector(css)?;
+        }
+        let regex = match spec.regex.take() {
+            Some(r) => Some(regex::Regex::new(&r).map_err(|e| format!("regex {r:?}: {e}"))?),
+            None => None,
+        };
+        spec.from = Some(column.to_string());
+        Some(Field {
+            name: column.to_string(),
+            css: spec.css.take(),
+            attr: spec.attr.take(),
+            regex,
+        })
+    };
+    let c = column_spec(column, ColumnRaw::Spec(Box::new(spec)))?;
+    Ok((field, c))
 }
 
 /// A `[columns]` entry as a mapping step.
@@ -70,6 +131,9 @@ fn column_spec(column: &'static str, raw: ColumnRaw) -> Result<ColumnSpec, Strin
         }
         ColumnRaw::Spec(s) => *s,
     };
+    if spec.css.is_some() || spec.attr.is_some() || spec.regex.is_some() {
+        return Err("css, attr and regex are for html definitions".into());
+    }
     let source = match (spec.from, spec.value) {
         (Some(f), None) => Source::Column(f),
         (None, Some(v)) => Source::Constant(v),
@@ -199,9 +263,27 @@ struct RawDefinition {
     table: Option<Spanned<String>>,
     nulls: Option<Vec<String>>,
     columns: Option<Spanned<BTreeMap<String, ColumnRaw>>>,
+    rows: Option<Spanned<String>>,
+    urls: Option<Vec<String>>,
+    pages: Option<Spanned<PagesRaw>>,
+    user_agent: Option<String>,
+    rate_per_second: Option<Spanned<f64>>,
+    robots: Option<bool>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+/// `pages = { template = "https://…?page={page}", from = 1, to = 5 }`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PagesRaw {
+    template: String,
+    from: u32,
+    to: u32,
+}
+
+/// At most this many pages from one page-number template.
+const MAX_PAGES: u32 = 100;
+
+#[derive(Debug, Clone)]
 pub struct Definition {
     pub file: PathBuf,
     pub name: String,
@@ -225,6 +307,15 @@ pub struct Definition {
     pub encoding: mobiflux_transforms::text::Encoding,
     /// The declarative mapping of a `csv` definition.
     pub mapping: Option<Arc<MappedTable>>,
+    /// The scraping rules of an `html` definition.
+    pub page: Option<Arc<PageSpec>>,
+    /// Every page an `html` definition fetches, in order (may hold `${VAR}`).
+    pub page_urls: Vec<String>,
+    pub user_agent: Option<String>,
+    /// At least this long between two requests to one host (`html`).
+    pub min_interval: Duration,
+    /// Obey `robots.txt` (`html`).
+    pub robots: bool,
 }
 
 impl Definition {
@@ -417,7 +508,9 @@ pub fn parse(file: &Path, text: &str) -> Result<Definition, Vec<DefinitionError>
         ));
     }
     let mut mapping = None;
-    let is_csv = raw.format.get_ref() == "csv";
+    let mut page_fields = Vec::new();
+    let is_html = raw.format.get_ref() == "html";
+    let is_csv = raw.format.get_ref() == "csv" || is_html;
     match (&raw.table, &raw.columns) {
         (Some(table), Some(columns)) if is_csv => {
             let line = Some(columns.span());
@@ -458,7 +551,15 @@ pub fn parse(file: &Path, text: &str) -> Result<Definition, Vec<DefinitionError>
                         let Some(c) = target.columns.iter().find(|c| c.name == name) else {
                             continue;
                         };
-                        match column_spec(c.name, spec) {
+                        let step = if is_html {
+                            page_column(c.name, spec).map(|(field, s)| {
+                                page_fields.extend(field);
+                                s
+                            })
+                        } else {
+                            column_spec(c.name, spec)
+                        };
+                        match step {
                             Ok(s) => specs.push(s),
                             Err(m) => {
                                 errors.push(err(line.clone(), Some(&format!("columns.{name}")), m))
@@ -484,25 +585,108 @@ pub fn parse(file: &Path, text: &str) -> Result<Definition, Vec<DefinitionError>
             } else {
                 "columns"
             }),
-            "a csv definition names its target table and maps its [columns]".into(),
+            format!(
+                "a {} definition names its target table and maps its [columns]",
+                raw.format.get_ref()
+            ),
         )),
         (Some(t), _) => errors.push(err(
             Some(t.span()),
             Some("table"),
-            "only csv definitions name a table".into(),
+            "only csv and html definitions name a table".into(),
         )),
         (None, Some(c)) => errors.push(err(
             Some(c.span()),
             Some("columns"),
-            "only csv definitions map columns".into(),
+            "only csv and html definitions map columns".into(),
         )),
         (None, None) => {}
+    }
+    let mut page = None;
+    let mut page_urls = Vec::new();
+    if is_html {
+        match &raw.rows {
+            None => errors.push(err(
+                None,
+                Some("rows"),
+                "an html definition names the CSS selector of its rows".into(),
+            )),
+            Some(rows) => match mobiflux_transforms::html::check_selector(rows.get_ref()) {
+                Err(m) => errors.push(err(Some(rows.span()), Some("rows"), m)),
+                Ok(()) => {
+                    if let Some(m) = &mapping {
+                        page = Some(Arc::new(PageSpec {
+                            rows: rows.get_ref().clone(),
+                            fields: std::mem::take(&mut page_fields),
+                            mapping: MappedTable::clone(m),
+                        }));
+                        mapping = None;
+                    }
+                }
+            },
+        }
+        page_urls.push(raw.url.get_ref().clone());
+        page_urls.extend(raw.urls.clone().unwrap_or_default());
+        if let Some(p) = &raw.pages {
+            let pr = p.get_ref();
+            if !pr.template.contains("{page}") || pr.to < pr.from || pr.to - pr.from >= MAX_PAGES {
+                errors.push(err(
+                    Some(p.span()),
+                    Some("pages"),
+                    format!(
+                        "template must hold {{page}} and from..to cover 1 to {MAX_PAGES} pages"
+                    ),
+                ));
+            } else {
+                page_urls.extend(
+                    (pr.from..=pr.to).map(|n| pr.template.replace("{page}", &n.to_string())),
+                );
+            }
+        }
+        for u in &page_urls {
+            if !(u.starts_with("http://") || u.starts_with("https://") || u.starts_with("${")) {
+                errors.push(err(
+                    None,
+                    Some("urls"),
+                    format!("{u:?} must be an http:// or https:// URL"),
+                ));
+            }
+        }
+    } else {
+        for (key, present) in [
+            ("rows", raw.rows.is_some()),
+            ("urls", raw.urls.is_some()),
+            ("pages", raw.pages.is_some()),
+            ("user_agent", raw.user_agent.is_some()),
+            ("rate_per_second", raw.rate_per_second.is_some()),
+            ("robots", raw.robots.is_some()),
+        ] {
+            if present {
+                errors.push(err(
+                    None,
+                    Some(key),
+                    format!("only html definitions take {key}"),
+                ));
+            }
+        }
+    }
+    let rate = raw
+        .rate_per_second
+        .as_ref()
+        .map(|r| *r.get_ref())
+        .unwrap_or(1.0);
+    if !(rate > 0.0 && rate <= 100.0) {
+        errors.push(err(
+            raw.rate_per_second.as_ref().map(|r| r.span()),
+            Some("rate_per_second"),
+            format!("{rate} must be above 0 and at most 100"),
+        ));
     }
     if raw.nulls.is_some() && !is_csv {
         errors.push(err(
             None,
             Some("nulls"),
-            "only csv definitions take nulls".into(),
+            "only csv and html definitions take nulls".into(),
         ));
     }
     if raw.schema.is_some() && is_csv {
@@ -551,6 +735,11 @@ pub fn parse(file: &Path, text: &str) -> Result<Definition, Vec<DefinitionError>
         delimiter,
         encoding,
         mapping,
+        page,
+        page_urls,
+        user_agent: raw.user_agent,
+        min_interval: Duration::from_secs_f64(1.0 / rate),
+        robots: raw.robots.unwrap_or(true),
     })
 }
 
@@ -685,7 +874,7 @@ schedule = "0 * * * * *"
         assert_eq!(
             shown,
             vec![
-                "p/velo.toml:3: format: unknown format \"gtfs\"; this version reads [\"gbfs\", \"irve\", \"irve-dynamic\", \"bnls\", \"csv\"]".to_string(),
+                "p/velo.toml:3: format: unknown format \"gtfs\"; this version reads [\"gbfs\", \"irve\", \"irve-dynamic\", \"bnls\", \"csv\", \"html\"]".to_string(),
                 "p/velo.toml:5: schedule: \"* * * * *\" is not a cron expression with seconds (sec min hour day month weekday): expected 6 fields, found 5".to_string(),
             ]
         );

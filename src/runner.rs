@@ -13,6 +13,7 @@ use mobiflux_extractors::raw::{Manifest, manifest_key};
 use mobiflux_extractors::{Http, HttpOptions, RawStore, Source};
 use mobiflux_loaders::{Batch, RunRecord, Warehouse};
 use mobiflux_model::RunId;
+use mobiflux_transforms::html::PageSpec;
 use mobiflux_transforms::mapped::MappedTable;
 use mobiflux_transforms::tableschema::Schema;
 use mobiflux_transforms::tabular::{self, Mapping};
@@ -146,16 +147,40 @@ impl Runner {
                 .await
                 .map_err(|e| e.to_string())?;
             let src = self.source(def)?;
-            let http = Http::new(HttpOptions {
+            let mut options = HttpOptions {
                 timeout: def.timeout,
                 max_body_bytes: def.max_body_bytes,
                 ..HttpOptions::default()
-            })
-            .map_err(|e| format!("HTTP client: {e}"))?;
+            };
+            if let Some(ua) = &def.user_agent {
+                options.user_agent = ua.clone();
+            }
+            let http = Http::new(options).map_err(|e| format!("HTTP client: {e}"))?;
             let manifest = match def.format.as_str() {
                 "gbfs" => {
                     mobiflux_extractors::gbfs::extract(&http, self.raw.as_ref(), &run_id, &src)
                         .await
+                }
+                "html" => {
+                    let urls = def
+                        .page_urls
+                        .iter()
+                        .map(|u| resolve(u, "url", &self.vars).map(|(u, _)| u))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let politeness = mobiflux_extractors::pages::Politeness {
+                        min_interval: def.min_interval,
+                        robots: def.robots,
+                        agent: "mobiflux".into(),
+                    };
+                    mobiflux_extractors::pages::extract(
+                        &http,
+                        self.raw.as_ref(),
+                        &run_id,
+                        &src,
+                        &urls,
+                        &politeness,
+                    )
+                    .await
                 }
                 _ if def.is_file_format() => {
                     mobiflux_extractors::files::extract(&http, self.raw.as_ref(), &run_id, &src)
@@ -316,6 +341,15 @@ impl Runner {
                 };
                 self.load_files(manifest, def, map, record, reload).await
             }
+            "html" => {
+                let spec = def.and_then(|d| d.page.clone()).ok_or_else(|| {
+                    format!(
+                        "no definition of pipeline {} with its scraping rules in the pipelines folder",
+                        manifest.pipeline
+                    )
+                })?;
+                self.load_pages(manifest, spec, record).await
+            }
             "csv" => {
                 // The mapping lives in the definition: a replay needs the definition too.
                 let mapping = def.and_then(|d| d.mapping.clone()).ok_or_else(|| {
@@ -440,6 +474,77 @@ impl Runner {
             let stats = result.map_err(|e| format!("{}: {e}", obj.url))?;
             tracing::info!(file = %obj.url, rows = stats.rows, quarantined = stats.quarantined_rows, "file read");
             tx.record_object(&obj.sha256, &obj.key);
+        }
+        let stats = tx.commit().await.map_err(|e| e.to_string())?;
+        Ok(Loaded {
+            tables: stats.tables,
+            quarantined: stats.quarantined,
+        })
+    }
+
+    /// Scraped pages: each stored page is scraped (off the I/O threads) and its rows loaded,
+    /// all pages of the run in one transaction.
+    async fn load_pages(
+        &self,
+        manifest: &Manifest,
+        spec: Arc<PageSpec>,
+        record: &mut RunRecord,
+    ) -> Result<Loaded, String> {
+        let mut pages = Vec::new();
+        for obj in manifest.objects.iter().filter(|o| o.usable()) {
+            let bytes = self.raw.get(&obj.key).await.map_err(|e| e.to_string())?;
+            pages.push((obj.url.clone(), obj.key.clone(), obj.fetched_at, bytes));
+        }
+        let (pipeline, partner, run_id) = (
+            manifest.pipeline.clone(),
+            manifest.partner.clone(),
+            record.run_id.clone(),
+        );
+        let chunks = tokio::task::spawn_blocking(move || {
+            let ctx = Context {
+                pipeline: &pipeline,
+                partner: &partner,
+                run_id: &run_id,
+                language: None,
+            };
+            let mut keys = tabular::RunKeys::default();
+            let mut chunks = Vec::new();
+            for (url, key, fetched, bytes) in &pages {
+                mobiflux_transforms::html::read(
+                    &ctx,
+                    bytes,
+                    key,
+                    *fetched,
+                    &spec,
+                    &mut keys,
+                    &mut |c| {
+                        chunks.push(c);
+                        Ok(())
+                    },
+                )
+                .map_err(|e| format!("page {url}: {e}"))?;
+            }
+            Ok::<_, String>(chunks)
+        })
+        .await
+        .map_err(|e| format!("scraping task: {e}"))??;
+        record.finished_at = Some(Utc::now());
+        let mut tx = self
+            .warehouse
+            .begin(record)
+            .await
+            .map_err(|e| e.to_string())?;
+        for chunk in &chunks {
+            for (table, df) in &chunk.tables {
+                tx.frame(table, df).await.map_err(|e| e.to_string())?;
+            }
+            let q = quarantine::to_frame(
+                &chunk.quarantine,
+                &record.run_id,
+                &manifest.pipeline,
+                &manifest.partner,
+            );
+            tx.quarantine(&q).await.map_err(|e| e.to_string())?;
         }
         let stats = tx.commit().await.map_err(|e| e.to_string())?;
         Ok(Loaded {

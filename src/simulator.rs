@@ -30,7 +30,7 @@ pub enum Fault {
 pub struct Simulator {
     addr: SocketAddr,
     faults: Arc<Mutex<HashMap<String, Fault>>>,
-    requests: Arc<Mutex<Vec<String>>>,
+    requests: Arc<Mutex<Vec<(String, String)>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -47,7 +47,7 @@ impl Simulator {
         let listener = TcpListener::bind(bind).await?;
         let addr = listener.local_addr()?;
         let faults: Arc<Mutex<HashMap<String, Fault>>> = Arc::default();
-        let requests: Arc<Mutex<Vec<String>>> = Arc::default();
+        let requests: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
         let (f, r) = (faults.clone(), requests.clone());
         let task = tokio::spawn(async move {
             loop {
@@ -81,6 +81,16 @@ impl Simulator {
 
     /// Paths requested so far, in order.
     pub fn requests(&self) -> Vec<String> {
+        self.requests
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .map(|(p, _)| p.clone())
+            .collect()
+    }
+
+    /// (path, User-Agent) of the requests so far, in order.
+    pub fn requests_with_agents(&self) -> Vec<(String, String)> {
         self.requests.lock().expect("not poisoned").clone()
     }
 }
@@ -90,7 +100,7 @@ async fn serve(
     root: &Path,
     addr: SocketAddr,
     faults: &Mutex<HashMap<String, Fault>>,
-    requests: &Mutex<Vec<String>>,
+    requests: &Mutex<Vec<(String, String)>>,
 ) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(2048);
     let mut chunk = [0u8; 2048];
@@ -103,8 +113,19 @@ async fn serve(
     }
     let head = String::from_utf8_lossy(&buf);
     let target = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+    let agent = head
+        .lines()
+        .find_map(|l| {
+            l.split_once(':')
+                .filter(|(k, _)| k.eq_ignore_ascii_case("user-agent"))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_default();
     let path = target.split('?').next().unwrap_or("/").to_string();
-    requests.lock().expect("not poisoned").push(path.clone());
+    requests
+        .lock()
+        .expect("not poisoned")
+        .push((path.clone(), agent));
     let base = format!("http://{addr}");
     let fault = faults.lock().expect("not poisoned").get(&path).cloned();
     if let Some(Fault::Delay(d)) = fault {

@@ -422,14 +422,14 @@ async fn the_bundled_examples_validate_and_the_demo_runs_them() {
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(
-        stdout.contains("13 pipelines run: 13 succeeded, 0 failed"),
+        stdout.contains("14 pipelines run: 14 succeeded, 0 failed"),
         "{stdout}"
     );
     // The invalid BNLS example is bundled on purpose: its one broken row shows up here.
     assert!(stdout.contains("rows quarantined: 1"), "{stdout}");
     assert!(stdout.contains("charge_points 2"), "{stdout}");
     assert!(
-        stdout.contains("parking_facilities 1054, parking_occupancy 14"),
+        stdout.contains("parking_facilities 1054, parking_occupancy 24"),
         "{stdout}"
     );
 }

@@ -10,6 +10,7 @@
 pub mod files;
 pub mod gbfs;
 pub mod http;
+pub mod pages;
 pub mod raw;
 
 pub use http::{FetchError, Http, HttpOptions};
