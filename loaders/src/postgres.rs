@@ -23,6 +23,10 @@ use polars::prelude::DataFrame;
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
     (2, include_str!("../migrations/postgres/0002_files.sql")),
+    (
+        3,
+        include_str!("../migrations/postgres/0003_gateway_calls.sql"),
+    ),
 ];
 /// Serializes migrations across processes (any constant shared by all mobiflux instances).
 const MIGRATION_LOCK: i64 = 0x6d6f_6269_666c_7578;

@@ -23,6 +23,10 @@ use polars::prelude::DataFrame;
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_init.sql")),
     (2, include_str!("../migrations/sqlite/0002_files.sql")),
+    (
+        3,
+        include_str!("../migrations/sqlite/0003_gateway_calls.sql"),
+    ),
 ];
 /// SQLite accepts up to 32,766 bound values per statement; stay well below.
 const MAX_BINDS: usize = 30_000;

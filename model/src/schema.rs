@@ -374,6 +374,27 @@ pub const PARKING_OCCUPANCY: TableSchema = TableSchema {
     ],
 };
 
+pub const GATEWAY_CALLS: TableSchema = TableSchema {
+    name: "gateway_calls",
+    kind: TableKind::Snapshot,
+    key: &["partner", "request_id", "observed_at"],
+    columns: &[
+        req("partner", Text),
+        req("request_id", Text),
+        req("observed_at", Timestamp),
+        c("client_id", Text),
+        c("target_partner", Text),
+        c("remote_addr", Text),
+        c("method", Text),
+        c("endpoint", Text),
+        req("status", Int),
+        c("latency_ms", Float),
+        c("bytes", Int),
+        c("user_agent", Text),
+        req("run_id", Text),
+    ],
+};
+
 /// Every unified table, in load order (reference data before the series that point to it).
 pub const UNIFIED_TABLES: &[TableSchema] = &[
     SYSTEM_INFO,
@@ -388,6 +409,7 @@ pub const UNIFIED_TABLES: &[TableSchema] = &[
     CHARGE_POINT_STATUS,
     PARKING_FACILITIES,
     PARKING_OCCUPANCY,
+    GATEWAY_CALLS,
 ];
 
 pub fn table(name: &str) -> Option<&'static TableSchema> {

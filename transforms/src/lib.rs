@@ -11,6 +11,7 @@ pub mod gbfs;
 pub mod html;
 pub mod irve;
 mod json;
+pub mod logs;
 pub mod mapped;
 pub mod quarantine;
 pub mod tableschema;

@@ -49,12 +49,15 @@ pub enum TimeSpec {
 }
 
 #[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)]
 pub enum Convert {
     /// By the target column's type (text, whole number, number, boolean, date, time).
     Auto,
+    /// A number with its locale, times `scale` (`1000` turns seconds into milliseconds).
     Number {
         decimal: char,
         group: Option<char>,
+        scale: f64,
     },
     Bool {
         yes: Vec<String>,
@@ -69,15 +72,18 @@ pub enum Convert {
     Map(BTreeMap<String, String>),
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct ColumnSpec {
     pub column: &'static str,
     pub source: Source,
     pub convert: Convert,
+    /// Narrows the source text to the first capture group (or the whole match) of this
+    /// pattern before converting; no match means no value.
+    pub regex: Option<regex::Regex>,
 }
 
 /// A definition's mapping of a file to one unified table.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct MappedTable {
     pub target: &'static TableSchema,
     pub columns: Vec<ColumnSpec>,
@@ -128,7 +134,7 @@ impl MappedTable {
 struct Bound<'m> {
     table: &'m MappedTable,
     /// (target position, source column index or constant, conversion)
-    steps: Vec<(usize, Result<usize, &'m str>, &'m Convert, &'m str)>,
+    steps: Vec<(usize, Result<usize, &'m str>, &'m ColumnSpec, &'m str)>,
     /// Target positions filled with the fetch time when not mapped.
     fetched_at: Vec<usize>,
 }
@@ -163,7 +169,7 @@ impl RowMap for MappedTable {
                 },
                 Source::Constant(v) => (Err(v.as_str()), c.column),
             };
-            steps.push((at, src, &c.convert, name));
+            steps.push((at, src, c, name));
         }
         let time_col = match self.target.kind {
             TableKind::Static => Some("valid_from"),
@@ -191,12 +197,21 @@ impl BoundRow for Bound<'_> {
         out: &mut [Prepared<'a>],
     ) -> Result<(), Vec<Violation>> {
         let mut bad = Vec::new();
-        for &(at, src, convert, name) in &self.steps {
+        for &(at, src, spec, name) in &self.steps {
             let ty = self.table.target.columns[at].ty;
+            let convert = &spec.convert;
             let result = match src {
                 Ok(i) => {
-                    let raw = fields.get(i).copied().unwrap_or("").trim();
-                    if self.table.nulls.iter().any(|n| n == raw) {
+                    let mut raw = fields.get(i).copied().unwrap_or("").trim();
+                    if let Some(re) = &spec.regex {
+                        raw = re
+                            .captures(raw)
+                            .and_then(|c| c.get(1).or(c.get(0)))
+                            .map_or("", |m| m.as_str());
+                    }
+                    if raw.is_empty() && spec.regex.is_some() {
+                        Ok(Prepared::Ref(ValueRef::Null))
+                    } else if self.table.nulls.iter().any(|n| n == raw) {
                         Ok(Prepared::Ref(ValueRef::Null))
                     } else {
                         convert_one(ty, convert, raw).map_err(|rule| (raw.to_string(), rule))
@@ -447,8 +462,12 @@ fn convert_one<'a>(ty: ColType, convert: &Convert, s: &'a str) -> Result<Prepare
                 return Err(format!("boolean ({} / {})", yes.join(","), no.join(",")));
             }
         }
-        Convert::Number { decimal, group } => {
-            let n = parse_number(s, *decimal, *group).ok_or("number")?;
+        Convert::Number {
+            decimal,
+            group,
+            scale,
+        } => {
+            let n = parse_number(s, *decimal, *group).ok_or("number")? * scale;
             match ty {
                 ColType::Int if n.fract() == 0.0 => Ref(ValueRef::Int(n as i64)),
                 ColType::Int => return Err("whole number".into()),

@@ -43,6 +43,7 @@ fn spec(rows: &str, name_css: &str) -> PageSpec {
                 .name,
             source: Source::Column(f.name.clone()),
             convert: Convert::Auto,
+            regex: None,
         })
         .collect();
     PageSpec {
@@ -169,11 +170,13 @@ fn locale_numbers_and_dates() {
                 column: "facility_id",
                 source: Source::Column("facility_id".into()),
                 convert: Convert::Auto,
+                regex: None,
             },
             ColumnSpec {
                 column: "name",
                 source: Source::Constant("x".into()),
                 convert: Convert::Auto,
+                regex: None,
             },
             ColumnSpec {
                 column: "price_1h",
@@ -181,7 +184,9 @@ fn locale_numbers_and_dates() {
                 convert: Convert::Number {
                     decimal: ',',
                     group: Some(' '),
+                    scale: 1.0,
                 },
+                regex: None,
             },
             ColumnSpec {
                 column: "valid_from",
@@ -190,6 +195,7 @@ fn locale_numbers_and_dates() {
                     format: "%d.%m.%Y".into(),
                     tz: chrono_tz::Europe::Paris,
                 }),
+                regex: None,
             },
         ],
         nulls: vec![],

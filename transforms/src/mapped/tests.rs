@@ -14,6 +14,7 @@ fn col(column: &'static str, from: &str) -> ColumnSpec {
         column,
         source: Source::Column(from.into()),
         convert: Convert::Auto,
+        regex: None,
     }
 }
 
@@ -22,6 +23,7 @@ fn conv(column: &'static str, from: &str, convert: Convert) -> ColumnSpec {
         column,
         source: Source::Column(from.into()),
         convert,
+        regex: None,
     }
 }
 
@@ -173,11 +175,13 @@ fn bom_and_a_constant() {
                 column: "name",
                 source: Source::Constant("Behindertenparkplatz".into()),
                 convert: Convert::Auto,
+                regex: None,
             },
             ColumnSpec {
                 column: "spaces_pmr",
                 source: Source::Constant("1".into()),
                 convert: Convert::Auto,
+                regex: None,
             },
             conv("lat", "GEOM", Convert::Lat),
             conv("lon", "GEOM", Convert::Lon),

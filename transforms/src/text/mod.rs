@@ -48,6 +48,8 @@ impl Encoding {
 pub struct TextOptions {
     pub delimiter: u8,
     pub quote: u8,
+    /// Quotes group fields; off for line-oriented files (a log line is one field).
+    pub quoting: bool,
     /// The first record names the columns.
     pub header: bool,
     pub encoding: Encoding,
@@ -60,6 +62,7 @@ impl Default for TextOptions {
         TextOptions {
             delimiter: b',',
             quote: b'"',
+            quoting: true,
             header: true,
             encoding: Encoding::Auto,
             max_line_bytes: 1 << 20,
@@ -252,6 +255,7 @@ impl Records {
         let reader = csv::ReaderBuilder::new()
             .delimiter(opts.delimiter)
             .quote(opts.quote)
+            .quoting(opts.quoting)
             .has_headers(false)
             .flexible(true)
             .buffer_capacity(256 * 1024)
