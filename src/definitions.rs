@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use mobiflux_schedules::{DEFAULT_TIMEZONE, Schedule};
 use mobiflux_transforms::html::{Field, PageSpec};
+use mobiflux_transforms::logs::LogMap;
 use mobiflux_transforms::mapped::{
     ColumnSpec, Convert, DEFAULT_NO, DEFAULT_YES, MappedTable, Source, TimeSpec,
 };
@@ -20,10 +21,18 @@ use serde::Deserialize;
 use toml::Spanned;
 
 /// Formats this version reads.
-pub const FORMATS: &[&str] = &["gbfs", "irve", "irve-dynamic", "bnls", "csv", "html"];
+pub const FORMATS: &[&str] = &[
+    "gbfs",
+    "irve",
+    "irve-dynamic",
+    "bnls",
+    "csv",
+    "access_log",
+    "html",
+];
 
 /// Formats read from published files (a path, glob, `s3://` prefix or HTTP URL).
-pub const FILE_FORMATS: &[&str] = &["irve", "irve-dynamic", "bnls", "csv"];
+pub const FILE_FORMATS: &[&str] = &["irve", "irve-dynamic", "bnls", "csv", "access_log"];
 
 /// One `[columns]` entry of a `csv` definition: a source column name, or a table.
 #[derive(Debug, Deserialize)]
@@ -49,6 +58,7 @@ struct SpecRaw {
     #[serde(rename = "false")]
     no: Option<Vec<String>>,
     map: Option<BTreeMap<String, String>>,
+    scale: Option<f64>,
     css: Option<String>,
     attr: Option<String>,
     regex: Option<String>,
@@ -80,6 +90,7 @@ fn page_column(
                 column,
                 source: Source::Column(column.to_string()),
                 convert: Convert::Auto,
+                regex: None,
             };
             return Ok((Some(f), c));
         }
@@ -121,19 +132,24 @@ fn page_column(
 
 /// A `[columns]` entry as a mapping step.
 fn column_spec(column: &'static str, raw: ColumnRaw) -> Result<ColumnSpec, String> {
-    let spec = match raw {
+    let mut spec = match raw {
         ColumnRaw::Name(from) => {
             return Ok(ColumnSpec {
                 column,
                 source: Source::Column(from),
                 convert: Convert::Auto,
+                regex: None,
             });
         }
         ColumnRaw::Spec(s) => *s,
     };
-    if spec.css.is_some() || spec.attr.is_some() || spec.regex.is_some() {
-        return Err("css, attr and regex are for html definitions".into());
+    if spec.css.is_some() || spec.attr.is_some() {
+        return Err("css and attr are for html definitions".into());
     }
+    let regex = match spec.regex.take() {
+        Some(r) => Some(regex::Regex::new(&r).map_err(|e| format!("regex {r:?}: {e}"))?),
+        None => None,
+    };
     let source = match (spec.from, spec.value) {
         (Some(f), None) => Source::Column(f),
         (None, Some(v)) => Source::Constant(v),
@@ -179,8 +195,9 @@ fn column_spec(column: &'static str, raw: ColumnRaw) -> Result<ColumnSpec, Strin
             other => return Err(format!("geometry {other:?}: use \"lat\" or \"lon\"")),
         });
     }
-    if spec.decimal.is_some() || spec.group.is_some() {
+    if spec.decimal.is_some() || spec.group.is_some() || spec.scale.is_some() {
         converts.push(Convert::Number {
+            scale: spec.scale.unwrap_or(1.0),
             decimal: spec
                 .decimal
                 .as_deref()
@@ -216,6 +233,7 @@ fn column_spec(column: &'static str, raw: ColumnRaw) -> Result<ColumnSpec, Strin
         column,
         source,
         convert: converts.pop().unwrap_or(Convert::Auto),
+        regex,
     })
 }
 
@@ -264,6 +282,8 @@ struct RawDefinition {
     nulls: Option<Vec<String>>,
     columns: Option<Spanned<BTreeMap<String, ColumnRaw>>>,
     rows: Option<Spanned<String>>,
+    log_format: Option<Spanned<String>>,
+    pattern: Option<Spanned<String>>,
     urls: Option<Vec<String>>,
     pages: Option<Spanned<PagesRaw>>,
     user_agent: Option<String>,
@@ -309,6 +329,8 @@ pub struct Definition {
     pub mapping: Option<Arc<MappedTable>>,
     /// The scraping rules of an `html` definition.
     pub page: Option<Arc<PageSpec>>,
+    /// The line pattern and mapping of an `access_log` definition.
+    pub log: Option<Arc<LogMap>>,
     /// Every page an `html` definition fetches, in order (may hold `${VAR}`).
     pub page_urls: Vec<String>,
     pub user_agent: Option<String>,
@@ -510,7 +532,8 @@ pub fn parse(file: &Path, text: &str) -> Result<Definition, Vec<DefinitionError>
     let mut mapping = None;
     let mut page_fields = Vec::new();
     let is_html = raw.format.get_ref() == "html";
-    let is_csv = raw.format.get_ref() == "csv" || is_html;
+    let is_log = raw.format.get_ref() == "access_log";
+    let is_csv = raw.format.get_ref() == "csv" || is_html || is_log;
     match (&raw.table, &raw.columns) {
         (Some(table), Some(columns)) if is_csv => {
             let line = Some(columns.span());
@@ -601,6 +624,55 @@ pub fn parse(file: &Path, text: &str) -> Result<Definition, Vec<DefinitionError>
             "only csv and html definitions map columns".into(),
         )),
         (None, None) => {}
+    }
+    let mut log = None;
+    if is_log {
+        let pattern = match (&raw.log_format, &raw.pattern) {
+            (Some(name), None) => match mobiflux_transforms::logs::named_pattern(name.get_ref()) {
+                Some(p) => Some((name.get_ref().clone(), p)),
+                None => {
+                    errors.push(err(
+                        Some(name.span()),
+                        Some("log_format"),
+                        format!("{:?} is not a known log format (combined, combined_timed); give pattern = '…' instead", name.get_ref()),
+                    ));
+                    None
+                }
+            },
+            (None, Some(p)) => Some(("pattern".to_string(), p.get_ref().clone())),
+            _ => {
+                errors.push(err(
+                    None,
+                    Some("log_format"),
+                    "an access_log definition gives log_format or pattern (not both)".into(),
+                ));
+                None
+            }
+        };
+        if let Some((name, p)) = pattern {
+            match regex::Regex::new(&p) {
+                Err(e) => errors.push(err(
+                    raw.pattern.as_ref().map(|s| s.span()),
+                    Some("pattern"),
+                    format!("{e}"),
+                )),
+                Ok(re) => {
+                    if let Some(m) = mapping.take() {
+                        log = Some(Arc::new(LogMap {
+                            name,
+                            pattern: re,
+                            mapping: MappedTable::clone(&m),
+                        }));
+                    }
+                }
+            }
+        }
+    } else if raw.log_format.is_some() || raw.pattern.is_some() {
+        errors.push(err(
+            None,
+            Some("log_format"),
+            "only access_log definitions take log_format or pattern".into(),
+        ));
     }
     let mut page = None;
     let mut page_urls = Vec::new();
@@ -735,6 +807,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Definition, Vec<DefinitionError>
         delimiter,
         encoding,
         mapping,
+        log,
         page,
         page_urls,
         user_agent: raw.user_agent,
@@ -874,7 +947,7 @@ schedule = "0 * * * * *"
         assert_eq!(
             shown,
             vec![
-                "p/velo.toml:3: format: unknown format \"gtfs\"; this version reads [\"gbfs\", \"irve\", \"irve-dynamic\", \"bnls\", \"csv\", \"html\"]".to_string(),
+                "p/velo.toml:3: format: unknown format \"gtfs\"; this version reads [\"gbfs\", \"irve\", \"irve-dynamic\", \"bnls\", \"csv\", \"access_log\", \"html\"]".to_string(),
                 "p/velo.toml:5: schedule: \"* * * * *\" is not a cron expression with seconds (sec min hour day month weekday): expected 6 fields, found 5".to_string(),
             ]
         );

@@ -14,6 +14,7 @@ use mobiflux_extractors::{Http, HttpOptions, RawStore, Source};
 use mobiflux_loaders::{Batch, RunRecord, Warehouse};
 use mobiflux_model::RunId;
 use mobiflux_transforms::html::PageSpec;
+use mobiflux_transforms::logs::LogMap;
 use mobiflux_transforms::mapped::MappedTable;
 use mobiflux_transforms::tableschema::Schema;
 use mobiflux_transforms::tabular::{self, Mapping};
@@ -113,6 +114,8 @@ enum FileMap {
     },
     /// A definition's declarative `[columns]` mapping.
     Declared(Arc<MappedTable>),
+    /// A log line pattern and the mapping of its groups.
+    Log(Arc<LogMap>),
 }
 
 /// What the transform-and-load step produced.
@@ -341,6 +344,16 @@ impl Runner {
                 };
                 self.load_files(manifest, def, map, record, reload).await
             }
+            "access_log" => {
+                let log = def.and_then(|d| d.log.clone()).ok_or_else(|| {
+                    format!(
+                        "no definition of pipeline {} with its log pattern and [columns] in the pipelines folder",
+                        manifest.pipeline
+                    )
+                })?;
+                self.load_files(manifest, def, FileMap::Log(log), record, reload)
+                    .await
+            }
             "html" => {
                 let spec = def.and_then(|d| d.page.clone()).ok_or_else(|| {
                     format!(
@@ -376,10 +389,16 @@ impl Runner {
         record: &mut RunRecord,
         reload: bool,
     ) -> Result<Loaded, String> {
-        let text = TextOptions {
-            delimiter: def.map(|d| d.delimiter).unwrap_or(b','),
-            encoding: def.map(|d| d.encoding).unwrap_or(Encoding::Auto),
-            ..TextOptions::default()
+        let text = match &map {
+            FileMap::Log(_) => TextOptions {
+                encoding: def.map(|d| d.encoding).unwrap_or(Encoding::Auto),
+                ..mobiflux_transforms::logs::text_options()
+            },
+            _ => TextOptions {
+                delimiter: def.map(|d| d.delimiter).unwrap_or(b','),
+                encoding: def.map(|d| d.encoding).unwrap_or(Encoding::Auto),
+                ..TextOptions::default()
+            },
         };
         // Which files to load is decided before the transaction opens: a connection held by
         // an open load must never wait for a second one from the same pool.
@@ -439,6 +458,7 @@ impl Runner {
                         &schema_map
                     }
                     FileMap::Declared(table) => table.as_ref(),
+                    FileMap::Log(log) => log.as_ref(),
                 };
                 let result = tabular::read(
                     &ctx,

@@ -20,6 +20,7 @@ const EXPECTED_COUNTS: &[(&str, usize)] = &[
     ("charge_point_status", 0),
     ("parking_facilities", 0),
     ("parking_occupancy", 0),
+    ("gateway_calls", 0),
 ];
 
 fn row<'a>(

@@ -489,3 +489,69 @@ async fn municipal_exports_load_by_configuration_with_decoded_text_utc_times_and
         lite.dump(occ_schema).await.unwrap()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_access_logs_load_into_gateway_calls() {
+    let pipelines = temp_dir("logs");
+    let log = format!(
+        "{}/tests/data/access-logs/gateway.access.log.gz",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let mapping = r#"log_format = "combined_timed"
+table = "gateway_calls"
+nulls = ["", "-"]
+
+[columns]
+request_id = "line_id"
+observed_at = { from = "time_local", time = "%d/%b/%Y:%H:%M:%S %z" }
+client_id = "remote_user"
+target_partner = { from = "path", regex = '^/v1/partners/([^/]+)/' }
+remote_addr = "remote_addr"
+method = "method"
+endpoint = "path"
+status = "status"
+latency_ms = { from = "request_time", scale = 1000 }
+bytes = "bytes"
+user_agent = "user_agent"
+"#;
+    define_format(&pipelines, "gateway-logs", "access_log", &log, mapping);
+    let pg = pg_database().await;
+    let raw = temp_dir("logs-raw");
+    let out = mobiflux(
+        &["validate", "--pipelines", pipelines.to_str().unwrap()],
+        &[],
+    )
+    .await;
+    assert!(out.status.success(), "{:?}", text(&out));
+    let out = mobiflux(&["run"], &dest(&pipelines, raw.to_str().unwrap(), &pg)).await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("rows loaded per table: gateway_calls 6"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("rows quarantined: 1"), "{stdout}");
+    let pool = sqlx::PgPool::connect(&pg).await.unwrap();
+    let per_partner: Vec<(Option<String>, i64, Option<f64>)> = sqlx::query_as(
+        "SELECT target_partner, count(*), max(latency_ms) FROM gateway_calls GROUP BY 1 ORDER BY 1 NULLS LAST",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        per_partner,
+        vec![
+            (Some("covoit-plus".into()), 2, Some(30001.0)),
+            (Some("velo-city".into()), 3, Some(118.0)),
+            (None, 1, Some(3.0)),
+        ]
+    );
+    let reason: String = sqlx::query_scalar("SELECT position || ': ' || reason FROM quarantine")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        reason,
+        "line 6: the line does not match the log format combined_timed"
+    );
+}

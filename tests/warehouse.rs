@@ -44,6 +44,7 @@ async fn migrations_match_the_declared_schemas_in_postgres_and_sqlite() {
         partitioned,
         vec![
             "charge_point_status",
+            "gateway_calls",
             "parking_occupancy",
             "station_status",
             "vehicles"

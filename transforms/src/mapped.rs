@@ -209,9 +209,10 @@ impl BoundRow for Bound<'_> {
                             .and_then(|c| c.get(1).or(c.get(0)))
                             .map_or("", |m| m.as_str());
                     }
-                    if raw.is_empty() && spec.regex.is_some() {
-                        Ok(Prepared::Ref(ValueRef::Null))
-                    } else if self.table.nulls.iter().any(|n| n == raw) {
+                    // No regex match, or a value the definition calls missing: no value.
+                    if (raw.is_empty() && spec.regex.is_some())
+                        || self.table.nulls.iter().any(|n| n == raw)
+                    {
                         Ok(Prepared::Ref(ValueRef::Null))
                     } else {
                         convert_one(ty, convert, raw).map_err(|rule| (raw.to_string(), rule))
