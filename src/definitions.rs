@@ -12,6 +12,7 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use mobiflux_schedules::{DEFAULT_TIMEZONE, Schedule};
+use mobiflux_transforms::fixed::FixedMap;
 use mobiflux_transforms::html::{Field, PageSpec};
 use mobiflux_transforms::logs::LogMap;
 use mobiflux_transforms::mapped::{
@@ -27,12 +28,20 @@ pub const FORMATS: &[&str] = &[
     "irve-dynamic",
     "bnls",
     "csv",
+    "fixed_width",
     "access_log",
     "html",
 ];
 
 /// Formats read from published files (a path, glob, `s3://` prefix or HTTP URL).
-pub const FILE_FORMATS: &[&str] = &["irve", "irve-dynamic", "bnls", "csv", "access_log"];
+pub const FILE_FORMATS: &[&str] = &[
+    "irve",
+    "irve-dynamic",
+    "bnls",
+    "csv",
+    "fixed_width",
+    "access_log",
+];
 
 /// One `[columns]` entry of a `csv` definition: a source column name, or a table.
 #[derive(Debug, Deserialize)]
@@ -284,6 +293,8 @@ struct RawDefinition {
     rows: Option<Spanned<String>>,
     log_format: Option<Spanned<String>>,
     pattern: Option<Spanned<String>>,
+    fields: Option<Spanned<BTreeMap<String, Vec<usize>>>>,
+    header: Option<bool>,
     urls: Option<Vec<String>>,
     pages: Option<Spanned<PagesRaw>>,
     user_agent: Option<String>,
@@ -331,6 +342,8 @@ pub struct Definition {
     pub page: Option<Arc<PageSpec>>,
     /// The line pattern and mapping of an `access_log` definition.
     pub log: Option<Arc<LogMap>>,
+    /// The field positions and mapping of a `fixed_width` definition.
+    pub fixed: Option<Arc<FixedMap>>,
     /// Every page an `html` definition fetches, in order (may hold `${VAR}`).
     pub page_urls: Vec<String>,
     pub user_agent: Option<String>,
@@ -533,7 +546,8 @@ pub fn parse(file: &Path, text: &str) -> Result<Definition, Vec<DefinitionError>
     let mut page_fields = Vec::new();
     let is_html = raw.format.get_ref() == "html";
     let is_log = raw.format.get_ref() == "access_log";
-    let is_csv = raw.format.get_ref() == "csv" || is_html || is_log;
+    let is_fixed = raw.format.get_ref() == "fixed_width";
+    let is_csv = raw.format.get_ref() == "csv" || is_html || is_log || is_fixed;
     match (&raw.table, &raw.columns) {
         (Some(table), Some(columns)) if is_csv => {
             let line = Some(columns.span());
@@ -624,6 +638,47 @@ pub fn parse(file: &Path, text: &str) -> Result<Definition, Vec<DefinitionError>
             "only csv and html definitions map columns".into(),
         )),
         (None, None) => {}
+    }
+    let mut fixed = None;
+    if is_fixed {
+        match &raw.fields {
+            None => errors.push(err(
+                None,
+                Some("fields"),
+                "a fixed_width definition gives [fields] name = [first, last] positions".into(),
+            )),
+            Some(f) => {
+                let mut fields = Vec::new();
+                for (name, pos) in f.get_ref() {
+                    match pos.as_slice() {
+                        [a, b] => fields.push((name.clone(), *a, *b)),
+                        _ => errors.push(err(
+                            Some(f.span()),
+                            Some(&format!("fields.{name}")),
+                            "give [first, last] character positions".into(),
+                        )),
+                    }
+                }
+                fields.sort_by_key(|f| f.1);
+                if let Some(m) = mapping.take() {
+                    let map = FixedMap {
+                        fields,
+                        header: raw.header.unwrap_or(false),
+                        mapping: MappedTable::clone(&m),
+                    };
+                    match map.check() {
+                        Ok(()) => fixed = Some(Arc::new(map)),
+                        Err(e) => errors.push(err(Some(f.span()), Some("fields"), e)),
+                    }
+                }
+            }
+        }
+    } else if raw.fields.is_some() || raw.header.is_some() {
+        errors.push(err(
+            None,
+            Some("fields"),
+            "only fixed_width definitions take fields and header".into(),
+        ));
     }
     let mut log = None;
     if is_log {
@@ -808,6 +863,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Definition, Vec<DefinitionError>
         encoding,
         mapping,
         log,
+        fixed,
         page,
         page_urls,
         user_agent: raw.user_agent,
@@ -947,7 +1003,7 @@ schedule = "0 * * * * *"
         assert_eq!(
             shown,
             vec![
-                "p/velo.toml:3: format: unknown format \"gtfs\"; this version reads [\"gbfs\", \"irve\", \"irve-dynamic\", \"bnls\", \"csv\", \"access_log\", \"html\"]".to_string(),
+                "p/velo.toml:3: format: unknown format \"gtfs\"; this version reads [\"gbfs\", \"irve\", \"irve-dynamic\", \"bnls\", \"csv\", \"fixed_width\", \"access_log\", \"html\"]".to_string(),
                 "p/velo.toml:5: schedule: \"* * * * *\" is not a cron expression with seconds (sec min hour day month weekday): expected 6 fields, found 5".to_string(),
             ]
         );

@@ -13,6 +13,7 @@ use mobiflux_extractors::raw::{Manifest, manifest_key};
 use mobiflux_extractors::{Http, HttpOptions, RawStore, Source};
 use mobiflux_loaders::{Batch, RunRecord, Warehouse};
 use mobiflux_model::RunId;
+use mobiflux_transforms::fixed::FixedMap;
 use mobiflux_transforms::html::PageSpec;
 use mobiflux_transforms::logs::LogMap;
 use mobiflux_transforms::mapped::MappedTable;
@@ -116,6 +117,8 @@ enum FileMap {
     Declared(Arc<MappedTable>),
     /// A log line pattern and the mapping of its groups.
     Log(Arc<LogMap>),
+    /// Fixed-width field positions and their mapping.
+    Fixed(Arc<FixedMap>),
 }
 
 /// What the transform-and-load step produced.
@@ -344,6 +347,16 @@ impl Runner {
                 };
                 self.load_files(manifest, def, map, record, reload).await
             }
+            "fixed_width" => {
+                let fixed = def.and_then(|d| d.fixed.clone()).ok_or_else(|| {
+                    format!(
+                        "no definition of pipeline {} with its [fields] and [columns] in the pipelines folder",
+                        manifest.pipeline
+                    )
+                })?;
+                self.load_files(manifest, def, FileMap::Fixed(fixed), record, reload)
+                    .await
+            }
             "access_log" => {
                 let log = def.and_then(|d| d.log.clone()).ok_or_else(|| {
                     format!(
@@ -393,6 +406,10 @@ impl Runner {
             FileMap::Log(_) => TextOptions {
                 encoding: def.map(|d| d.encoding).unwrap_or(Encoding::Auto),
                 ..mobiflux_transforms::logs::text_options()
+            },
+            FileMap::Fixed(f) => TextOptions {
+                encoding: def.map(|d| d.encoding).unwrap_or(Encoding::Auto),
+                ..f.text_options()
             },
             _ => TextOptions {
                 delimiter: def.map(|d| d.delimiter).unwrap_or(b','),
@@ -459,6 +476,7 @@ impl Runner {
                     }
                     FileMap::Declared(table) => table.as_ref(),
                     FileMap::Log(log) => log.as_ref(),
+                    FileMap::Fixed(fixed) => fixed.as_ref(),
                 };
                 let result = tabular::read(
                     &ctx,

@@ -555,3 +555,51 @@ user_agent = "user_agent"
         "line 6: the line does not match the log format combined_timed"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fixed_width_export_loads_by_configuration() {
+    let dir = temp_dir("fixed");
+    let line = |id: &str, name: &str, free: &str, cap: &str| {
+        format!("{id:<4} {name:<20}{free:>4}{cap:>5}\r\n")
+    };
+    let content = [
+        line("ID", "NAME", "FREI", "KAP"),
+        line("P001", "Parkhaus Mühlstraße", "41", "300"),
+        line("P002", "Bahnhof Süd", "0", "85"),
+    ]
+    .concat();
+    // A Latin-1 file, as mainframe-era exports often are.
+    let latin1: Vec<u8> = content.chars().map(|c| c as u32 as u8).collect();
+    std::fs::write(dir.join("belegung.txt"), latin1).unwrap();
+    let pipelines = temp_dir("fixed-defs");
+    let mapping = "table = \"parking_occupancy\"\nheader = true\nencoding = \"iso-8859-1\"\n\n[fields]\nid = [1, 4]\nname = [6, 25]\nfree = [26, 29]\ncapacity = [30, 34]\n\n[columns]\nfacility_id = \"id\"\nname = \"name\"\nfree = \"free\"\ncapacity = \"capacity\"\n";
+    define_format(
+        &pipelines,
+        "fixed-occupancy",
+        "fixed_width",
+        dir.join("belegung.txt").to_str().unwrap(),
+        mapping,
+    );
+    let sqlite = format!("sqlite://{}/w.db", dir.display());
+    let out = mobiflux(
+        &["run"],
+        &dest(&pipelines, dir.join("raw").to_str().unwrap(), &sqlite),
+    )
+    .await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let wh = mobiflux_loaders::open(&sqlite).await.unwrap();
+    let rows = wh
+        .dump(&mobiflux_model::schema::PARKING_OCCUPANCY)
+        .await
+        .unwrap();
+    // partner, facility_id, observed_at, name, capacity, occupied, free, status
+    // partner, facility_id, observed_at, name, capacity, occupied, free, status
+    let pick = |r: &Vec<Option<String>>| [1, 3, 4, 6].map(|i| r[i].clone().unwrap_or_default());
+    let got: Vec<[String; 4]> = rows.iter().map(pick).collect();
+    let want = [
+        ["P001", "Parkhaus Mühlstraße", "300", "41"],
+        ["P002", "Bahnhof Süd", "85", "0"],
+    ];
+    assert_eq!(got, want.map(|r| r.map(String::from)).to_vec());
+}
