@@ -105,6 +105,22 @@ fn new_record(
     }
 }
 
+/// What a format keeps in its definition (a mapping, scraping rules): a run, and a replay
+/// too, needs the pipeline's definition to read its raw objects.
+fn from_definition<T>(
+    manifest: &Manifest,
+    def: Option<&Definition>,
+    part: impl FnOnce(&Definition) -> Option<T>,
+    what: &str,
+) -> Result<T, String> {
+    def.and_then(part).ok_or_else(|| {
+        format!(
+            "no definition of pipeline {} with its {what} in the pipelines folder",
+            manifest.pipeline
+        )
+    })
+}
+
 /// How a file's rows become unified rows.
 #[derive(Clone)]
 enum FileMap {
@@ -348,42 +364,28 @@ impl Runner {
                 self.load_files(manifest, def, map, record, reload).await
             }
             "fixed_width" => {
-                let fixed = def.and_then(|d| d.fixed.clone()).ok_or_else(|| {
-                    format!(
-                        "no definition of pipeline {} with its [fields] and [columns] in the pipelines folder",
-                        manifest.pipeline
-                    )
-                })?;
+                let fixed =
+                    from_definition(manifest, def, |d| d.fixed.clone(), "[fields] and [columns]")?;
                 self.load_files(manifest, def, FileMap::Fixed(fixed), record, reload)
                     .await
             }
             "access_log" => {
-                let log = def.and_then(|d| d.log.clone()).ok_or_else(|| {
-                    format!(
-                        "no definition of pipeline {} with its log pattern and [columns] in the pipelines folder",
-                        manifest.pipeline
-                    )
-                })?;
+                let log = from_definition(
+                    manifest,
+                    def,
+                    |d| d.log.clone(),
+                    "log pattern and [columns]",
+                )?;
                 self.load_files(manifest, def, FileMap::Log(log), record, reload)
                     .await
             }
             "html" => {
-                let spec = def.and_then(|d| d.page.clone()).ok_or_else(|| {
-                    format!(
-                        "no definition of pipeline {} with its scraping rules in the pipelines folder",
-                        manifest.pipeline
-                    )
-                })?;
+                let spec = from_definition(manifest, def, |d| d.page.clone(), "scraping rules")?;
                 self.load_pages(manifest, spec, record).await
             }
             "csv" => {
-                // The mapping lives in the definition: a replay needs the definition too.
-                let mapping = def.and_then(|d| d.mapping.clone()).ok_or_else(|| {
-                    format!(
-                        "no definition of pipeline {} with its [columns] mapping in the pipelines folder",
-                        manifest.pipeline
-                    )
-                })?;
+                let mapping =
+                    from_definition(manifest, def, |d| d.mapping.clone(), "[columns] mapping")?;
                 self.load_files(manifest, def, FileMap::Declared(mapping), record, reload)
                     .await
             }

@@ -111,6 +111,33 @@ impl S3Store {
     }
 }
 
+impl S3Store {
+    /// GetObject, with "no such key" told apart from other failures.
+    async fn get_object(
+        &self,
+        key: &str,
+    ) -> Result<aws_sdk_s3::operation::get_object::GetObjectOutput, RawError> {
+        self.client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.full(key))
+            .send()
+            .await
+            .map_err(|e| {
+                if e.as_service_error().is_some_and(|s| s.is_no_such_key()) {
+                    RawError::NotFound {
+                        location: self.location(key),
+                    }
+                } else {
+                    RawError::Io {
+                        location: self.location(key),
+                        message: DisplayErrorContext(&e).to_string(),
+                    }
+                }
+            })
+    }
+}
+
 impl RawStore for S3Store {
     fn put<'a>(
         &'a self,
@@ -173,25 +200,7 @@ impl RawStore for S3Store {
                 location: self.location(key),
                 message: e.to_string(),
             };
-            let out = self
-                .client
-                .get_object()
-                .bucket(&self.bucket)
-                .key(self.full(key))
-                .send()
-                .await
-                .map_err(|e| {
-                    if e.as_service_error().is_some_and(|s| s.is_no_such_key()) {
-                        RawError::NotFound {
-                            location: self.location(key),
-                        }
-                    } else {
-                        RawError::Io {
-                            location: self.location(key),
-                            message: DisplayErrorContext(&e).to_string(),
-                        }
-                    }
-                })?;
+            let out = self.get_object(key).await?;
             // Spool to a temporary file so the reader can be synchronous and memory flat.
             let (temp, file) = super::TempFile::create("s3").map_err(io)?;
             let mut file = tokio::fs::File::from_std(file);
@@ -206,25 +215,7 @@ impl RawStore for S3Store {
 
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Bytes, RawError>> {
         Box::pin(async move {
-            let out = self
-                .client
-                .get_object()
-                .bucket(&self.bucket)
-                .key(self.full(key))
-                .send()
-                .await
-                .map_err(|e| {
-                    if e.as_service_error().is_some_and(|s| s.is_no_such_key()) {
-                        RawError::NotFound {
-                            location: self.location(key),
-                        }
-                    } else {
-                        RawError::Io {
-                            location: self.location(key),
-                            message: DisplayErrorContext(&e).to_string(),
-                        }
-                    }
-                })?;
+            let out = self.get_object(key).await?;
             let data = out.body.collect().await.map_err(|e| RawError::Io {
                 location: self.location(key),
                 message: e.to_string(),
