@@ -16,8 +16,8 @@ fn env_or(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_string())
 }
 
-/// A fresh PostgreSQL database for one test, dropped when the value is dropped... by the
-/// next run: names are unique, and old ones are removed at creation time.
+/// A fresh PostgreSQL database for one test (`mobiflux_t_…`); `.ci/run` drops them all when
+/// the suite ends.
 pub async fn pg_database() -> String {
     let admin = env_or(
         "MOBIFLUX_TEST_PG_URL",
