@@ -289,6 +289,10 @@ pub fn csv(rows: u64, admin: &str, work: Option<PathBuf>) -> Result<()> {
         bail!("mobiflux run failed");
     }
     let _ = std::fs::remove_dir_all(&raw);
+    if !keep {
+        // A 5M-row file is over 2 GB: a temporary folder is not left behind.
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     let r = |secs: f64| rows as f64 / secs;
     println!();
