@@ -212,6 +212,7 @@ pub fn csv(rows: u64, admin: &str, work: Option<PathBuf>) -> Result<()> {
     }
     let db = FreshDb::create(admin)?;
     let warehouse = db.url.as_str();
+    let keep = work.is_some();
     let dir = work.unwrap_or_else(|| {
         std::env::temp_dir().join(format!("mobiflux-bench-{}", std::process::id()))
     });
