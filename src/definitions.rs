@@ -395,37 +395,23 @@ pub fn parse(file: &Path, text: &str) -> Result<Definition, Vec<DefinitionError>
         vec![err(e.span(), key, msg.clone())]
     })?;
     let mut errors = Vec::new();
-    if !valid_slug(raw.name.get_ref()) {
-        errors.push(err(
-            Some(raw.name.span()),
-            Some("name"),
-            format!(
-                "{:?} must be 1-63 characters of a-z, 0-9 and '-'",
-                raw.name.get_ref()
-            ),
-        ));
-    }
-    if !valid_slug(raw.partner.get_ref()) {
-        errors.push(err(
-            Some(raw.partner.span()),
-            Some("partner"),
-            format!(
-                "{:?} must be 1-63 characters of a-z, 0-9 and '-'",
-                raw.partner.get_ref()
-            ),
-        ));
-    }
-    if let Some(t) = &raw.territory
-        && !valid_slug(t.get_ref())
-    {
-        errors.push(err(
-            Some(t.span()),
-            Some("territory"),
-            format!(
-                "{:?} must be 1-63 characters of a-z, 0-9 and '-'",
-                t.get_ref()
-            ),
-        ));
+    for (key, value) in [
+        ("name", Some(&raw.name)),
+        ("partner", Some(&raw.partner)),
+        ("territory", raw.territory.as_ref()),
+    ] {
+        if let Some(v) = value
+            && !valid_slug(v.get_ref())
+        {
+            errors.push(err(
+                Some(v.span()),
+                Some(key),
+                format!(
+                    "{:?} must be 1-63 characters of a-z, 0-9 and '-'",
+                    v.get_ref()
+                ),
+            ));
+        }
     }
     if !FORMATS.contains(&raw.format.get_ref().as_str()) {
         errors.push(err(
@@ -480,30 +466,29 @@ pub fn parse(file: &Path, text: &str) -> Result<Definition, Vec<DefinitionError>
         errors.push(err(span, Some(key), e.to_string()));
     }
     // Files can be large: they get more time and a larger bound by default.
-    let timeout = raw
-        .timeout_secs
-        .as_ref()
-        .map(|t| *t.get_ref())
-        .unwrap_or(if file_format { 300 } else { 30 });
-    if !(1..=3600).contains(&timeout) {
-        errors.push(err(
-            raw.timeout_secs.as_ref().map(|t| t.span()),
-            Some("timeout_secs"),
-            format!("{timeout} must be between 1 and 3600"),
-        ));
-    }
-    let max_mb = raw
-        .max_body_mb
-        .as_ref()
-        .map(|t| *t.get_ref())
-        .unwrap_or(if file_format { 4096 } else { 64 });
-    if !(1..=4096).contains(&max_mb) {
-        errors.push(err(
-            raw.max_body_mb.as_ref().map(|t| t.span()),
-            Some("max_body_mb"),
-            format!("{max_mb} must be between 1 and 4096"),
-        ));
-    }
+    let mut bounded = |key: &str, value: &Option<Spanned<u64>>, default: u64, max: u64| {
+        let v = value.as_ref().map(|t| *t.get_ref()).unwrap_or(default);
+        if !(1..=max).contains(&v) {
+            errors.push(err(
+                value.as_ref().map(|t| t.span()),
+                Some(key),
+                format!("{v} must be between 1 and {max}"),
+            ));
+        }
+        v
+    };
+    let timeout = bounded(
+        "timeout_secs",
+        &raw.timeout_secs,
+        if file_format { 300 } else { 30 },
+        3600,
+    );
+    let max_mb = bounded(
+        "max_body_mb",
+        &raw.max_body_mb,
+        if file_format { 4096 } else { 64 },
+        4096,
+    );
     let mut delimiter = b',';
     if let Some(d) = &raw.delimiter {
         match d.get_ref().as_bytes() {
