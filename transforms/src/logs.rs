@@ -63,6 +63,8 @@ fn line_id(line: &str) -> String {
 struct BoundLog<'m> {
     map: &'m LogMap,
     groups: Vec<String>,
+    /// Target positions filled with the line's id.
+    line_id_at: Vec<usize>,
     inner: Box<dyn BoundRow + 'm>,
 }
 
@@ -85,9 +87,24 @@ impl RowMap for LogMap {
                 format!("the pattern {} offers {:?}; {found}", self.name, groups),
             )
         })?;
+        let line_id = crate::mapped::Source::Column("line_id".into());
+        let line_id_at = self
+            .mapping
+            .columns
+            .iter()
+            .filter(|c| c.source == line_id)
+            .filter_map(|c| {
+                self.mapping
+                    .target
+                    .columns
+                    .iter()
+                    .position(|t| t.name == c.column)
+            })
+            .collect();
         Ok(Box::new(BoundLog {
             map: self,
             groups,
+            line_id_at,
             inner,
         }))
     }
@@ -108,25 +125,16 @@ impl BoundRow for BoundLog<'_> {
                 rule: format!("the line does not match the log format {}", self.map.name),
             }]);
         };
-        let id = line_id(line);
-        // The id is owned: give it the line's lifetime by leaking nothing: map it last.
         let mut values: Vec<&'a str> = Vec::with_capacity(self.groups.len());
         for g in &self.groups[..self.groups.len() - 1] {
             values.push(caps.name(g).map_or("", |m| m.as_str()));
         }
+        // `line_id` is not a slice of the line: it is filled in after the mapping.
         values.push("");
         self.inner.map(&values, fetched_us, out)?;
-        // Columns mapped from `line_id` were given "" above: fill them with the hash.
-        for c in &self.map.mapping.columns {
-            if c.source == crate::mapped::Source::Column("line_id".into()) {
-                let at = self
-                    .map
-                    .mapping
-                    .target
-                    .columns
-                    .iter()
-                    .position(|t| t.name == c.column)
-                    .expect("bound");
+        if !self.line_id_at.is_empty() {
+            let id = line_id(line);
+            for &at in &self.line_id_at {
                 out[at] = Prepared::Owned(id.clone());
             }
         }
