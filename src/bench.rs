@@ -140,8 +140,51 @@ pub fn generate_irve(path: &Path, rows: u64) -> Result<u64> {
     Ok(std::fs::metadata(path)?.len())
 }
 
-/// Runs a command as a child; returns (seconds, peak RSS in KiB) from `wait4`.
-fn run_measured(cmd: &mut Command) -> Result<(f64, u64, std::process::ExitStatus)> {
+/// CPU seconds used so far by every PostgreSQL process of this machine, including the
+/// backends that already exited (their time is in the postmaster's `cutime`/`cstime`):
+/// the difference across a phase is the server's share of its work.
+fn postgres_cpu_secs() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let mut total = 0u64;
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    for p in procs.flatten() {
+        let Ok(stat) = std::fs::read_to_string(p.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid … utime(14) stime(15) cutime(16) cstime(17)
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        if !head.ends_with("(postgres") {
+            continue;
+        }
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        total += f
+            .get(11..15)
+            .map(|t| t.iter().filter_map(|v| v.parse::<u64>().ok()).sum())
+            .unwrap_or(0);
+    }
+    total as f64 / ticks
+}
+
+/// What a measured child used.
+struct Measured {
+    secs: f64,
+    /// Peak RSS in KiB.
+    rss_kib: u64,
+    /// User + system CPU seconds of the child.
+    cpu: f64,
+    /// CPU seconds PostgreSQL spent meanwhile.
+    pg_cpu: f64,
+    status: std::process::ExitStatus,
+}
+
+/// Runs a command as a child; returns its time, peak RSS and CPU from `wait4`.
+fn run_measured(cmd: &mut Command) -> Result<Measured> {
+    let pg_before = postgres_cpu_secs();
     let started = Instant::now();
     let child = cmd.spawn().context("starting the child")?;
     let pid = child.id() as libc::pid_t;
@@ -156,11 +199,14 @@ fn run_measured(cmd: &mut Command) -> Result<(f64, u64, std::process::ExitStatus
     let secs = started.elapsed().as_secs_f64();
     std::mem::forget(child); // already reaped
     use std::os::unix::process::ExitStatusExt;
-    Ok((
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Ok(Measured {
         secs,
-        usage.ru_maxrss as u64,
-        std::process::ExitStatus::from_raw(status),
-    ))
+        rss_kib: usage.ru_maxrss as u64,
+        cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
+        pg_cpu: postgres_cpu_secs() - pg_before,
+        status: std::process::ExitStatus::from_raw(status),
+    })
 }
 
 fn psql(url: &str, sql: &str) -> Result<()> {
@@ -239,7 +285,7 @@ pub fn csv(rows: u64, admin: &str, work: Option<PathBuf>) -> Result<()> {
         "\\copy bench_irve_raw FROM '{}' WITH (FORMAT csv, HEADER true)",
         file.display()
     );
-    let (ref_secs, ref_rss, st) = run_measured(Command::new("psql").args([
+    let reference = run_measured(Command::new("psql").args([
         warehouse,
         "-v",
         "ON_ERROR_STOP=1",
@@ -247,7 +293,7 @@ pub fn csv(rows: u64, admin: &str, work: Option<PathBuf>) -> Result<()> {
         "-c",
         &copy,
     ]))?;
-    if !st.success() {
+    if !reference.status.success() {
         bail!("psql \\copy failed");
     }
     psql(warehouse, "DROP TABLE bench_irve_raw")?;
@@ -265,20 +311,19 @@ pub fn csv(rows: u64, admin: &str, work: Option<PathBuf>) -> Result<()> {
     let raw = dir.join("raw");
     let _ = std::fs::remove_dir_all(&raw);
     let exe = std::env::current_exe()?;
-    let (mig_secs, _, st) = run_measured(
+    let migrated = run_measured(
         Command::new(&exe)
             .args(["migrate", "--warehouse", warehouse])
             .stdout(std::process::Stdio::null()),
     )?;
-    if !st.success() {
+    if !migrated.status.success() {
         bail!("mobiflux migrate failed");
     }
-    let _ = mig_secs;
     psql(
         warehouse,
         "DELETE FROM charge_points WHERE partner = 'bench'; DELETE FROM loaded_objects WHERE pipeline = 'bench-irve'",
     )?;
-    let (mf_secs, mf_rss, st) = run_measured(
+    let mobiflux = run_measured(
         Command::new(&exe)
             .args(["run", "bench-irve"])
             .env("MOBIFLUX_PIPELINES", &pipelines)
@@ -286,7 +331,7 @@ pub fn csv(rows: u64, admin: &str, work: Option<PathBuf>) -> Result<()> {
             .env("MOBIFLUX_WAREHOUSE_URL", warehouse)
             .stdout(std::process::Stdio::null()),
     )?;
-    if !st.success() {
+    if !mobiflux.status.success() {
         bail!("mobiflux run failed");
     }
     let _ = std::fs::remove_dir_all(&raw);
@@ -298,28 +343,34 @@ pub fn csv(rows: u64, admin: &str, work: Option<PathBuf>) -> Result<()> {
     let r = |secs: f64| rows as f64 / secs;
     println!();
     println!(
-        "{:<58} {:>9} {:>12} {:>12}",
-        "load path", "seconds", "rows/s", "peak RSS MB"
+        "{:<56} {:>8} {:>10} {:>9} {:>9} {:>8}",
+        "load path", "seconds", "rows/s", "CPU s", "PG CPU s", "RSS MB"
     );
-    println!(
-        "{:<58} {:>9.2} {:>12.0} {:>12.1}",
-        "psql \\copy into an untyped staging table (reference)",
-        ref_secs,
-        r(ref_secs),
-        ref_rss as f64 / 1024.0
-    );
-    println!(
-        "{:<58} {:>9.2} {:>12.0} {:>12.1}",
-        "mobiflux run: raw zone + Table Schema + charge_points",
-        mf_secs,
-        r(mf_secs),
-        mf_rss as f64 / 1024.0
-    );
+    for (name, m) in [
+        (
+            "psql \\copy into an untyped staging table (reference)",
+            &reference,
+        ),
+        (
+            "mobiflux run: raw zone + Table Schema + charge_points",
+            &mobiflux,
+        ),
+    ] {
+        println!(
+            "{:<56} {:>8.2} {:>10.0} {:>9.2} {:>9.2} {:>8.1}",
+            name,
+            m.secs,
+            r(m.secs),
+            m.cpu,
+            m.pg_cpu,
+            m.rss_kib as f64 / 1024.0
+        );
+    }
     println!();
     println!(
         "ratio mobiflux / reference: {:.2}x the time (target <= 1.40x); mobiflux peak RSS {:.1} MB (target <= 256 MB)",
-        mf_secs / ref_secs,
-        mf_rss as f64 / 1024.0
+        mobiflux.secs / reference.secs,
+        mobiflux.rss_kib as f64 / 1024.0
     );
     Ok(())
 }

@@ -302,16 +302,21 @@ struct RawDefinition {
     robots: Option<bool>,
 }
 
-/// `pages = { template = "https://…?page={page}", from = 1, to = 5 }`
+/// Pagination of an `html` definition, one of:
+/// `pages = { template = "https://…?page={page}", from = 1, to = 5 }` (page numbers), or
+/// `pages = { next = "a[rel=next]", max = 20 }` (follow the next-page link, at most `max`
+/// pages in all).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PagesRaw {
-    template: String,
-    from: u32,
-    to: u32,
+    template: Option<String>,
+    from: Option<u32>,
+    to: Option<u32>,
+    next: Option<String>,
+    max: Option<u32>,
 }
 
-/// At most this many pages from one page-number template.
+/// At most this many pages from one pagination rule.
 const MAX_PAGES: u32 = 100;
 
 #[derive(Debug, Clone)]
@@ -332,7 +337,8 @@ pub struct Definition {
     /// As written: values may hold `${VAR}` references, and are treated as secrets when they do.
     pub headers: BTreeMap<String, String>,
     pub sensitive: Vec<String>,
-    /// A Table Schema (`schema.json`) replacing the one bundled with the format.
+    /// A Table Schema (`schema.json`): for irve and bnls, replacing the bundled one; for
+    /// csv, enforced before the `[columns]` mapping.
     pub schema: Option<PathBuf>,
     pub delimiter: u8,
     pub encoding: mobiflux_transforms::text::Encoding,
@@ -346,6 +352,9 @@ pub struct Definition {
     pub fixed: Option<Arc<FixedMap>>,
     /// Every page an `html` definition fetches, in order (may hold `${VAR}`).
     pub page_urls: Vec<String>,
+    /// Next-link pagination of an `html` definition: the link's CSS selector, and the most
+    /// pages it may lead to.
+    pub next_page: Option<(String, usize)>,
     pub user_agent: Option<String>,
     /// At least this long between two requests to one host (`html`).
     pub min_interval: Duration,
@@ -716,6 +725,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Definition, Vec<DefinitionError>
     }
     let mut page = None;
     let mut page_urls = Vec::new();
+    let mut next_page = None;
     if is_html {
         match &raw.rows {
             None => errors.push(err(
@@ -740,19 +750,43 @@ pub fn parse(file: &Path, text: &str) -> Result<Definition, Vec<DefinitionError>
         page_urls.push(raw.url.get_ref().clone());
         page_urls.extend(raw.urls.clone().unwrap_or_default());
         if let Some(p) = &raw.pages {
-            let pr = p.get_ref();
-            if !pr.template.contains("{page}") || pr.to < pr.from || pr.to - pr.from >= MAX_PAGES {
-                errors.push(err(
-                    Some(p.span()),
-                    Some("pages"),
-                    format!(
-                        "template must hold {{page}} and from..to cover 1 to {MAX_PAGES} pages"
-                    ),
-                ));
-            } else {
-                page_urls.extend(
-                    (pr.from..=pr.to).map(|n| pr.template.replace("{page}", &n.to_string())),
-                );
+            let mut bad = |m: String| errors.push(err(Some(p.span()), Some("pages"), m));
+            match p.get_ref() {
+                PagesRaw {
+                    template: Some(t),
+                    from: Some(from),
+                    to: Some(to),
+                    next: None,
+                    max: None,
+                } => {
+                    if !t.contains("{page}") || to < from || to - from >= MAX_PAGES {
+                        bad(format!(
+                            "template must hold {{page}} and from..to cover 1 to {MAX_PAGES} pages"
+                        ));
+                    } else {
+                        page_urls.extend((*from..=*to).map(|n| t.replace("{page}", &n.to_string())));
+                    }
+                }
+                PagesRaw {
+                    template: None,
+                    from: None,
+                    to: None,
+                    next: Some(css),
+                    max,
+                } => {
+                    let max = max.unwrap_or(MAX_PAGES);
+                    if let Err(m) = mobiflux_transforms::html::check_selector(css) {
+                        bad(m);
+                    } else if !(1..=MAX_PAGES).contains(&max) {
+                        bad(format!("max must be 1 to {MAX_PAGES} pages"));
+                    } else {
+                        next_page = Some((css.clone(), max as usize));
+                    }
+                }
+                _ => bad(
+                    "either { template, from, to } (page numbers) or { next, max } (a next-page link selector)"
+                        .into(),
+                ),
             }
         }
         for u in &page_urls {
@@ -801,11 +835,11 @@ pub fn parse(file: &Path, text: &str) -> Result<Definition, Vec<DefinitionError>
             "only csv and html definitions take nulls".into(),
         ));
     }
-    if raw.schema.is_some() && is_csv {
+    if raw.schema.is_some() && is_csv && raw.format.get_ref() != "csv" {
         errors.push(err(
             None,
             Some("schema"),
-            "csv definitions map columns themselves; schema is for irve and bnls".into(),
+            "a Table Schema is for irve, irve-dynamic, bnls and csv definitions".into(),
         ));
     }
     for (key, present) in [
@@ -851,6 +885,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Definition, Vec<DefinitionError>
         fixed,
         page,
         page_urls,
+        next_page,
         user_agent: raw.user_agent,
         min_interval: Duration::from_secs_f64(1.0 / rate),
         robots: raw.robots.unwrap_or(true),

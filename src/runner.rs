@@ -121,6 +121,12 @@ fn from_definition<T>(
     })
 }
 
+/// A definition's `schema.json`.
+fn read_schema(path: &std::path::Path) -> Result<Schema, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("schema {}: {e}", path.display()))?;
+    Schema::from_json(&bytes, &path.display().to_string()).map_err(|e| e.to_string())
+}
+
 /// How a file's rows become unified rows.
 #[derive(Clone)]
 enum FileMap {
@@ -131,6 +137,11 @@ enum FileMap {
     },
     /// A definition's declarative `[columns]` mapping.
     Declared(Arc<MappedTable>),
+    /// A definition's Table Schema, enforced before its declarative mapping.
+    Checked {
+        schema: Arc<Schema>,
+        mapping: Arc<MappedTable>,
+    },
     /// A log line pattern and the mapping of its groups.
     Log(Arc<LogMap>),
     /// Fixed-width field positions and their mapping.
@@ -192,14 +203,26 @@ impl Runner {
                     let politeness = mobiflux_extractors::pages::Politeness {
                         min_interval: def.min_interval,
                         robots: def.robots,
-                        agent: "mobiflux".into(),
+                        agent: mobiflux_extractors::pages::product_token(def.user_agent.as_deref()),
                     };
+                    let next = |page: &[u8]| match &def.next_page {
+                        Some((css, _)) => mobiflux_transforms::html::next_link(page, css),
+                        None => Ok(None),
+                    };
+                    let follow =
+                        def.next_page
+                            .as_ref()
+                            .map(|(_, max)| mobiflux_extractors::pages::Follow {
+                                next: &next,
+                                max_pages: *max,
+                            });
                     mobiflux_extractors::pages::extract(
                         &http,
                         self.raw.as_ref(),
                         &run_id,
                         &src,
                         &urls,
+                        follow,
                         &politeness,
                     )
                     .await
@@ -347,16 +370,12 @@ impl Runner {
                     ),
                 };
                 let schema = match def.and_then(|d| d.schema.as_ref()) {
-                    Some(path) => {
-                        let bytes = std::fs::read(path)
-                            .map_err(|e| format!("schema {}: {e}", path.display()))?;
-                        Schema::from_json(&bytes, &path.display().to_string())
-                    }
+                    Some(path) => read_schema(path)?,
                     None => {
                         Schema::from_json(bundled, &format!("bundled {} schema", manifest.format))
+                            .map_err(|e| e.to_string())?
                     }
-                }
-                .map_err(|e| e.to_string())?;
+                };
                 let map = FileMap::Schema {
                     schema: Arc::new(schema),
                     mapping,
@@ -386,8 +405,14 @@ impl Runner {
             "csv" => {
                 let mapping =
                     from_definition(manifest, def, |d| d.mapping.clone(), "[columns] mapping")?;
-                self.load_files(manifest, def, FileMap::Declared(mapping), record, reload)
-                    .await
+                let map = match def.and_then(|d| d.schema.as_ref()) {
+                    Some(path) => FileMap::Checked {
+                        schema: Arc::new(read_schema(path)?),
+                        mapping,
+                    },
+                    None => FileMap::Declared(mapping),
+                };
+                self.load_files(manifest, def, map, record, reload).await
             }
             other => Err(format!("no transform for format {other}")),
         }
@@ -470,13 +495,20 @@ impl Runner {
                     run_id: &run_id,
                     language: None,
                 };
-                let schema_map;
+                let (schema_map, checked);
                 let row_map: &dyn tabular::RowMap = match &map {
                     FileMap::Schema { schema, mapping } => {
                         schema_map = tabular::SchemaMap { schema, mapping };
                         &schema_map
                     }
                     FileMap::Declared(table) => table.as_ref(),
+                    FileMap::Checked { schema, mapping } => {
+                        checked = tabular::Checked {
+                            schema,
+                            inner: mapping.as_ref(),
+                        };
+                        &checked
+                    }
                     FileMap::Log(log) => log.as_ref(),
                     FileMap::Fixed(fixed) => fixed.as_ref(),
                 };

@@ -603,3 +603,102 @@ async fn a_fixed_width_export_loads_by_configuration() {
     ];
     assert_eq!(got, want.map(|r| r.map(String::from)).to_vec());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_csv_definition_enforces_its_table_schema_before_its_mapping() {
+    // Both BNLS examples through a csv definition: the published schema checks every
+    // field (also those the mapping leaves out), the mapping picks a few columns.
+    let pipelines = temp_dir("checked-defs");
+    define_format(
+        &pipelines,
+        "parkings",
+        "csv",
+        &fixture("bnls/exemple-*.csv"),
+        &format!(
+            "schema = \"{}\"\ntable = \"parking_facilities\"\n[columns]\n\
+             facility_id = \"id\"\nname = \"nom\"\ncapacity = \"nb_places\"\n\
+             lon = \"Xlong\"\nlat = \"Ylat\"\nfree = \"gratuit\"\n",
+            fixture("bnls/schema.json")
+        ),
+    );
+    let local = temp_dir("checked");
+    let env = dest(
+        &pipelines,
+        local.join("raw").to_str().unwrap(),
+        &format!("sqlite://{}/w.db", local.display()),
+    );
+    let out = mobiflux(&["run"], &env).await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("rows loaded per table: parking_facilities 2"),
+        "{stdout}"
+    );
+    let wh = mobiflux_loaders::open(&format!("sqlite://{}/w.db", local.display()))
+        .await
+        .unwrap();
+    let rows = wh.dump(&PARKING_FACILITIES).await.unwrap();
+    let col = |name: &str| {
+        PARKING_FACILITIES
+            .columns
+            .iter()
+            .filter(|c| c.name != "run_id")
+            .position(|c| c.name == name)
+            .unwrap()
+    };
+    let picked: Vec<[Option<&str>; 5]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r[col("facility_id")].as_deref(),
+                r[col("capacity")].as_deref(),
+                r[col("free")].as_deref(),
+                r[col("lon")].as_deref(),
+                r[col("address")].as_deref(),
+            ]
+        })
+        .collect();
+    let valid = std::fs::read_to_string(fixture("bnls/exemple-valide.csv")).unwrap();
+    let first = valid.lines().nth(1).unwrap();
+    assert!(first.starts_with("75114-P-001,"), "{first}");
+    // Mapped columns typed by the table; unmapped ones (address) stay empty.
+    assert_eq!(
+        picked,
+        vec![
+            [
+                Some("75114-P-001"),
+                Some("325"),
+                Some("true"),
+                Some("1.452323"),
+                None
+            ],
+            [
+                Some("75114-P-002"),
+                Some("325"),
+                Some("true"),
+                Some("1.452323"),
+                None
+            ],
+        ]
+    );
+    let q = wh.dump(&QUARANTINE).await.unwrap();
+    let rules: Vec<(Option<&str>, Option<&str>)> = q
+        .iter()
+        .map(|r| (r[4].as_deref(), r[6].as_deref()))
+        .collect();
+    assert_eq!(q.len(), 2, "{q:?}");
+    assert!(
+        rules.contains(&(
+            Some("id"),
+            Some(r"pattern ^([013-9]\d|2[AB1-9])\d{3}-P-\d{3}$")
+        )),
+        "{rules:?}"
+    );
+    assert!(
+        rules.contains(&(
+            Some("tarif_pmr"),
+            Some(r#"enum ["gratuit", "normal_payant", "tarif_special"]"#)
+        )),
+        "{rules:?}"
+    );
+}

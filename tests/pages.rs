@@ -199,3 +199,107 @@ async fn a_broken_selector_fails_clearly_and_a_page_template_fetches_every_page(
             .all(|r| r[0].as_deref() == Some("paged"))
     );
 }
+
+/// The real Ulm page with a "next page" link added before `</body>` (pagination is not on
+/// the real page; the link is the one thing changed).
+fn page_linking_to(next: &str) -> String {
+    let page = std::fs::read_to_string(format!("{FIXTURES}/html/ulm-parking.html")).unwrap();
+    assert!(page.contains("</body>"));
+    page.replacen(
+        "</body>",
+        &format!("<nav class=\"pager\"><a rel=\"next\" href=\"{next}\">Weiter</a></nav></body>"),
+        1,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn next_page_links_are_followed_until_the_last_page_a_loop_or_the_cap() {
+    let dir = temp_dir("site-next");
+    std::fs::create_dir_all(dir.join("parken")).unwrap();
+    // p1 → p2 (relative), p2 → /parken/p3.html (absolute path), p3 → p1 (a loop).
+    std::fs::write(dir.join("parken/p1.html"), page_linking_to("p2.html")).unwrap();
+    std::fs::write(
+        dir.join("parken/p2.html"),
+        page_linking_to("/parken/p3.html"),
+    )
+    .unwrap();
+    std::fs::write(dir.join("parken/p3.html"), page_linking_to("p1.html")).unwrap();
+    let sim = mobiflux::simulator::Simulator::start(dir, "127.0.0.1:0")
+        .await
+        .unwrap();
+    let pipelines = temp_dir("next");
+    let url = format!("{}/parken/p1.html", sim.base_url());
+    define_page(
+        &pipelines,
+        "chain",
+        &url,
+        "pages = { next = \"nav.pager a[rel=next]\" }\nrate_per_second = 50",
+        SPEC,
+    );
+    define_page(
+        &pipelines,
+        "capped",
+        &url,
+        "pages = { next = \"nav.pager a[rel=next]\", max = 2 }\nrate_per_second = 50",
+        SPEC,
+    );
+    define_page(
+        &pipelines,
+        "bad-pages",
+        &url,
+        "pages = { next = \"a.next\", from = 1 }",
+        SPEC,
+    );
+    let local = temp_dir("next-local");
+    let env = dest(
+        &pipelines,
+        local.join("raw").to_str().unwrap(),
+        &format!("sqlite://{}/w.db", local.display()),
+    );
+    let out = mobiflux(&["validate"], &env).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("bad-pages.toml:6: pages: either { template, from, to } (page numbers) or { next, max } (a next-page link selector)"),
+        "{stderr}"
+    );
+    std::fs::remove_file(pipelines.join("bad-pages.toml")).unwrap();
+    let out = mobiflux(&["run"], &env).await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    // Three pages for the chain (the loop back to p1 ends it), two for the capped one.
+    let pages: Vec<String> = sim
+        .requests()
+        .into_iter()
+        .filter(|p| p.starts_with("/parken/"))
+        .collect();
+    let count = |p: &str| pages.iter().filter(|q| q.as_str() == p).count();
+    assert_eq!(
+        (
+            count("/parken/p1.html"),
+            count("/parken/p2.html"),
+            count("/parken/p3.html")
+        ),
+        (2, 2, 1),
+        "{pages:?}"
+    );
+    assert!(
+        stdout.contains("rows loaded per table: parking_occupancy 50"),
+        "{stdout}"
+    );
+    let wh = mobiflux_loaders::open(&format!("sqlite://{}/w.db", local.display()))
+        .await
+        .unwrap();
+    let rows = wh.dump(&PARKING_OCCUPANCY).await.unwrap();
+    let of = |p: &str| rows.iter().filter(|r| r[0].as_deref() == Some(p)).count();
+    assert_eq!((of("chain"), of("capped")), (30, 20));
+    assert!(
+        stderr.contains("page cap reached; later pages are not fetched"),
+        "{stderr}"
+    );
+    let store = mobiflux_extractors::raw::open(local.join("raw").to_str().unwrap(), None)
+        .await
+        .unwrap();
+    assert_eq!(store.list("raw/chain/page/").await.unwrap().len(), 3);
+    assert_eq!(store.list("raw/capped/page/").await.unwrap().len(), 2);
+}

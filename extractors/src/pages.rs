@@ -3,7 +3,7 @@
 //! says otherwise. Each page is landed unchanged as resource `page`; scraping is a
 //! transform of the stored page, so a changed layout can be fixed and replayed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use mobiflux_model::RunId;
@@ -18,6 +18,15 @@ pub struct Politeness {
     pub robots: bool,
     /// The product token matched against `robots.txt` groups.
     pub agent: String,
+}
+
+/// The product token of a User-Agent (`mobiflux-test/1.0 (ops@…)` → `mobiflux-test`): what
+/// `robots.txt` groups are matched against.
+pub fn product_token(user_agent: Option<&str>) -> String {
+    user_agent
+        .and_then(|ua| ua.split(['/', ' ']).find(|t| !t.is_empty()))
+        .unwrap_or("mobiflux")
+        .to_string()
 }
 
 /// The rules of `robots.txt` that apply to one agent.
@@ -114,6 +123,17 @@ fn matches(pattern: &str, path: &str) -> bool {
     !anchored || rest.is_empty() || pattern.ends_with('*')
 }
 
+/// Finds the "next page" link in a fetched page: `Ok(None)` on the last page.
+pub type NextLink<'a> = &'a (dyn Fn(&[u8]) -> Result<Option<String>, String> + Sync);
+
+/// Next-link pagination: after each page, its next link (resolved against the page's URL)
+/// is fetched, until a page has none, links back to a page already fetched, or `max_pages`
+/// pages were fetched from this rule.
+pub struct Follow<'a> {
+    pub next: NextLink<'a>,
+    pub max_pages: usize,
+}
+
 /// Fetches pages one by one, politely; returns the written manifest.
 pub async fn extract(
     http: &Http,
@@ -121,10 +141,11 @@ pub async fn extract(
     run: &RunId,
     src: &Source,
     urls: &[String],
+    follow: Option<Follow<'_>>,
     politeness: &Politeness,
 ) -> Result<Manifest, ExtractError> {
     let mut landing = Landing::new(store, src, run);
-    let result = fetch_all(http, &mut landing, urls, politeness).await;
+    let result = fetch_all(http, &mut landing, urls, follow, politeness).await;
     let manifest = landing.finish(result.as_ref().err()).await?;
     result.map(|()| manifest)
 }
@@ -133,12 +154,17 @@ async fn fetch_all(
     http: &Http,
     landing: &mut Landing<'_>,
     urls: &[String],
+    follow: Option<Follow<'_>>,
     p: &Politeness,
 ) -> Result<(), ExtractError> {
     let src = landing.src;
     let mut robots: HashMap<String, Robots> = HashMap::new();
     let mut last: HashMap<String, Instant> = HashMap::new();
-    for url in urls {
+    let mut queue: VecDeque<String> = urls.iter().cloned().collect();
+    let mut fetched: HashSet<String> = HashSet::new();
+    let mut followed = 0usize;
+    while let Some(url) = queue.pop_front() {
+        let url = &url;
         let parsed = url::Url::parse(url).map_err(|e| ExtractError::Discovery {
             url: src.redacted(url),
             message: format!("not a URL: {e}"),
@@ -191,7 +217,26 @@ async fn fetch_all(
         if let Some(d) = wait(&origin) {
             tokio::time::sleep(d).await;
         }
-        landing.fetch(http, "page", url, "html").await?;
+        let page = landing.fetch(http, "page", url, "html").await?;
+        fetched.insert(parsed.to_string());
+        let Some(f) = &follow else { continue };
+        let next = (f.next)(&page.body).map_err(|message| ExtractError::Discovery {
+            url: src.redacted(url),
+            message,
+        })?;
+        let Some(href) = next else { continue };
+        let next = parsed.join(&href).map_err(|e| ExtractError::Discovery {
+            url: src.redacted(url),
+            message: format!("its next-page link {href:?} is not a URL: {e}"),
+        })?;
+        if fetched.contains(next.as_str()) {
+            tracing::info!(page = %src.redacted(url), next = %src.redacted(next.as_str()), "next-page link leads back to a fetched page; pagination ends");
+        } else if followed + 1 >= f.max_pages {
+            tracing::warn!(page = %src.redacted(url), next = %src.redacted(next.as_str()), max_pages = f.max_pages, "page cap reached; later pages are not fetched");
+        } else {
+            followed += 1;
+            queue.push_front(next.to_string());
+        }
     }
     Ok(())
 }
@@ -213,5 +258,7 @@ mod tests {
         let bad = Robots::parse(ROBOTS, "BadBot/2.0");
         assert!(!bad.allows("/parkhaus"));
         assert!(Robots::parse("", "mobiflux").allows("/anything"));
+        assert_eq!(product_token(Some("BadBot/2.0 (x)")), "BadBot");
+        assert_eq!(product_token(None), "mobiflux");
     }
 }

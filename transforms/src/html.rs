@@ -55,6 +55,19 @@ fn selector(css: &str, source_object: &str) -> Result<Selector, TransformError> 
     })
 }
 
+/// The `href` of the first element `css` matches in a page (a "next page" link), if any.
+/// The selector was checked when the definition was read.
+pub fn next_link(page: &[u8], css: &str) -> Result<Option<String>, String> {
+    let sel = Selector::parse(css).map_err(|e| format!("CSS selector {css:?}: {e}"))?;
+    let doc = Html::parse_document(&page_text(page));
+    Ok(doc
+        .select(&sel)
+        .find_map(|el| el.value().attr("href"))
+        .map(str::trim)
+        .filter(|h| !h.is_empty() && !h.starts_with('#'))
+        .map(str::to_string))
+}
+
 /// Text of a page: UTF-8, else Windows-1252 (older municipal sites).
 fn page_text(bytes: &[u8]) -> String {
     match std::str::from_utf8(bytes) {

@@ -195,6 +195,55 @@ impl BoundRow for BoundSchema<'_> {
     }
 }
 
+/// A published Table Schema enforced ahead of another row mapping (a `csv` definition with
+/// both `schema` and `[columns]`): a row breaking the schema is quarantined with the
+/// schema's rules, even on fields the mapping does not use; a valid row is mapped by
+/// `inner`.
+pub struct Checked<'s> {
+    pub schema: &'s Schema,
+    pub inner: &'s dyn RowMap,
+}
+
+struct BoundChecked<'m> {
+    validator: Validator<'m>,
+    inner: Box<dyn BoundRow + 'm>,
+}
+
+impl RowMap for Checked<'_> {
+    fn target(&self) -> &'static TableSchema {
+        self.inner.target()
+    }
+
+    fn bind<'m>(&'m self, header: &[String]) -> Result<Box<dyn BoundRow + 'm>, (String, String)> {
+        let validator = Validator::new(self.schema, header).map_err(|found| {
+            (
+                format!(
+                    "the columns of table schema {}",
+                    self.schema.name.as_deref().unwrap_or("given")
+                ),
+                found,
+            )
+        })?;
+        Ok(Box::new(BoundChecked {
+            validator,
+            inner: self.inner.bind(header)?,
+        }))
+    }
+}
+
+impl BoundRow for BoundChecked<'_> {
+    fn map<'a>(
+        &mut self,
+        fields: &[&'a str],
+        fetched_us: i64,
+        out: &mut [Prepared<'a>],
+    ) -> Result<(), Vec<Violation>> {
+        let mut cells = Vec::with_capacity(fields.len());
+        self.validator.row_into(fields, &mut cells)?;
+        self.inner.map(fields, fetched_us, out)
+    }
+}
+
 /// A computed value: borrowed from the record, or made (rare: times and points as text).
 pub enum Prepared<'a> {
     Ref(ValueRef<'a>),
