@@ -18,24 +18,74 @@ pub enum Cell<'a> {
     Date(i32),
 }
 
+/// A frame column: its one array when it has a single chunk (as every frame built by the
+/// transforms does), read directly; otherwise through the chunked array.
+pub struct Col<'a, T: PolarsDataType> {
+    all: &'a ChunkedArray<T>,
+    one: Option<&'a T::Array>,
+}
+
+impl<'a, T: PolarsDataType> Col<'a, T> {
+    fn new(all: &'a ChunkedArray<T>) -> Self {
+        Col {
+            all,
+            one: (all.chunks().len() == 1).then(|| all.downcast_as_array()),
+        }
+    }
+}
+
+/// A value of a primitive array, `None` when null.
+macro_rules! primitive {
+    ($a:expr, $i:expr) => {
+        $a.validity()
+            .is_none_or(|v| v.get_bit($i))
+            .then(|| $a.value($i))
+    };
+}
+
 pub enum ColRef<'a> {
-    Text(&'a StringChunked),
-    Int(&'a Int64Chunked),
-    Float(&'a Float64Chunked),
-    Bool(&'a BooleanChunked),
-    Ts(&'a Int64Chunked),
-    Date(&'a Int32Chunked),
+    Text(Col<'a, StringType>),
+    Int(Col<'a, Int64Type>),
+    Float(Col<'a, Float64Type>),
+    Bool(Col<'a, BooleanType>),
+    Ts(Col<'a, Int64Type>),
+    Date(Col<'a, Int32Type>),
 }
 
 impl ColRef<'_> {
+    #[inline]
     pub fn get(&self, i: usize) -> Cell<'_> {
         let cell = match self {
-            ColRef::Text(c) => c.get(i).map(Cell::Text),
-            ColRef::Int(c) => c.get(i).map(Cell::Int),
-            ColRef::Float(c) => c.get(i).map(Cell::Float),
-            ColRef::Bool(c) => c.get(i).map(Cell::Bool),
-            ColRef::Ts(c) => c.get(i).map(Cell::Ts),
-            ColRef::Date(c) => c.get(i).map(Cell::Date),
+            ColRef::Text(c) => match c.one {
+                Some(a) => a.get(i),
+                None => c.all.get(i),
+            }
+            .map(Cell::Text),
+            ColRef::Int(c) => match c.one {
+                Some(a) => primitive!(a, i),
+                None => c.all.get(i),
+            }
+            .map(Cell::Int),
+            ColRef::Float(c) => match c.one {
+                Some(a) => primitive!(a, i),
+                None => c.all.get(i),
+            }
+            .map(Cell::Float),
+            ColRef::Bool(c) => match c.one {
+                Some(a) => a.get(i),
+                None => c.all.get(i),
+            }
+            .map(Cell::Bool),
+            ColRef::Ts(c) => match c.one {
+                Some(a) => primitive!(a, i),
+                None => c.all.get(i),
+            }
+            .map(Cell::Ts),
+            ColRef::Date(c) => match c.one {
+                Some(a) => primitive!(a, i),
+                None => c.all.get(i),
+            }
+            .map(Cell::Date),
         };
         cell.unwrap_or(Cell::Null)
     }
@@ -66,12 +116,12 @@ pub fn columns<'a>(
                 .column(c.name)
                 .map_err(|_| bad(format!("column {} is missing", c.name)))?;
             let typed = match c.ty {
-                ColType::Text => col.str().map(ColRef::Text),
-                ColType::Int => col.i64().map(ColRef::Int),
-                ColType::Float => col.f64().map(ColRef::Float),
-                ColType::Bool => col.bool().map(ColRef::Bool),
-                ColType::Timestamp => col.datetime().map(|d| ColRef::Ts(d.physical())),
-                ColType::Date => col.date().map(|d| ColRef::Date(d.physical())),
+                ColType::Text => col.str().map(|a| ColRef::Text(Col::new(a))),
+                ColType::Int => col.i64().map(|a| ColRef::Int(Col::new(a))),
+                ColType::Float => col.f64().map(|a| ColRef::Float(Col::new(a))),
+                ColType::Bool => col.bool().map(|a| ColRef::Bool(Col::new(a))),
+                ColType::Timestamp => col.datetime().map(|d| ColRef::Ts(Col::new(d.physical()))),
+                ColType::Date => col.date().map(|d| ColRef::Date(Col::new(d.physical()))),
             };
             typed.map_err(|e| bad(format!("column {}: {e}", c.name)))
         })

@@ -70,8 +70,9 @@ pub struct Field {
     maximum: Option<Value>,
     min_length: Option<usize>,
     max_length: Option<usize>,
-    true_values: Vec<String>,
-    false_values: Vec<String>,
+    /// `trueValues`/`falseValues` when the schema gives them (else the standard's defaults).
+    true_values: Option<Vec<String>>,
+    false_values: Option<Vec<String>>,
     decimal_char: char,
     group_char: Option<char>,
     bare_number: bool,
@@ -167,10 +168,8 @@ impl Schema {
                 maximum: c.get("maximum").cloned(),
                 min_length: len("minLength"),
                 max_length: len("maxLength"),
-                true_values: strings(f.get("trueValues"))
-                    .unwrap_or_else(|| ["true", "True", "TRUE", "1"].map(String::from).to_vec()),
-                false_values: strings(f.get("falseValues"))
-                    .unwrap_or_else(|| ["false", "False", "FALSE", "0"].map(String::from).to_vec()),
+                true_values: strings(f.get("trueValues")),
+                false_values: strings(f.get("falseValues")),
                 decimal_char: f
                     .get("decimalChar")
                     .and_then(Value::as_str)
@@ -559,6 +558,20 @@ fn point_array(v: &str) -> Option<(f64, f64)> {
     Some((a.trim().parse().ok()?, b.trim().parse().ok()?))
 }
 
+/// `YYYY-MM-DD`, read digit by digit (no format string to interpret on every value).
+fn iso_date(v: &str) -> Option<NaiveDate> {
+    let b = v.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| {
+        b[r].iter().try_fold(0u32, |n, &c| {
+            c.is_ascii_digit().then(|| n * 10 + (c - b'0') as u32)
+        })
+    };
+    NaiveDate::from_ymd_opt(num(0..4)? as i32, num(5..7)?, num(8..10)?)
+}
+
 fn cast<'a>(f: &Field, v: &'a str) -> Option<Cell<'a>> {
     let fmt = f.format.as_deref();
     match f.ty {
@@ -601,21 +614,33 @@ fn cast<'a>(f: &Field, v: &'a str) -> Option<Cell<'a>> {
             }
         }
         FieldType::Boolean => {
-            if f.true_values.iter().any(|t| t == v) {
+            let is_true = match &f.true_values {
+                Some(values) => values.iter().any(|t| t == v),
+                None => matches!(v, "true" | "True" | "TRUE" | "1"),
+            };
+            let is_false = || match &f.false_values {
+                Some(values) => values.iter().any(|t| t == v),
+                None => matches!(v, "false" | "False" | "FALSE" | "0"),
+            };
+            if is_true {
                 Some(Cell::Bool(true))
-            } else if f.false_values.iter().any(|t| t == v) {
+            } else if is_false() {
                 Some(Cell::Bool(false))
             } else {
                 None
             }
         }
         FieldType::Date => match fmt {
+            // The usual ISO pattern read directly; what it refuses is tried by chrono, which
+            // is more lenient (`2024-1-5`).
+            Some("%Y-%m-%d") => {
+                iso_date(v).or_else(|| NaiveDate::parse_from_str(v, "%Y-%m-%d").ok())
+            }
             Some(p) if p.contains('%') => NaiveDate::parse_from_str(v, p).ok(),
             Some("any") => NaiveDate::parse_from_str(v, "%Y-%m-%d")
                 .or_else(|_| NaiveDate::parse_from_str(v, "%d/%m/%Y"))
                 .ok(),
-            // chrono's own parser for ISO dates: no format string to interpret per value.
-            _ => v.parse::<NaiveDate>().ok().filter(|_| v.len() == 10),
+            _ => iso_date(v),
         }
         .map(Cell::Date),
         FieldType::Datetime => parse_datetime(v, fmt).map(Cell::Datetime),

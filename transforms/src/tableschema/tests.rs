@@ -157,3 +157,20 @@ fn a_wrong_delimiter_is_a_header_mismatch() {
          unexpected [\"id,nom,insee,adresse,url,type_usagers,gr\"…] (found 1 columns; is the delimiter right?)"
     );
 }
+
+#[test]
+fn default_dates_are_iso_calendar_days_only() {
+    assert_eq!(iso_date("2024-02-29"), NaiveDate::from_ymd_opt(2024, 2, 29));
+    for bad in [
+        "2023-02-29",
+        "2024-13-01",
+        "2024-1-01",
+        "2024/01/01",
+        "24-01-2024",
+        "2024-01-0a",
+        "+2024-01-1",
+        "",
+    ] {
+        assert_eq!(iso_date(bad), None, "{bad}");
+    }
+}

@@ -127,6 +127,15 @@ fn invalid_utf8_names_file_line_and_column() {
     );
 }
 
+#[test]
+fn a_character_split_across_two_fields_is_invalid_utf8_in_the_first() {
+    // "é" is C3 A9: its two bytes on both sides of the delimiter make the record's bytes
+    // valid UTF-8 back to back, but neither field is.
+    let err = all(b"a;b\nx\xC3;\xA9y\n".to_vec(), &opts(b';', Encoding::Utf8)).unwrap_err();
+    assert_eq!(err.line, Some(2));
+    assert_eq!(err.column.as_deref(), Some("1 (a)"));
+}
+
 /// 100 MB of one line, produced lazily: the reader must stop at its bound, not buffer it.
 struct EndlessLine {
     left: usize,
