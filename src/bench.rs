@@ -170,6 +170,21 @@ fn postgres_cpu_secs() -> f64 {
     total as f64 / ticks
 }
 
+/// [`postgres_cpu_secs`] once the backend of a finished client has been reaped (its time
+/// reaches the postmaster's `cutime` only then): read until two readings 100 ms apart agree.
+fn settled_postgres_cpu_secs() -> f64 {
+    let mut last = postgres_cpu_secs();
+    for _ in 0..30 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let now = postgres_cpu_secs();
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    last
+}
+
 /// What a measured child used.
 struct Measured {
     secs: f64,
@@ -204,7 +219,7 @@ fn run_measured(cmd: &mut Command) -> Result<Measured> {
         secs,
         rss_kib: usage.ru_maxrss as u64,
         cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
-        pg_cpu: postgres_cpu_secs() - pg_before,
+        pg_cpu: settled_postgres_cpu_secs() - pg_before,
         status: std::process::ExitStatus::from_raw(status),
     })
 }

@@ -24,6 +24,7 @@ use toml::Spanned;
 /// Formats this version reads.
 pub const FORMATS: &[&str] = &[
     "gbfs",
+    "tomp",
     "irve",
     "irve-dynamic",
     "bnls",
@@ -1023,7 +1024,7 @@ schedule = "0 * * * * *"
         assert_eq!(
             shown,
             vec![
-                "p/velo.toml:3: format: unknown format \"gtfs\"; this version reads [\"gbfs\", \"irve\", \"irve-dynamic\", \"bnls\", \"csv\", \"fixed_width\", \"access_log\", \"html\"]".to_string(),
+                "p/velo.toml:3: format: unknown format \"gtfs\"; this version reads [\"gbfs\", \"tomp\", \"irve\", \"irve-dynamic\", \"bnls\", \"csv\", \"fixed_width\", \"access_log\", \"html\"]".to_string(),
                 "p/velo.toml:5: schedule: \"* * * * *\" is not a cron expression with seconds (sec min hour day month weekday): expected 6 fields, found 5".to_string(),
             ]
         );

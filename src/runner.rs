@@ -194,6 +194,10 @@ impl Runner {
                     mobiflux_extractors::gbfs::extract(&http, self.raw.as_ref(), &run_id, &src)
                         .await
                 }
+                "tomp" => {
+                    mobiflux_extractors::tomp::extract(&http, self.raw.as_ref(), &run_id, &src)
+                        .await
+                }
                 "html" => {
                     let urls = def
                         .page_urls
@@ -350,7 +354,7 @@ impl Runner {
         reload: bool,
     ) -> Result<Loaded, String> {
         match manifest.format.as_str() {
-            "gbfs" => {
+            "gbfs" | "tomp" => {
                 self.load_feed(manifest, def.and_then(|d| d.language.as_deref()), record)
                     .await
             }
@@ -647,31 +651,33 @@ impl Runner {
         // Parsing and normalizing is CPU work: keep it off the threads that serve I/O.
         let (ctx_run, ctx_pipeline, ctx_partner) =
             (run_id.clone(), pipeline.clone(), partner.clone());
-        let out = tokio::task::spawn_blocking(move || {
-            let payloads: Vec<Payload> = blobs
-                .iter()
-                .map(|(resource, key, bytes, at)| Payload {
-                    resource,
-                    source_object: key,
-                    bytes,
-                    fetched_at: *at,
-                })
-                .collect();
-            let ctx = Context {
-                pipeline: &ctx_pipeline,
-                partner: &ctx_partner,
-                run_id: &ctx_run,
-                language: language.as_deref(),
-            };
-            match format.as_str() {
-                "gbfs" => {
-                    mobiflux_transforms::gbfs::transform(&ctx, &payloads).map_err(|e| e.to_string())
+        let out =
+            tokio::task::spawn_blocking(move || {
+                let payloads: Vec<Payload> = blobs
+                    .iter()
+                    .map(|(resource, key, bytes, at)| Payload {
+                        resource,
+                        source_object: key,
+                        bytes,
+                        fetched_at: *at,
+                    })
+                    .collect();
+                let ctx = Context {
+                    pipeline: &ctx_pipeline,
+                    partner: &ctx_partner,
+                    run_id: &ctx_run,
+                    language: language.as_deref(),
+                };
+                match format.as_str() {
+                    "gbfs" => mobiflux_transforms::gbfs::transform(&ctx, &payloads)
+                        .map_err(|e| e.to_string()),
+                    "tomp" => mobiflux_transforms::tomp::transform(&ctx, &payloads)
+                        .map_err(|e| e.to_string()),
+                    other => Err(format!("no transform for format {other}")),
                 }
-                other => Err(format!("no transform for format {other}")),
-            }
-        })
-        .await
-        .map_err(|e| format!("transform task: {e}"))??;
+            })
+            .await
+            .map_err(|e| format!("transform task: {e}"))??;
         let qframe = quarantine::to_frame(
             &out.quarantine,
             &run_id,

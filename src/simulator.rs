@@ -30,7 +30,7 @@ pub enum Fault {
 pub struct Simulator {
     addr: SocketAddr,
     faults: Arc<Mutex<HashMap<String, Fault>>>,
-    requests: Arc<Mutex<Vec<(String, String)>>>,
+    requests: Arc<Mutex<Vec<Request>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -47,7 +47,7 @@ impl Simulator {
         let listener = TcpListener::bind(bind).await?;
         let addr = listener.local_addr()?;
         let faults: Arc<Mutex<HashMap<String, Fault>>> = Arc::default();
-        let requests: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+        let requests: Arc<Mutex<Vec<Request>>> = Arc::default();
         let (f, r) = (faults.clone(), requests.clone());
         let task = tokio::spawn(async move {
             loop {
@@ -91,7 +91,23 @@ impl Simulator {
 
     /// (path, User-Agent) of the requests so far, in order.
     pub fn requests_with_agents(&self) -> Vec<(String, String)> {
-        self.requests.lock().expect("not poisoned").clone()
+        self.requests_with_header("user-agent")
+    }
+
+    /// (path, value of header `name` or "") of the requests so far, in order.
+    pub fn requests_with_header(&self, name: &str) -> Vec<(String, String)> {
+        self.requests
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .map(|(p, headers)| {
+                let v = headers
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| v.clone());
+                (p.clone(), v.unwrap_or_default())
+            })
+            .collect()
     }
 }
 
@@ -100,7 +116,7 @@ async fn serve(
     root: &Path,
     addr: SocketAddr,
     faults: &Mutex<HashMap<String, Fault>>,
-    requests: &Mutex<Vec<(String, String)>>,
+    requests: &Mutex<Vec<Request>>,
 ) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(2048);
     let mut chunk = [0u8; 2048];
@@ -113,19 +129,17 @@ async fn serve(
     }
     let head = String::from_utf8_lossy(&buf);
     let target = head.split_whitespace().nth(1).unwrap_or("/").to_string();
-    let agent = head
+    let headers: Vec<(String, String)> = head
         .lines()
-        .find_map(|l| {
-            l.split_once(':')
-                .filter(|(k, _)| k.eq_ignore_ascii_case("user-agent"))
-                .map(|(_, v)| v.trim().to_string())
-        })
-        .unwrap_or_default();
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
     let path = target.split('?').next().unwrap_or("/").to_string();
     requests
         .lock()
         .expect("not poisoned")
-        .push((path.clone(), agent));
+        .push((path.clone(), headers));
     let base = format!("http://{addr}");
     let fault = faults.lock().expect("not poisoned").get(&path).cloned();
     if let Some(Fault::Delay(d)) = fault {
@@ -171,6 +185,9 @@ async fn serve(
     stream.shutdown().await
 }
 
+/// A request seen: its path and headers.
+type Request = (String, Vec<(String, String)>);
+
 fn content_type(path: &str) -> &'static str {
     if path.ends_with(".csv") {
         "text/csv"
@@ -186,7 +203,15 @@ fn read_fixture(root: &Path, path: &str, base: &str) -> Option<Vec<u8>> {
     if rel.split('/').any(|p| p == ".." || p.is_empty()) {
         return None;
     }
-    let file = root.join(rel);
+    let mut file = root.join(rel);
+    // REST endpoints without an extension (TOMP's `/operator/available-assets`) are served
+    // from the fixture named like them (`available_assets.json`).
+    if !file.is_file()
+        && let Some(name) = file.file_name().and_then(|n| n.to_str())
+        && !name.contains('.')
+    {
+        file = file.with_file_name(format!("{}.json", name.replace('-', "_")));
+    }
     let bytes = std::fs::read(&file).ok()?;
     // Files that are not UTF-8 (Latin-1 exports) are served exactly as they are.
     let Ok(text) = String::from_utf8(bytes.clone()) else {

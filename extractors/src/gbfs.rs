@@ -9,15 +9,11 @@
 //! Every document is landed unchanged (resources `manifest`, `gbfs`, then one per feed name).
 //! A feed file that fails does not stop the others from being landed, but fails the run.
 
-use futures_util::StreamExt;
 use mobiflux_model::RunId;
 use serde_json::Value;
 
 use crate::http::expect_json;
-use crate::{ExtractError, Http, Landing, Manifest, RawStore, Source, fetch_and_land};
-
-/// At most this many feed files of one system are fetched at once.
-const CONCURRENT_FILES: usize = 4;
+use crate::{ExtractError, Http, Landing, Manifest, RawStore, Source};
 
 /// A feed file named by the discovery document.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,43 +38,7 @@ pub async fn extract(
 async fn run_extraction(http: &Http, landing: &mut Landing<'_>) -> Result<(), ExtractError> {
     let src = landing.src;
     let (feeds, _version) = discover(http, landing, &src.url).await?;
-    let store = landing.store;
-    let results: Vec<_> = futures_util::stream::iter(feeds.iter())
-        .map(|f| async move {
-            let (r, obj, mut fail) =
-                fetch_and_land(http, store, src, &f.name, &f.url, "json").await;
-            // A body that is not JSON was landed whole; the failure says why it is unusable.
-            let r = r.and_then(|resp| expect_json(&resp).map(|_| ()).map_err(ExtractError::from));
-            if let (Err(e), None) = (&r, &fail) {
-                fail = Some(crate::raw::ManifestFailure {
-                    resource: f.name.clone(),
-                    url: src.redacted(&f.url),
-                    error: src.scrub(&e.to_string()),
-                });
-            }
-            (r, obj, fail)
-        })
-        .buffered(CONCURRENT_FILES)
-        .collect()
-        .await;
-    let total = results.len();
-    let mut errors = Vec::new();
-    for (r, obj, fail) in results {
-        landing.manifest.objects.extend(obj);
-        landing.manifest.failures.extend(fail);
-        if let Err(e) = r {
-            errors.push(e);
-        }
-    }
-    match errors.len() {
-        0 => Ok(()),
-        1 => Err(errors.remove(0)),
-        count => Err(ExtractError::Files {
-            count,
-            total,
-            first: Box::new(errors.remove(0)),
-        }),
-    }
+    landing.fetch_json_files(http, &feeds, |_| false).await
 }
 
 /// Follows manifest → gbfs.json → feed list, landing each discovery document.

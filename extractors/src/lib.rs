@@ -12,6 +12,7 @@ pub mod gbfs;
 pub mod http;
 pub mod pages;
 pub mod raw;
+pub mod tomp;
 
 pub use http::{FetchError, Http, HttpOptions};
 pub use raw::{Manifest, ManifestObject, RawError, RawStore};
@@ -63,6 +64,9 @@ pub enum ExtractError {
         first: Box<ExtractError>,
     },
 }
+
+/// At most this many files of one feed are fetched at once.
+const CONCURRENT_FILES: usize = 4;
 
 /// Lands payloads of one run in the raw zone and keeps its manifest.
 pub struct Landing<'a> {
@@ -134,6 +138,63 @@ impl<'a> Landing<'a> {
     ) -> Result<http::Response, ExtractError> {
         self.fetch_as(http, &|_| resource.to_string(), url, ext)
             .await
+    }
+
+    /// Fetches JSON files, a few at once, landing each one; a file that fails does not stop
+    /// the others from being landed, but fails the run, unless `missing` says its error
+    /// only means the partner does not offer it (recorded in the manifest, logged).
+    pub async fn fetch_json_files(
+        &mut self,
+        http: &Http,
+        files: &[gbfs::Feed],
+        missing: impl Fn(&ExtractError) -> bool,
+    ) -> Result<(), ExtractError> {
+        use futures_util::StreamExt;
+        let (store, src) = (self.store, self.src);
+        let results: Vec<_> = futures_util::stream::iter(files.iter())
+            .map(|f| async move {
+                let (r, obj, mut fail) =
+                    fetch_and_land(http, store, src, &f.name, &f.url, "json").await;
+                // A body that is not JSON was landed whole; the failure says why it is unusable.
+                let r = r.and_then(|resp| {
+                    http::expect_json(&resp)
+                        .map(|_| ())
+                        .map_err(ExtractError::from)
+                });
+                if let (Err(e), None) = (&r, &fail) {
+                    fail = Some(raw::ManifestFailure {
+                        resource: f.name.clone(),
+                        url: src.redacted(&f.url),
+                        error: src.scrub(&e.to_string()),
+                    });
+                }
+                (f, r, obj, fail)
+            })
+            .buffered(CONCURRENT_FILES)
+            .collect()
+            .await;
+        let total = results.len();
+        let mut errors = Vec::new();
+        for (f, r, obj, fail) in results {
+            self.manifest.objects.extend(obj);
+            self.manifest.failures.extend(fail);
+            match r {
+                Err(e) if missing(&e) => {
+                    tracing::warn!(resource = %f.name, error = %src.scrub(&e.to_string()), "not offered by the partner; skipped")
+                }
+                Err(e) => errors.push(e),
+                Ok(()) => {}
+            }
+        }
+        match errors.len() {
+            0 => Ok(()),
+            1 => Err(errors.remove(0)),
+            count => Err(ExtractError::Files {
+                count,
+                total,
+                first: Box::new(errors.remove(0)),
+            }),
+        }
     }
 
     /// Like [`Landing::fetch`], with the resource named from the response (a discovery URL

@@ -15,9 +15,11 @@ mod json;
 pub mod logs;
 pub mod mapped;
 pub mod quarantine;
+mod records;
 pub mod tableschema;
 pub mod tabular;
 pub mod text;
+pub mod tomp;
 
 use chrono::{DateTime, Utc};
 use mobiflux_model::TableSchema;

@@ -6,8 +6,6 @@
 //! `num_vehicles_*`; `0`/`1` booleans (1.0). Snapshot rows are stamped with the file's
 //! `last_updated` (the fetch time if absent), so replaying a run gives the same rows.
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, Utc};
 use mobiflux_model::TableSchema;
 use mobiflux_model::schema::{
@@ -16,9 +14,9 @@ use mobiflux_model::schema::{
 };
 use serde_json::Value;
 
-use crate::frame::{FrameBuilder, Row};
 use crate::json::{self, Issue, Obj};
-use crate::{Context, Output, Payload, Quarantined, TransformError};
+use crate::records::{Table, as_obj};
+use crate::{Context, Output, Payload, TransformError};
 
 #[cfg(test)]
 mod tests;
@@ -106,87 +104,6 @@ fn records<'f>(f: &'f File, keys: &[&str]) -> Result<(&'f [Value], String), Tran
     Ok((&[], format!("/data/{}", keys[0])))
 }
 
-/// Accumulates one table's rows and the quarantine, with duplicate-key detection.
-struct Table<'c> {
-    ctx: &'c Context<'c>,
-    builder: FrameBuilder,
-    seen: HashMap<String, String>,
-    quarantine: &'c mut Vec<Quarantined>,
-}
-
-impl<'c> Table<'c> {
-    fn new(
-        schema: &'static TableSchema,
-        ctx: &'c Context<'c>,
-        quarantine: &'c mut Vec<Quarantined>,
-    ) -> Self {
-        Table {
-            ctx,
-            builder: FrameBuilder::new(schema),
-            seen: HashMap::new(),
-            quarantine,
-        }
-    }
-
-    fn row(&self) -> Row {
-        let mut r = Row::new(self.builder.schema());
-        r.set("partner", self.ctx.partner)
-            .set("run_id", self.ctx.run_id);
-        r
-    }
-
-    fn reject(&mut self, f: &File, position: String, issue: Issue) {
-        self.quarantine.push(Quarantined {
-            source_object: f.payload.source_object.to_string(),
-            position,
-            field: Some(issue.field),
-            value: issue.value,
-            reason: issue.reason,
-        });
-    }
-
-    /// Adds a row read by `read`, or quarantines the record with the first issue found.
-    /// `id_field` names the natural id, whose repeats within the batch are quarantined.
-    fn add(
-        &mut self,
-        f: &File,
-        position: String,
-        id_field: &str,
-        read: impl FnOnce(&mut Row) -> Result<(), Issue>,
-    ) {
-        let mut row = self.row();
-        if let Err(issue) = read(&mut row) {
-            return self.reject(f, position, issue);
-        }
-        if let Err(e) = self.builder.check(&row) {
-            let issue = Issue::new(e.field, None, e.reason);
-            return self.reject(f, position, issue);
-        }
-        if let Some(crate::frame::Value::Text(id)) = row.get(id_field) {
-            if let Some(first) = self.seen.get(id) {
-                let issue = Issue::new(
-                    id_field,
-                    Some(&Value::String(id.clone())),
-                    format!("duplicate {id_field} (first seen at {first})"),
-                );
-                return self.reject(f, position, issue);
-            }
-            self.seen.insert(id.clone(), position);
-        }
-        self.builder.push(row).expect("row checked above");
-    }
-}
-
-fn as_obj<'v>(v: &'v Value, what: &str) -> Result<&'v Obj, Issue> {
-    v.as_object().ok_or_else(|| {
-        Issue::new(
-            what,
-            Some(v),
-            format!("{what} record must be a JSON object"),
-        )
-    })
-}
-
 /// Transforms the payloads of one GBFS run.
 pub fn transform(ctx: &Context, payloads: &[Payload]) -> Result<Output, TransformError> {
     let mut files: Vec<File> = Vec::new();
@@ -259,7 +176,7 @@ pub fn transform(ctx: &Context, payloads: &[Payload]) -> Result<Output, Transfor
 
 fn system_information(t: &mut Table, f: &File, lang: Option<&str>) {
     let d = &f.data;
-    t.add(f, "/data".into(), "system_id", |r| {
+    t.add(f.payload.source_object, "/data".into(), "system_id", |r| {
         let language = match d.get("languages").and_then(Value::as_array) {
             Some(l) => Some(
                 l.iter()
@@ -286,26 +203,31 @@ fn system_information(t: &mut Table, f: &File, lang: Option<&str>) {
 fn vehicle_types(t: &mut Table, f: &File, lang: Option<&str>) -> Result<(), TransformError> {
     let (items, base) = records(f, &["vehicle_types"])?;
     for (i, v) in items.iter().enumerate() {
-        t.add(f, format!("{base}/{i}"), "vehicle_type_id", |r| {
-            let o = as_obj(v, "vehicle_type")?;
-            r.set("vehicle_type_id", json::id(o, "vehicle_type_id")?)
-                .set(
-                    "form_factor",
-                    json::req_text(o, "form_factor", None)?.to_lowercase(),
-                )
-                .set(
-                    "propulsion",
-                    json::req_text(o, "propulsion_type", None)?.to_lowercase(),
-                )
-                .set("name", json::text(o, "name", lang)?)
-                .set("max_range_m", json::opt_f64(o, "max_range_meters")?)
-                .set(
-                    "default_pricing_plan_id",
-                    json::opt_id(o, "default_pricing_plan_id")?,
-                )
-                .set("valid_from", f.last_updated);
-            Ok(())
-        });
+        t.add(
+            f.payload.source_object,
+            format!("{base}/{i}"),
+            "vehicle_type_id",
+            |r| {
+                let o = as_obj(v, "vehicle_type")?;
+                r.set("vehicle_type_id", json::id(o, "vehicle_type_id")?)
+                    .set(
+                        "form_factor",
+                        json::req_text(o, "form_factor", None)?.to_lowercase(),
+                    )
+                    .set(
+                        "propulsion",
+                        json::req_text(o, "propulsion_type", None)?.to_lowercase(),
+                    )
+                    .set("name", json::text(o, "name", lang)?)
+                    .set("max_range_m", json::opt_f64(o, "max_range_meters")?)
+                    .set(
+                        "default_pricing_plan_id",
+                        json::opt_id(o, "default_pricing_plan_id")?,
+                    )
+                    .set("valid_from", f.last_updated);
+                Ok(())
+            },
+        );
     }
     Ok(())
 }
@@ -313,23 +235,28 @@ fn vehicle_types(t: &mut Table, f: &File, lang: Option<&str>) -> Result<(), Tran
 fn pricing_plans(t: &mut Table, f: &File, lang: Option<&str>) -> Result<(), TransformError> {
     let (items, base) = records(f, &["plans"])?;
     for (i, v) in items.iter().enumerate() {
-        t.add(f, format!("{base}/{i}"), "plan_id", |r| {
-            let o = as_obj(v, "plan")?;
-            r.set("plan_id", json::id(o, "plan_id")?)
-                .set("name", json::req_text(o, "name", lang)?)
-                .set(
-                    "currency",
-                    json::req_text(o, "currency", None)?.to_uppercase(),
-                )
-                .set("price", json::req_f64(o, "price")?)
-                .set("is_taxable", json::req_bool(o, "is_taxable")?)
-                .set("description", json::text(o, "description", lang)?)
-                .set("per_km_pricing", json::opt_json(o, "per_km_pricing"))
-                .set("per_min_pricing", json::opt_json(o, "per_min_pricing"))
-                .set("surge_pricing", json::opt_bool(o, "surge_pricing")?)
-                .set("valid_from", f.last_updated);
-            Ok(())
-        });
+        t.add(
+            f.payload.source_object,
+            format!("{base}/{i}"),
+            "plan_id",
+            |r| {
+                let o = as_obj(v, "plan")?;
+                r.set("plan_id", json::id(o, "plan_id")?)
+                    .set("name", json::req_text(o, "name", lang)?)
+                    .set(
+                        "currency",
+                        json::req_text(o, "currency", None)?.to_uppercase(),
+                    )
+                    .set("price", json::req_f64(o, "price")?)
+                    .set("is_taxable", json::req_bool(o, "is_taxable")?)
+                    .set("description", json::text(o, "description", lang)?)
+                    .set("per_km_pricing", json::opt_json(o, "per_km_pricing"))
+                    .set("per_min_pricing", json::opt_json(o, "per_min_pricing"))
+                    .set("surge_pricing", json::opt_bool(o, "surge_pricing")?)
+                    .set("valid_from", f.last_updated);
+                Ok(())
+            },
+        );
     }
     Ok(())
 }
@@ -337,13 +264,18 @@ fn pricing_plans(t: &mut Table, f: &File, lang: Option<&str>) -> Result<(), Tran
 fn regions(t: &mut Table, f: &File, lang: Option<&str>) -> Result<(), TransformError> {
     let (items, base) = records(f, &["regions"])?;
     for (i, v) in items.iter().enumerate() {
-        t.add(f, format!("{base}/{i}"), "region_id", |r| {
-            let o = as_obj(v, "region")?;
-            r.set("region_id", json::id(o, "region_id")?)
-                .set("name", json::req_text(o, "name", lang)?)
-                .set("valid_from", f.last_updated);
-            Ok(())
-        });
+        t.add(
+            f.payload.source_object,
+            format!("{base}/{i}"),
+            "region_id",
+            |r| {
+                let o = as_obj(v, "region")?;
+                r.set("region_id", json::id(o, "region_id")?)
+                    .set("name", json::req_text(o, "name", lang)?)
+                    .set("valid_from", f.last_updated);
+                Ok(())
+            },
+        );
     }
     Ok(())
 }
@@ -351,35 +283,40 @@ fn regions(t: &mut Table, f: &File, lang: Option<&str>) -> Result<(), TransformE
 fn stations(t: &mut Table, f: &File, lang: Option<&str>) -> Result<(), TransformError> {
     let (items, base) = records(f, &["stations"])?;
     for (i, v) in items.iter().enumerate() {
-        t.add(f, format!("{base}/{i}"), "station_id", |r| {
-            let o = as_obj(v, "station")?;
-            let (lat, lon) = (json::req_f64(o, "lat")?, json::req_f64(o, "lon")?);
-            json::check_position(lat, lon)?;
-            let rental_methods = o.get("rental_methods").and_then(Value::as_array).map(|m| {
-                m.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_lowercase)
-                    .collect::<Vec<_>>()
-                    .join(",")
-            });
-            r.set("station_id", json::id(o, "station_id")?)
-                .set("name", json::req_text(o, "name", lang)?)
-                .set("lat", lat)
-                .set("lon", lon)
-                .set("capacity", json::opt_count(o, "capacity")?)
-                .set("address", json::text(o, "address", lang)?)
-                .set("region_id", json::opt_id(o, "region_id")?)
-                .set("rental_methods", rental_methods)
-                .set("is_virtual", json::opt_bool(o, "is_virtual_station")?)
-                .set(
-                    "vehicle_type_capacity",
-                    // 2.3: {type: count}; 3.0: [{vehicle_type_ids, count}]
-                    json::opt_json(o, "vehicle_types_capacity")
-                        .or_else(|| json::opt_json(o, "vehicle_type_capacity")),
-                )
-                .set("valid_from", f.last_updated);
-            Ok(())
-        });
+        t.add(
+            f.payload.source_object,
+            format!("{base}/{i}"),
+            "station_id",
+            |r| {
+                let o = as_obj(v, "station")?;
+                let (lat, lon) = (json::req_f64(o, "lat")?, json::req_f64(o, "lon")?);
+                json::check_position(lat, lon)?;
+                let rental_methods = o.get("rental_methods").and_then(Value::as_array).map(|m| {
+                    m.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_lowercase)
+                        .collect::<Vec<_>>()
+                        .join(",")
+                });
+                r.set("station_id", json::id(o, "station_id")?)
+                    .set("name", json::req_text(o, "name", lang)?)
+                    .set("lat", lat)
+                    .set("lon", lon)
+                    .set("capacity", json::opt_count(o, "capacity")?)
+                    .set("address", json::text(o, "address", lang)?)
+                    .set("region_id", json::opt_id(o, "region_id")?)
+                    .set("rental_methods", rental_methods)
+                    .set("is_virtual", json::opt_bool(o, "is_virtual_station")?)
+                    .set(
+                        "vehicle_type_capacity",
+                        // 2.3: {type: count}; 3.0: [{vehicle_type_ids, count}]
+                        json::opt_json(o, "vehicle_types_capacity")
+                            .or_else(|| json::opt_json(o, "vehicle_type_capacity")),
+                    )
+                    .set("valid_from", f.last_updated);
+                Ok(())
+            },
+        );
     }
     Ok(())
 }
@@ -407,7 +344,7 @@ fn geofencing_zones(t: &mut Table, f: &File, lang: Option<&str>) -> Result<(), T
     };
     for (i, v) in features.iter().enumerate() {
         t.add(
-            f,
+            f.payload.source_object,
             format!("/data/geofencing_zones/features/{i}"),
             "zone_id",
             |r| {
@@ -460,7 +397,7 @@ fn first_count(o: &Obj, fields: &[&str]) -> Result<Option<i64>, Issue> {
 fn station_status(t: &mut Table, f: &File) -> Result<(), TransformError> {
     let (items, base) = records(f, &["stations"])?;
     for (i, v) in items.iter().enumerate() {
-        t.add(f, format!("{base}/{i}"), "station_id", |r| {
+        t.add(f.payload.source_object, format!("{base}/{i}"), "station_id", |r| {
             let o = as_obj(v, "station")?;
             let available = first_count(o, &["num_vehicles_available", "num_bikes_available"])?
                 .ok_or_else(|| {
@@ -505,49 +442,54 @@ fn station_status(t: &mut Table, f: &File) -> Result<(), TransformError> {
 fn vehicles(t: &mut Table, f: &File) -> Result<(), TransformError> {
     let (items, base) = records(f, &["vehicles", "bikes"])?;
     for (i, v) in items.iter().enumerate() {
-        t.add(f, format!("{base}/{i}"), "vehicle_id", |r| {
-            let o = as_obj(v, "vehicle")?;
-            let id = match o.get("vehicle_id") {
-                Some(_) => json::id(o, "vehicle_id")?,
-                None => json::id(o, "bike_id")?,
-            };
-            let (lat, lon) = (json::opt_f64(o, "lat")?, json::opt_f64(o, "lon")?);
-            let station_id = json::opt_id(o, "station_id")?;
-            match (lat, lon) {
-                (Some(lat), Some(lon)) => json::check_position(lat, lon)?,
-                _ if station_id.is_some() => {}
-                _ => {
+        t.add(
+            f.payload.source_object,
+            format!("{base}/{i}"),
+            "vehicle_id",
+            |r| {
+                let o = as_obj(v, "vehicle")?;
+                let id = match o.get("vehicle_id") {
+                    Some(_) => json::id(o, "vehicle_id")?,
+                    None => json::id(o, "bike_id")?,
+                };
+                let (lat, lon) = (json::opt_f64(o, "lat")?, json::opt_f64(o, "lon")?);
+                let station_id = json::opt_id(o, "station_id")?;
+                match (lat, lon) {
+                    (Some(lat), Some(lon)) => json::check_position(lat, lon)?,
+                    _ if station_id.is_some() => {}
+                    _ => {
+                        return Err(Issue::new(
+                            "lat",
+                            None,
+                            "a vehicle needs lat and lon, or a station_id",
+                        ));
+                    }
+                }
+                let fuel = json::opt_f64(o, "current_fuel_percent")?;
+                if let Some(p) = fuel
+                    && !(0.0..=1.0).contains(&p)
+                {
                     return Err(Issue::new(
-                        "lat",
-                        None,
-                        "a vehicle needs lat and lon, or a station_id",
+                        "current_fuel_percent",
+                        o.get("current_fuel_percent"),
+                        "current_fuel_percent must be between 0 and 1",
                     ));
                 }
-            }
-            let fuel = json::opt_f64(o, "current_fuel_percent")?;
-            if let Some(p) = fuel
-                && !(0.0..=1.0).contains(&p)
-            {
-                return Err(Issue::new(
-                    "current_fuel_percent",
-                    o.get("current_fuel_percent"),
-                    "current_fuel_percent must be between 0 and 1",
-                ));
-            }
-            r.set("vehicle_id", id)
-                .set("observed_at", f.last_updated)
-                .set("vehicle_type_id", json::opt_id(o, "vehicle_type_id")?)
-                .set("lat", lat)
-                .set("lon", lon)
-                .set("station_id", station_id)
-                .set("is_reserved", json::req_bool(o, "is_reserved")?)
-                .set("is_disabled", json::req_bool(o, "is_disabled")?)
-                .set("current_range_m", json::opt_f64(o, "current_range_meters")?)
-                .set("fuel_percent", fuel)
-                .set("pricing_plan_id", json::opt_id(o, "pricing_plan_id")?)
-                .set("last_reported", json::opt_time(o, "last_reported")?);
-            Ok(())
-        });
+                r.set("vehicle_id", id)
+                    .set("observed_at", f.last_updated)
+                    .set("vehicle_type_id", json::opt_id(o, "vehicle_type_id")?)
+                    .set("lat", lat)
+                    .set("lon", lon)
+                    .set("station_id", station_id)
+                    .set("is_reserved", json::req_bool(o, "is_reserved")?)
+                    .set("is_disabled", json::req_bool(o, "is_disabled")?)
+                    .set("current_range_m", json::opt_f64(o, "current_range_meters")?)
+                    .set("fuel_percent", fuel)
+                    .set("pricing_plan_id", json::opt_id(o, "pricing_plan_id")?)
+                    .set("last_reported", json::opt_time(o, "last_reported")?);
+                Ok(())
+            },
+        );
     }
     Ok(())
 }
