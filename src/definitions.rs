@@ -32,6 +32,7 @@ pub const FORMATS: &[&str] = &[
     "fixed_width",
     "access_log",
     "html",
+    "json",
 ];
 
 /// Formats read from published files (a path, glob, `s3://` prefix or HTTP URL).
@@ -69,6 +70,7 @@ struct SpecRaw {
     no: Option<Vec<String>>,
     map: Option<BTreeMap<String, String>>,
     scale: Option<f64>,
+    default: Option<String>,
     css: Option<String>,
     attr: Option<String>,
     regex: Option<String>,
@@ -101,6 +103,7 @@ fn page_column(
                 source: Source::Column(column.to_string()),
                 convert: Convert::Auto,
                 regex: None,
+                default: None,
             };
             return Ok((Some(f), c));
         }
@@ -149,6 +152,7 @@ fn column_spec(column: &'static str, raw: ColumnRaw) -> Result<ColumnSpec, Strin
                 source: Source::Column(from),
                 convert: Convert::Auto,
                 regex: None,
+                default: None,
             });
         }
         ColumnRaw::Spec(s) => *s,
@@ -160,6 +164,9 @@ fn column_spec(column: &'static str, raw: ColumnRaw) -> Result<ColumnSpec, Strin
         Some(r) => Some(regex::Regex::new(&r).map_err(|e| format!("regex {r:?}: {e}"))?),
         None => None,
     };
+    if spec.default.is_some() && spec.value.is_some() {
+        return Err("a constant value takes no default".into());
+    }
     let source = match (spec.from, spec.value) {
         (Some(f), None) => Source::Column(f),
         (None, Some(v)) => Source::Constant(v),
@@ -244,6 +251,7 @@ fn column_spec(column: &'static str, raw: ColumnRaw) -> Result<ColumnSpec, Strin
         source,
         convert: converts.pop().unwrap_or(Convert::Auto),
         regex,
+        default: spec.default,
     })
 }
 
@@ -292,6 +300,7 @@ struct RawDefinition {
     nulls: Option<Vec<String>>,
     columns: Option<Spanned<BTreeMap<String, ColumnRaw>>>,
     rows: Option<Spanned<String>>,
+    records: Option<Spanned<String>>,
     log_format: Option<Spanned<String>>,
     pattern: Option<Spanned<String>>,
     fields: Option<Spanned<BTreeMap<String, Vec<usize>>>>,
@@ -351,6 +360,8 @@ pub struct Definition {
     pub log: Option<Arc<LogMap>>,
     /// The field positions and mapping of a `fixed_width` definition.
     pub fixed: Option<Arc<FixedMap>>,
+    /// Where a `json` definition's records are in the document (`data.items.*`).
+    pub records: Option<String>,
     /// Every page an `html` definition fetches, in order (may hold `${VAR}`).
     pub page_urls: Vec<String>,
     /// Next-link pagination of an `html` definition: the link's CSS selector, and the most
@@ -542,7 +553,26 @@ pub fn parse(file: &Path, text: &str) -> Result<Definition, Vec<DefinitionError>
     let is_html = raw.format.get_ref() == "html";
     let is_log = raw.format.get_ref() == "access_log";
     let is_fixed = raw.format.get_ref() == "fixed_width";
-    let is_csv = raw.format.get_ref() == "csv" || is_html || is_log || is_fixed;
+    let is_json = raw.format.get_ref() == "json";
+    let is_csv = raw.format.get_ref() == "csv" || is_html || is_log || is_fixed || is_json;
+    match (&raw.records, is_json) {
+        (None, true) => errors.push(err(
+            None,
+            Some("records"),
+            "a json definition names the path of its records (records = \"data.items.*\")".into(),
+        )),
+        (Some(r), true) => {
+            if let Err(m) = mobiflux_transforms::jsonmap::check_path(r.get_ref()) {
+                errors.push(err(Some(r.span()), Some("records"), m));
+            }
+        }
+        (Some(r), false) => errors.push(err(
+            Some(r.span()),
+            Some("records"),
+            "only json definitions take records".into(),
+        )),
+        (None, false) => {}
+    }
     match (&raw.table, &raw.columns) {
         (Some(table), Some(columns)) if is_csv => {
             let line = Some(columns.span());
@@ -625,12 +655,12 @@ pub fn parse(file: &Path, text: &str) -> Result<Definition, Vec<DefinitionError>
         (Some(t), _) => errors.push(err(
             Some(t.span()),
             Some("table"),
-            "only csv and html definitions name a table".into(),
+            "only csv, fixed_width, access_log, html and json definitions name a table".into(),
         )),
         (None, Some(c)) => errors.push(err(
             Some(c.span()),
             Some("columns"),
-            "only csv and html definitions map columns".into(),
+            "only csv, fixed_width, access_log, html and json definitions map columns".into(),
         )),
         (None, None) => {}
     }
@@ -833,7 +863,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Definition, Vec<DefinitionError>
         errors.push(err(
             None,
             Some("nulls"),
-            "only csv and html definitions take nulls".into(),
+            "only csv, fixed_width, access_log, html and json definitions take nulls".into(),
         ));
     }
     if raw.schema.is_some() && is_csv && raw.format.get_ref() != "csv" {
@@ -887,6 +917,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Definition, Vec<DefinitionError>
         page,
         page_urls,
         next_page,
+        records: raw.records.map(Spanned::into_inner),
         user_agent: raw.user_agent,
         min_interval: Duration::from_secs_f64(1.0 / rate),
         robots: raw.robots.unwrap_or(true),
@@ -1024,7 +1055,7 @@ schedule = "0 * * * * *"
         assert_eq!(
             shown,
             vec![
-                "p/velo.toml:3: format: unknown format \"gtfs\"; this version reads [\"gbfs\", \"tomp\", \"irve\", \"irve-dynamic\", \"bnls\", \"csv\", \"fixed_width\", \"access_log\", \"html\"]".to_string(),
+                "p/velo.toml:3: format: unknown format \"gtfs\"; this version reads [\"gbfs\", \"tomp\", \"irve\", \"irve-dynamic\", \"bnls\", \"csv\", \"fixed_width\", \"access_log\", \"html\", \"json\"]".to_string(),
                 "p/velo.toml:5: schedule: \"* * * * *\" is not a cron expression with seconds (sec min hour day month weekday): expected 6 fields, found 5".to_string(),
             ]
         );

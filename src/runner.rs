@@ -121,6 +121,17 @@ fn from_definition<T>(
     })
 }
 
+/// How the stored documents of a run (pages, JSON responses) become unified rows.
+enum DocReader {
+    /// An `html` definition's scraping rules.
+    Page(Arc<PageSpec>),
+    /// A `json` definition's record path and mapping.
+    Json {
+        records: String,
+        mapping: Arc<MappedTable>,
+    },
+}
+
 /// A definition's `schema.json`.
 fn read_schema(path: &std::path::Path) -> Result<Schema, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("schema {}: {e}", path.display()))?;
@@ -196,6 +207,10 @@ impl Runner {
                 }
                 "tomp" => {
                     mobiflux_extractors::tomp::extract(&http, self.raw.as_ref(), &run_id, &src)
+                        .await
+                }
+                "json" => {
+                    mobiflux_extractors::rest::extract(&http, self.raw.as_ref(), &run_id, &src)
                         .await
                 }
                 "html" => {
@@ -404,7 +419,15 @@ impl Runner {
             }
             "html" => {
                 let spec = from_definition(manifest, def, |d| d.page.clone(), "scraping rules")?;
-                self.load_pages(manifest, spec, record).await
+                self.load_documents(manifest, DocReader::Page(spec), record)
+                    .await
+            }
+            "json" => {
+                let mapping =
+                    from_definition(manifest, def, |d| d.mapping.clone(), "[columns] mapping")?;
+                let records = def.and_then(|d| d.records.clone()).unwrap_or_default();
+                self.load_documents(manifest, DocReader::Json { records, mapping }, record)
+                    .await
             }
             "csv" => {
                 let mapping =
@@ -560,10 +583,10 @@ impl Runner {
 
     /// Scraped pages: each stored page is scraped (off the I/O threads) and its rows loaded,
     /// all pages of the run in one transaction.
-    async fn load_pages(
+    async fn load_documents(
         &self,
         manifest: &Manifest,
-        spec: Arc<PageSpec>,
+        reader: DocReader,
         record: &mut RunRecord,
     ) -> Result<Loaded, String> {
         let mut pages = Vec::new();
@@ -586,19 +609,20 @@ impl Runner {
             let mut keys = tabular::RunKeys::default();
             let mut chunks = Vec::new();
             for (url, key, fetched, bytes) in &pages {
-                mobiflux_transforms::html::read(
-                    &ctx,
-                    bytes,
-                    key,
-                    *fetched,
-                    &spec,
-                    &mut keys,
-                    &mut |c| {
-                        chunks.push(c);
-                        Ok(())
-                    },
-                )
-                .map_err(|e| format!("page {url}: {e}"))?;
+                let mut emit = |c| {
+                    chunks.push(c);
+                    Ok(())
+                };
+                match &reader {
+                    DocReader::Page(spec) => mobiflux_transforms::html::read(
+                        &ctx, bytes, key, *fetched, spec, &mut keys, &mut emit,
+                    )
+                    .map_err(|e| format!("page {url}: {e}"))?,
+                    DocReader::Json { records, mapping } => mobiflux_transforms::jsonmap::read(
+                        &ctx, bytes, key, *fetched, records, mapping, &mut keys, &mut emit,
+                    )
+                    .map_err(|e| format!("document {url}: {e}"))?,
+                };
             }
             Ok::<_, String>(chunks)
         })

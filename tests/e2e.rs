@@ -423,7 +423,7 @@ async fn the_bundled_examples_validate_and_the_demo_runs_them() {
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(
-        stdout.contains("15 pipelines run: 15 succeeded, 0 failed"),
+        stdout.contains("16 pipelines run: 16 succeeded, 0 failed"),
         "{stdout}"
     );
     // The invalid BNLS example is bundled on purpose: its one broken row shows up here.

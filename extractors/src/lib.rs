@@ -12,6 +12,7 @@ pub mod gbfs;
 pub mod http;
 pub mod pages;
 pub mod raw;
+pub mod rest;
 pub mod tomp;
 
 pub use http::{FetchError, Http, HttpOptions};

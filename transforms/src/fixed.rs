@@ -140,6 +140,7 @@ mod tests {
             source: Source::Column(from.into()),
             convert,
             regex: None,
+            default: None,
         };
         let map = FixedMap {
             fields: vec![

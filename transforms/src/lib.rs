@@ -12,6 +12,7 @@ pub mod gbfs;
 pub mod html;
 pub mod irve;
 mod json;
+pub mod jsonmap;
 pub mod logs;
 pub mod mapped;
 pub mod quarantine;

@@ -80,6 +80,8 @@ pub struct ColumnSpec {
     /// Narrows the source text to the first capture group (or the whole match) of this
     /// pattern before converting; no match means no value.
     pub regex: Option<regex::Regex>,
+    /// Text used (and converted) when the source has no value.
+    pub default: Option<String>,
 }
 
 /// A definition's mapping of a file to one unified table.
@@ -209,23 +211,19 @@ impl BoundRow for Bound<'_> {
                             .and_then(|c| c.get(1).or(c.get(0)))
                             .map_or("", |m| m.as_str());
                     }
-                    // No regex match, or a value the definition calls missing: no value.
-                    if (raw.is_empty() && spec.regex.is_some())
-                        || self.table.nulls.iter().any(|n| n == raw)
-                    {
-                        Ok(Prepared::Ref(ValueRef::Null))
-                    } else {
-                        convert_one(ty, convert, raw).map_err(|rule| (raw.to_string(), rule))
+                    // No regex match, or a value the definition calls missing: no value,
+                    // or the column's default.
+                    let missing = (raw.is_empty() && spec.regex.is_some())
+                        || self.table.nulls.iter().any(|n| n == raw);
+                    match (missing, &spec.default) {
+                        (true, Some(d)) => mapping_text(ty, convert, d),
+                        (true, None) => Ok(Prepared::Ref(ValueRef::Null)),
+                        (false, _) => {
+                            convert_one(ty, convert, raw).map_err(|rule| (raw.to_string(), rule))
+                        }
                     }
                 }
-                // A constant is the mapping's text: copied into the row (it is rare and short).
-                Err(constant) => convert_one(ty, convert, constant)
-                    .map(|p| match p {
-                        Prepared::Ref(ValueRef::Text(t)) => Prepared::Owned(t.to_string()),
-                        Prepared::Ref(v) => Prepared::Ref(detach(v)),
-                        Prepared::Owned(t) => Prepared::Owned(t),
-                    })
-                    .map_err(|rule| (constant.to_string(), rule)),
+                Err(constant) => mapping_text(ty, convert, constant),
             };
             match result {
                 Ok(v) => out[at] = v,
@@ -241,6 +239,22 @@ impl BoundRow for Bound<'_> {
         }
         if bad.is_empty() { Ok(()) } else { Err(bad) }
     }
+}
+
+/// A text of the mapping itself (a constant, a default) converted and copied into the row
+/// (it is rare and short).
+fn mapping_text<'x>(
+    ty: ColType,
+    convert: &Convert,
+    text: &str,
+) -> Result<Prepared<'x>, (String, String)> {
+    convert_one(ty, convert, text)
+        .map(|p| match p {
+            Prepared::Ref(ValueRef::Text(t)) => Prepared::Owned(t.to_string()),
+            Prepared::Ref(v) => Prepared::Ref(detach(v)),
+            Prepared::Owned(t) => Prepared::Owned(t),
+        })
+        .map_err(|rule| (text.to_string(), rule))
 }
 
 /// A non-text value owns nothing: it can take any lifetime.
@@ -413,12 +427,24 @@ fn wkb_point(b: &[u8]) -> Result<(f64, f64), String> {
     Ok((x, y))
 }
 
+/// `x * scale`, dividing by the inverse when the scale is one over a whole number
+/// (`0.01` turns 82 into 0.82 exactly, where multiplying gives 0.8200000000000001).
+fn scaled(x: f64, scale: f64) -> f64 {
+    let inverse = 1.0 / scale;
+    if scale.abs() < 1.0 && (inverse - inverse.round()).abs() < 1e-9 {
+        x / inverse.round()
+    } else {
+        x * scale
+    }
+}
+
 fn convert_one<'a>(ty: ColType, convert: &Convert, s: &'a str) -> Result<Prepared<'a>, String> {
-    use Prepared::{Owned, Ref};
+    use Prepared::Ref;
     let text = |s: &'a str| Ref(ValueRef::Text(s));
     Ok(match convert {
+        // The mapped text, read by the column's type (a map can give booleans and numbers).
         Convert::Map(m) => match m.get(s) {
-            Some(v) => Owned(v.clone()),
+            Some(v) => return mapping_text(ty, &Convert::Auto, v).map_err(|(_, rule)| rule),
             None => {
                 return Err(format!(
                     "value not in the map {:?}",
@@ -468,7 +494,7 @@ fn convert_one<'a>(ty: ColType, convert: &Convert, s: &'a str) -> Result<Prepare
             group,
             scale,
         } => {
-            let n = parse_number(s, *decimal, *group).ok_or("number")? * scale;
+            let n = scaled(parse_number(s, *decimal, *group).ok_or("number")?, *scale);
             match ty {
                 ColType::Int if n.fract() == 0.0 => Ref(ValueRef::Int(n as i64)),
                 ColType::Int => return Err("whole number".into()),

@@ -44,6 +44,7 @@ fn spec(rows: &str, name_css: &str) -> PageSpec {
             source: Source::Column(f.name.clone()),
             convert: Convert::Auto,
             regex: None,
+            default: None,
         })
         .collect();
     PageSpec {
@@ -171,12 +172,14 @@ fn locale_numbers_and_dates() {
                 source: Source::Column("facility_id".into()),
                 convert: Convert::Auto,
                 regex: None,
+                default: None,
             },
             ColumnSpec {
                 column: "name",
                 source: Source::Constant("x".into()),
                 convert: Convert::Auto,
                 regex: None,
+                default: None,
             },
             ColumnSpec {
                 column: "price_1h",
@@ -187,6 +190,7 @@ fn locale_numbers_and_dates() {
                     scale: 1.0,
                 },
                 regex: None,
+                default: None,
             },
             ColumnSpec {
                 column: "valid_from",
@@ -196,6 +200,7 @@ fn locale_numbers_and_dates() {
                     tz: chrono_tz::Europe::Paris,
                 }),
                 regex: None,
+                default: None,
             },
         ],
         nulls: vec![],

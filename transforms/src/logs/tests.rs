@@ -18,6 +18,7 @@ fn spec(column: &'static str, from: &str, convert: Convert, regex: Option<&str>)
         source: Source::Column(from.into()),
         convert,
         regex: regex.map(|r| Regex::new(r).unwrap()),
+        default: None,
     }
 }
 

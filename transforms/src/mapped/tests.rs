@@ -15,6 +15,7 @@ fn col(column: &'static str, from: &str) -> ColumnSpec {
         source: Source::Column(from.into()),
         convert: Convert::Auto,
         regex: None,
+        default: None,
     }
 }
 
@@ -24,6 +25,7 @@ fn conv(column: &'static str, from: &str, convert: Convert) -> ColumnSpec {
         source: Source::Column(from.into()),
         convert,
         regex: None,
+        default: None,
     }
 }
 
@@ -176,12 +178,14 @@ fn bom_and_a_constant() {
                 source: Source::Constant("Behindertenparkplatz".into()),
                 convert: Convert::Auto,
                 regex: None,
+                default: None,
             },
             ColumnSpec {
                 column: "spaces_pmr",
                 source: Source::Constant("1".into()),
                 convert: Convert::Auto,
                 regex: None,
+                default: None,
             },
             conv("lat", "GEOM", Convert::Lat),
             conv("lon", "GEOM", Convert::Lon),

@@ -1,0 +1,146 @@
+//! Proprietary JSON feeds added by configuration only: a TOML file, no code.
+
+mod common;
+
+use common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proprietary_scooter_api_loads_from_one_toml_file() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let sim = mobiflux::simulator::Simulator::start(format!("{root}/tests/data"), "127.0.0.1:0")
+        .await
+        .unwrap();
+    let pipelines = temp_dir("json-defs");
+    std::fs::copy(
+        format!("{root}/tests/data/json/zoomi-scooters.toml"),
+        pipelines.join("zoomi.toml"),
+    )
+    .unwrap();
+    let pg = pg_database().await;
+    let raw = temp_dir("json-raw");
+    let mut env = dest(&pipelines, raw.to_str().unwrap(), &pg);
+    env.push(("ZOOMI_API".into(), sim.base_url()));
+    let out = mobiflux(&["validate"], &env).await;
+    assert!(out.status.success(), "{:?}", text(&out));
+    let out = mobiflux(&["run"], &env).await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("rows loaded per table: vehicles 3"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("rows quarantined: 1"), "{stdout}");
+    let pool = sqlx::PgPool::connect(&pg).await.unwrap();
+    type V = (
+        String,
+        String,
+        f64,
+        f64,
+        f64,
+        f64,
+        bool,
+        bool,
+        String,
+        String,
+    );
+    let rows: Vec<V> = sqlx::query_as(
+        "SELECT vehicle_id, vehicle_type_id, lat, lon, current_range_m, fuel_percent, is_reserved, is_disabled, \
+         to_char(last_reported AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'), pricing_plan_id \
+         FROM vehicles ORDER BY vehicle_id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(
+        rows[0],
+        (
+            "ZM-10001".into(),
+            "zoomi-s3".into(),
+            48.85873,
+            2.37925,
+            31500.0,
+            0.82,
+            false,
+            false,
+            // 14:58:12 in Paris (UTC+1 in November)
+            "2026-11-21 13:58:12".into(),
+            "zoomi-standard".into()
+        )
+    );
+    assert!(rows[1].7, "ZM-10002 is in maintenance: disabled");
+    assert!(rows[2].6, "ZM-20417 is reserved");
+    let q: (String, String, String, String) = sqlx::query_as(
+        "SELECT position, field, value, reason FROM quarantine WHERE pipeline = 'zoomi'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(q.0, "/data/zones/1/scooters/1");
+    assert_eq!(
+        (q.1.as_str(), q.2.as_str()),
+        ("battery.range_km", "unknown")
+    );
+    assert!(q.3.contains("number"), "{q:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_default_adapter_payload_loads_by_configuration() {
+    let sim = msp().await;
+    let root = env!("CARGO_MANIFEST_DIR");
+    let pipelines = temp_dir("mcm-defs");
+    let def = std::fs::read_to_string(format!("{root}/pipelines/example-json-mcm-assets.toml"))
+        .unwrap()
+        .replace("${MOBIFLUX_EXAMPLE_MSP}", &sim.base_url());
+    std::fs::write(pipelines.join("mcm.toml"), def).unwrap();
+    let local = temp_dir("mcm-local");
+    let sqlite = format!("sqlite://{}/w.db", local.display());
+    let out = mobiflux(
+        &["run"],
+        &dest(&pipelines, local.join("raw").to_str().unwrap(), &sqlite),
+    )
+    .await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let wh = mobiflux_loaders::open(&sqlite).await.unwrap();
+    let rows = wh.dump(&mobiflux_model::schema::VEHICLES).await.unwrap();
+    let col = |name: &str| {
+        mobiflux_model::schema::VEHICLES
+            .columns
+            .iter()
+            .filter(|c| c.name != "run_id")
+            .position(|c| c.name == name)
+            .unwrap()
+    };
+    let picked: Vec<[Option<&str>; 5]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r[col("vehicle_id")].as_deref(),
+                r[col("vehicle_type_id")].as_deref(),
+                r[col("station_id")].as_deref(),
+                r[col("is_reserved")].as_deref(),
+                r[col("is_disabled")].as_deref(),
+            ]
+        })
+        .collect();
+    assert_eq!(
+        picked,
+        vec![
+            [
+                Some("asset1"),
+                Some("assettype1"),
+                Some("sta1"),
+                Some("false"),
+                Some("false")
+            ],
+            [
+                Some("asset2"),
+                Some("assettype1"),
+                Some("sta1"),
+                Some("true"),
+                Some("false")
+            ],
+        ]
+    );
+}
