@@ -289,6 +289,7 @@ struct RawDefinition {
     system_id: Option<String>,
     timeout_secs: Option<Spanned<u64>>,
     max_body_mb: Option<Spanned<u64>>,
+    retries: Option<Spanned<u32>>,
     #[serde(default)]
     headers: BTreeMap<String, String>,
     #[serde(default)]
@@ -344,6 +345,8 @@ pub struct Definition {
     pub system_id: Option<String>,
     pub timeout: Duration,
     pub max_body_bytes: u64,
+    /// Retries of a transient HTTP failure (429, 502–504, timeouts, connection errors).
+    pub retries: u32,
     /// As written: values may hold `${VAR}` references, and are treated as secrets when they do.
     pub headers: BTreeMap<String, String>,
     pub sensitive: Vec<String>,
@@ -510,6 +513,14 @@ pub fn parse(file: &Path, text: &str) -> Result<Definition, Vec<DefinitionError>
         if file_format { 4096 } else { 64 },
         4096,
     );
+    let retries = raw.retries.as_ref().map(|r| *r.get_ref()).unwrap_or(0);
+    if retries > 10 {
+        errors.push(err(
+            raw.retries.as_ref().map(|r| r.span()),
+            Some("retries"),
+            format!("{retries} must be between 0 and 10"),
+        ));
+    }
     let mut delimiter = b',';
     if let Some(d) = &raw.delimiter {
         match d.get_ref().as_bytes() {
@@ -902,6 +913,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Definition, Vec<DefinitionError>
         system_id: raw.system_id,
         timeout: Duration::from_secs(timeout),
         max_body_bytes: max_mb * 1024 * 1024,
+        retries,
         headers: raw.headers,
         sensitive: raw
             .sensitive

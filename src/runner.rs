@@ -194,6 +194,7 @@ impl Runner {
             let mut options = HttpOptions {
                 timeout: def.timeout,
                 max_body_bytes: def.max_body_bytes,
+                retries: def.retries,
                 ..HttpOptions::default()
             };
             if let Some(ua) = &def.user_agent {

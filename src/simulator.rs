@@ -25,6 +25,13 @@ pub enum Fault {
     Truncate,
     /// Not a fault: serve the file gzip-compressed (`Content-Encoding: gzip`), as CDNs do.
     Gzip,
+    /// Answer `status` (with `Retry-After: retry_after` when given) to the next `times`
+    /// requests, then serve normally: a partner that recovers.
+    Flaky {
+        status: u16,
+        times: u32,
+        retry_after: Option<u64>,
+    },
 }
 
 pub struct Simulator {
@@ -141,13 +148,38 @@ async fn serve(
         .expect("not poisoned")
         .push((path.clone(), headers));
     let base = format!("http://{addr}");
-    let fault = faults.lock().expect("not poisoned").get(&path).cloned();
+    let fault = {
+        let mut faults = faults.lock().expect("not poisoned");
+        match faults.get_mut(&path) {
+            Some(Fault::Flaky { times, .. }) if *times == 0 => None,
+            Some(Fault::Flaky {
+                status,
+                times,
+                retry_after,
+            }) => {
+                *times -= 1;
+                Some(Fault::Flaky {
+                    status: *status,
+                    times: *times,
+                    retry_after: *retry_after,
+                })
+            }
+            other => other.cloned(),
+        }
+    };
+    let retry_after = match fault {
+        Some(Fault::Flaky {
+            retry_after: Some(r),
+            ..
+        }) => format!("Retry-After: {r}\r\n"),
+        _ => String::new(),
+    };
     if let Some(Fault::Delay(d)) = fault {
         tokio::time::sleep(d).await;
     }
     let (status, ctype, body) = match fault {
         // Like many servers, the error page repeats the request target (query included).
-        Some(Fault::Status(s)) => (s, "text/plain", format!("simulated failure {s} for {target}").into_bytes()),
+        Some(Fault::Status(s) | Fault::Flaky { status: s, .. }) => (s, "text/plain", format!("simulated failure {s} for {target}").into_bytes()),
         Some(Fault::Html) => (
             200,
             "text/html; charset=utf-8",
@@ -160,7 +192,9 @@ async fn serve(
     };
     let reason = match status {
         200 => "OK",
+        401 => "Unauthorized",
         404 => "Not Found",
+        429 => "Too Many Requests",
         500 => "Internal Server Error",
         503 => "Service Unavailable",
         _ => "Status",
@@ -173,7 +207,7 @@ async fn serve(
         (body, "")
     };
     let header = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\n{encoding}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\n{encoding}{retry_after}Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     stream.write_all(header.as_bytes()).await?;

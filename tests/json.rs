@@ -144,3 +144,93 @@ async fn the_gateway_default_adapter_payload_loads_by_configuration() {
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_failures_are_retried_as_configured_and_others_fail_alone() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let site = temp_dir("flaky-site");
+    for name in ["patient", "impatient", "broken"] {
+        std::fs::copy(
+            format!("{root}/tests/data/json/zoomi-scooters.json"),
+            site.join(format!("{name}.json")),
+        )
+        .unwrap();
+    }
+    let sim = mobiflux::simulator::Simulator::start(site, "127.0.0.1:0")
+        .await
+        .unwrap();
+    use mobiflux::simulator::Fault;
+    // Rate-limited twice (Retry-After: 1 s), then fine.
+    let flaky = |status, retry_after| Fault::Flaky {
+        status,
+        times: 2,
+        retry_after,
+    };
+    sim.set_fault("/patient.json", flaky(429, Some(1)));
+    sim.set_fault("/impatient.json", flaky(503, None));
+    sim.set_fault("/broken.json", Fault::Status(500));
+    let body =
+        std::fs::read_to_string(format!("{root}/tests/data/json/zoomi-scooters.toml")).unwrap();
+    let body = &body[body.find("table =").unwrap()..];
+    let pipelines = temp_dir("flaky-defs");
+    for (name, extra) in [
+        ("patient", "retries = 2"),
+        ("impatient", ""),
+        ("broken", "retries = 3"),
+    ] {
+        define_format(
+            &pipelines,
+            name,
+            "json",
+            &format!("{}/{name}.json", sim.base_url()),
+            &format!("{extra}\n{body}"),
+        );
+    }
+    let local = temp_dir("flaky-local");
+    let started = std::time::Instant::now();
+    let out = mobiflux(
+        &["run"],
+        &dest(
+            &pipelines,
+            local.join("raw").to_str().unwrap(),
+            &format!("sqlite://{}/w.db", local.display()),
+        ),
+    )
+    .await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    // The patient pipeline waited as told (twice 1 s) and loaded.
+    assert!(started.elapsed() >= std::time::Duration::from_secs(2));
+    assert!(
+        stdout.contains("rows loaded per table: vehicles 3"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("transient failure; retrying"), "{stderr}");
+    let failed: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("FAILED pipeline"))
+        .collect();
+    assert_eq!(failed.len(), 2, "{stderr}");
+    assert!(
+        failed
+            .iter()
+            .any(|l| l.starts_with("FAILED pipeline impatient:") && l.contains("answered 503")),
+        "{failed:?}"
+    );
+    assert!(
+        failed
+            .iter()
+            .any(|l| l.starts_with("FAILED pipeline broken:") && l.contains("answered 500")),
+        "{failed:?}"
+    );
+    let count = |p: &str| sim.requests().iter().filter(|r| r.as_str() == p).count();
+    // 429 twice then 200; 503 once without retries; 500 is not transient: never retried.
+    assert_eq!(
+        (
+            count("/patient.json"),
+            count("/impatient.json"),
+            count("/broken.json")
+        ),
+        (3, 1, 1)
+    );
+}

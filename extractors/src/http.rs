@@ -11,6 +11,11 @@ use crate::Source;
 
 #[derive(Debug, Clone)]
 pub struct HttpOptions {
+    /// Attempts after the first for a transient failure: 429, 502, 503, 504, a timeout, a
+    /// refused or reset connection.
+    pub retries: u32,
+    /// The longest wait before a retry (a longer `Retry-After` is cut to this).
+    pub max_retry_wait: Duration,
     pub timeout: Duration,
     pub connect_timeout: Duration,
     /// Largest body accepted, after decompression.
@@ -21,6 +26,8 @@ pub struct HttpOptions {
 impl Default for HttpOptions {
     fn default() -> Self {
         HttpOptions {
+            retries: 0,
+            max_retry_wait: Duration::from_secs(60),
             timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
             max_body_bytes: 64 * 1024 * 1024,
@@ -59,6 +66,8 @@ pub enum FetchError {
         url: String,
         status: u16,
         head: String,
+        /// The server's `Retry-After`, in seconds (delay form or HTTP date).
+        retry_after: Option<u64>,
     },
     #[error("GET {url} timed out after {secs:.0} s")]
     Timeout { url: String, secs: f64 },
@@ -206,9 +215,45 @@ impl Http {
         &self.opts
     }
 
+    /// How long to wait before attempt `attempt` (1-based) after `e`, or `None` when the
+    /// failure is not transient or the retries are spent.
+    fn retry_wait(&self, e: &FetchError, attempt: u32) -> Option<Duration> {
+        if attempt > self.opts.retries {
+            return None;
+        }
+        let backoff = Duration::from_secs(1u64 << (attempt - 1).min(6));
+        let wait = match e {
+            FetchError::Status {
+                status: 429 | 502 | 503 | 504,
+                retry_after,
+                ..
+            } => retry_after.map(Duration::from_secs).unwrap_or(backoff),
+            FetchError::Timeout { .. } | FetchError::Connect { .. } => backoff,
+            _ => return None,
+        };
+        Some(wait.min(self.opts.max_retry_wait))
+    }
+
     /// GETs a URL for a source, body in memory: its headers sent, its secrets masked in
-    /// every error.
+    /// every error; transient failures retried as configured.
     pub async fn get(&self, src: &Source, url: &str) -> Result<Response, FetchError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.get_once(src, url).await {
+                Err(e) => match self.retry_wait(&e, attempt) {
+                    Some(wait) => {
+                        tracing::warn!(error = %e, attempt, wait_secs = wait.as_secs_f64(), "transient failure; retrying");
+                        tokio::time::sleep(wait).await;
+                    }
+                    None => return Err(e),
+                },
+                ok => return ok,
+            }
+        }
+    }
+
+    async fn get_once(&self, src: &Source, url: &str) -> Result<Response, FetchError> {
         let mut sink = MemorySink(Vec::new());
         let meta = self.fetch_into(src, url, &mut sink).await?;
         Ok(Response {
@@ -220,8 +265,26 @@ impl Http {
         })
     }
 
-    /// GETs a URL into a temporary file, hashing as it comes: for files of any size.
+    /// GETs a URL into a temporary file, hashing as it comes: for files of any size;
+    /// transient failures retried as configured.
     pub async fn download(&self, src: &Source, url: &str) -> Result<Download, FetchError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.download_once(src, url).await {
+                Err(e) => match self.retry_wait(&e, attempt) {
+                    Some(wait) => {
+                        tracing::warn!(error = %e, attempt, wait_secs = wait.as_secs_f64(), "transient failure; retrying");
+                        tokio::time::sleep(wait).await;
+                    }
+                    None => return Err(e),
+                },
+                ok => return ok,
+            }
+        }
+    }
+
+    async fn download_once(&self, src: &Source, url: &str) -> Result<Download, FetchError> {
         let shown = src.redacted(url);
         let io = |e: std::io::Error| FetchError::Connect {
             url: shown.clone(),
@@ -334,10 +397,16 @@ impl Http {
                 }
             }
             if !(200..300).contains(&status) {
+                let retry_after = meta
+                    .headers
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case("retry-after"))
+                    .and_then(|(_, v)| retry_after_secs(v));
                 return Err(FetchError::Status {
                     url: shown.clone(),
                     status,
                     head: src.scrub(&head(sink.head())),
+                    retry_after,
                 });
             }
             Ok(meta)
@@ -364,6 +433,16 @@ impl Http {
             }
         }
     }
+}
+
+/// `Retry-After` in seconds: a delay, or an HTTP date (seconds from now, 0 if past).
+fn retry_after_secs(v: &str) -> Option<u64> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(secs);
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    Some((at.timestamp() - chrono::Utc::now().timestamp()).max(0) as u64)
 }
 
 /// An error with its causes, which is where reqwest keeps the useful part.
