@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
+use mobiflux_extractors::rest::{Auth, Paging, Plan};
 use mobiflux_schedules::{DEFAULT_TIMEZONE, Schedule};
 use mobiflux_transforms::fixed::FixedMap;
 use mobiflux_transforms::html::{Field, PageSpec};
@@ -290,6 +291,8 @@ struct RawDefinition {
     timeout_secs: Option<Spanned<u64>>,
     max_body_mb: Option<Spanned<u64>>,
     retries: Option<Spanned<u32>>,
+    auth: Option<Spanned<AuthRaw>>,
+    paging: Option<Spanned<PagingRaw>>,
     #[serde(default)]
     headers: BTreeMap<String, String>,
     #[serde(default)]
@@ -311,6 +314,148 @@ struct RawDefinition {
     user_agent: Option<String>,
     rate_per_second: Option<Spanned<f64>>,
     robots: Option<bool>,
+}
+
+/// `[auth]` of a `json` definition.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuthRaw {
+    #[serde(rename = "type")]
+    kind: String,
+    header: Option<String>,
+    key: Option<String>,
+    token: Option<String>,
+    user: Option<String>,
+    password: Option<String>,
+    token_url: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    scope: Option<String>,
+    client_auth: Option<String>,
+}
+
+/// `[paging]` of a `json` definition.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PagingRaw {
+    next: Option<String>,
+    link_header: Option<bool>,
+    page: Option<String>,
+    from: Option<u64>,
+    offset: Option<String>,
+    limit: Option<String>,
+    size: Option<u64>,
+    cursor: Option<String>,
+    param: Option<String>,
+    max_pages: Option<usize>,
+}
+
+fn auth_of(a: AuthRaw) -> Result<Auth, String> {
+    let need =
+        |v: Option<String>, key: &str| v.ok_or_else(|| format!("auth type {} needs {key}", a.kind));
+    let unused = |keys: &[(&str, bool)]| match keys.iter().find(|(_, present)| *present) {
+        Some((k, _)) => Err(format!("auth type {} takes no {k}", a.kind)),
+        None => Ok(()),
+    };
+    Ok(match a.kind.as_str() {
+        "api_key" => {
+            unused(&[
+                ("token", a.token.is_some()),
+                ("user", a.user.is_some()),
+                ("token_url", a.token_url.is_some()),
+            ])?;
+            Auth::ApiKey {
+                header: a.header.clone().unwrap_or_else(|| "X-Api-Key".into()),
+                key: need(a.key.clone(), "key")?,
+            }
+        }
+        "bearer" => {
+            unused(&[
+                ("key", a.key.is_some()),
+                ("user", a.user.is_some()),
+                ("token_url", a.token_url.is_some()),
+            ])?;
+            Auth::Bearer(need(a.token.clone(), "token")?)
+        }
+        "basic" => {
+            unused(&[
+                ("key", a.key.is_some()),
+                ("token", a.token.is_some()),
+                ("token_url", a.token_url.is_some()),
+            ])?;
+            Auth::Basic {
+                user: need(a.user.clone(), "user")?,
+                password: need(a.password.clone(), "password")?,
+            }
+        }
+        "oauth2" => {
+            unused(&[
+                ("key", a.key.is_some()),
+                ("token", a.token.is_some()),
+                ("user", a.user.is_some()),
+            ])?;
+            let in_body = match a.client_auth.as_deref() {
+                None | Some("basic") => false,
+                Some("body") => true,
+                Some(o) => return Err(format!("client_auth {o:?}: use \"basic\" or \"body\"")),
+            };
+            Auth::OAuth2 {
+                token_url: need(a.token_url.clone(), "token_url")?,
+                client_id: need(a.client_id.clone(), "client_id")?,
+                client_secret: need(a.client_secret.clone(), "client_secret")?,
+                scope: a.scope.clone(),
+                in_body,
+            }
+        }
+        other => {
+            return Err(format!(
+                "auth type {other:?}: use api_key, bearer, basic or oauth2"
+            ));
+        }
+    })
+}
+
+fn paging_of(p: PagingRaw) -> Result<(Paging, usize), String> {
+    let max = p.max_pages.unwrap_or(100);
+    if !(1..=10_000).contains(&max) {
+        return Err(format!("max_pages {max} must be between 1 and 10000"));
+    }
+    let paging = match (
+        &p.next,
+        p.link_header.unwrap_or(false),
+        &p.page,
+        &p.offset,
+        &p.cursor,
+    ) {
+        (Some(n), false, None, None, None) => Paging::NextInBody(n.clone()),
+        (None, true, None, None, None) => Paging::LinkHeader,
+        (None, false, Some(param), None, None) => Paging::Page {
+            param: param.clone(),
+            from: p.from.unwrap_or(1),
+        },
+        (None, false, None, Some(param), None) => Paging::Offset {
+            param: param.clone(),
+            limit: p.limit.clone().unwrap_or_else(|| "limit".into()),
+            size: p
+                .size
+                .filter(|s| *s > 0)
+                .ok_or("offset paging needs size (records per page)")?,
+        },
+        (None, false, None, None, Some(path)) => Paging::Cursor {
+            path: path.clone(),
+            param: p
+                .param
+                .clone()
+                .ok_or("cursor paging needs param (the query parameter)")?,
+        },
+        _ => {
+            return Err(
+                "give one of next = \"path\", link_header = true, page = \"param\", offset = \"param\" or cursor = \"path\""
+                    .into(),
+            );
+        }
+    };
+    Ok((paging, max))
 }
 
 /// Pagination of an `html` definition, one of:
@@ -365,6 +510,8 @@ pub struct Definition {
     pub fixed: Option<Arc<FixedMap>>,
     /// Where a `json` definition's records are in the document (`data.items.*`).
     pub records: Option<String>,
+    /// How a `json` definition's API is called (values may hold `${VAR}`).
+    pub plan: Plan,
     /// Every page an `html` definition fetches, in order (may hold `${VAR}`).
     pub page_urls: Vec<String>,
     /// Next-link pagination of an `html` definition: the link's CSS selector, and the most
@@ -566,6 +713,34 @@ pub fn parse(file: &Path, text: &str) -> Result<Definition, Vec<DefinitionError>
     let is_fixed = raw.format.get_ref() == "fixed_width";
     let is_json = raw.format.get_ref() == "json";
     let is_csv = raw.format.get_ref() == "csv" || is_html || is_log || is_fixed || is_json;
+    let mut plan = Plan::default();
+    if let Some(a) = raw.auth.take() {
+        let span = a.span();
+        match (is_json, auth_of(a.into_inner())) {
+            (false, _) => errors.push(err(
+                Some(span),
+                Some("auth"),
+                "only json definitions take [auth]; other formats send [headers]".into(),
+            )),
+            (true, Ok(auth)) => plan.auth = auth,
+            (true, Err(m)) => errors.push(err(Some(span), Some("auth"), m)),
+        }
+    }
+    if let Some(p) = raw.paging.take() {
+        let span = p.span();
+        match (is_json, paging_of(p.into_inner())) {
+            (false, _) => errors.push(err(
+                Some(span),
+                Some("paging"),
+                "only json definitions take [paging]".into(),
+            )),
+            (true, Ok((paging, max))) => {
+                plan.paging = paging;
+                plan.max_pages = max;
+            }
+            (true, Err(m)) => errors.push(err(Some(span), Some("paging"), m)),
+        }
+    }
     match (&raw.records, is_json) {
         (None, true) => errors.push(err(
             None,
@@ -930,6 +1105,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Definition, Vec<DefinitionError>
         page_urls,
         next_page,
         records: raw.records.map(Spanned::into_inner),
+        plan,
         user_agent: raw.user_agent,
         min_interval: Duration::from_secs_f64(1.0 / rate),
         robots: raw.robots.unwrap_or(true),

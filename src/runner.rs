@@ -121,6 +121,44 @@ fn from_definition<T>(
     })
 }
 
+/// A call plan with its `${VAR}` references resolved.
+fn resolve_plan(
+    plan: &mobiflux_extractors::rest::Plan,
+    vars: &BTreeMap<String, String>,
+) -> Result<mobiflux_extractors::rest::Plan, String> {
+    use mobiflux_extractors::rest::Auth;
+    let r = |v: &str, key: &str| resolve(v, &format!("auth.{key}"), vars).map(|(v, _)| v);
+    let auth = match &plan.auth {
+        Auth::None => Auth::None,
+        Auth::ApiKey { header, key } => Auth::ApiKey {
+            header: header.clone(),
+            key: r(key, "key")?,
+        },
+        Auth::Bearer(t) => Auth::Bearer(r(t, "token")?),
+        Auth::Basic { user, password } => Auth::Basic {
+            user: r(user, "user")?,
+            password: r(password, "password")?,
+        },
+        Auth::OAuth2 {
+            token_url,
+            client_id,
+            client_secret,
+            scope,
+            in_body,
+        } => Auth::OAuth2 {
+            token_url: r(token_url, "token_url")?,
+            client_id: r(client_id, "client_id")?,
+            client_secret: r(client_secret, "client_secret")?,
+            scope: scope.clone(),
+            in_body: *in_body,
+        },
+    };
+    Ok(mobiflux_extractors::rest::Plan {
+        auth,
+        ..plan.clone()
+    })
+}
+
 /// How the stored documents of a run (pages, JSON responses) become unified rows.
 enum DocReader {
     /// An `html` definition's scraping rules.
@@ -211,8 +249,18 @@ impl Runner {
                         .await
                 }
                 "json" => {
-                    mobiflux_extractors::rest::extract(&http, self.raw.as_ref(), &run_id, &src)
-                        .await
+                    let plan = resolve_plan(&def.plan, &self.vars)?;
+                    let records = def.records.clone().unwrap_or_default();
+                    let count = |page: &[u8]| mobiflux_transforms::jsonmap::count(page, &records);
+                    mobiflux_extractors::rest::extract(
+                        &http,
+                        self.raw.as_ref(),
+                        &run_id,
+                        &src,
+                        &plan,
+                        &count,
+                    )
+                    .await
                 }
                 "html" => {
                     let urls = def

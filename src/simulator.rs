@@ -34,10 +34,28 @@ pub enum Fault {
     },
 }
 
+/// An OAuth2 client-credentials partner: `POST /oauth/token` issues `tok-1`, `tok-2`, …
+/// to the one client it knows (HTTP Basic or form credentials); paths under `protected`
+/// need the newest token as a bearer, and `tok-1` can be made to fail (already expired).
+#[derive(Debug, Clone)]
+struct OAuth2 {
+    client_id: String,
+    client_secret: String,
+    protected: String,
+    first_expired: bool,
+    issued: u32,
+}
+
+#[derive(Default)]
+struct Shared {
+    faults: Mutex<HashMap<String, Fault>>,
+    requests: Mutex<Vec<Request>>,
+    oauth2: Mutex<Option<OAuth2>>,
+}
+
 pub struct Simulator {
     addr: SocketAddr,
-    faults: Arc<Mutex<HashMap<String, Fault>>>,
-    requests: Arc<Mutex<Vec<Request>>>,
+    shared: Arc<Shared>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -53,26 +71,20 @@ impl Simulator {
         let root: PathBuf = root.into();
         let listener = TcpListener::bind(bind).await?;
         let addr = listener.local_addr()?;
-        let faults: Arc<Mutex<HashMap<String, Fault>>> = Arc::default();
-        let requests: Arc<Mutex<Vec<Request>>> = Arc::default();
-        let (f, r) = (faults.clone(), requests.clone());
+        let shared: Arc<Shared> = Arc::default();
+        let sh = shared.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                let (root, f, r) = (root.clone(), f.clone(), r.clone());
+                let (root, sh) = (root.clone(), sh.clone());
                 tokio::spawn(async move {
-                    let _ = serve(stream, &root, addr, &f, &r).await;
+                    let _ = serve(stream, &root, addr, &sh).await;
                 });
             }
         });
-        Ok(Simulator {
-            addr,
-            faults,
-            requests,
-            task,
-        })
+        Ok(Simulator { addr, shared, task })
     }
 
     pub fn base_url(&self) -> String {
@@ -80,7 +92,8 @@ impl Simulator {
     }
 
     pub fn set_fault(&self, path: &str, fault: Fault) {
-        self.faults
+        self.shared
+            .faults
             .lock()
             .expect("not poisoned")
             .insert(path.to_string(), fault);
@@ -88,12 +101,31 @@ impl Simulator {
 
     /// Paths requested so far, in order.
     pub fn requests(&self) -> Vec<String> {
-        self.requests
+        self.shared
+            .requests
             .lock()
             .expect("not poisoned")
             .iter()
             .map(|(p, _)| p.clone())
             .collect()
+    }
+
+    /// Acts as an OAuth2 client-credentials partner (see [`OAuth2`]) for paths under
+    /// `protected`; with `first_expired`, the first token issued is refused with 401.
+    pub fn require_oauth2(
+        &self,
+        client_id: &str,
+        client_secret: &str,
+        protected: &str,
+        first_expired: bool,
+    ) {
+        *self.shared.oauth2.lock().expect("not poisoned") = Some(OAuth2 {
+            client_id: client_id.into(),
+            client_secret: client_secret.into(),
+            protected: protected.into(),
+            first_expired,
+            issued: 0,
+        });
     }
 
     /// (path, User-Agent) of the requests so far, in order.
@@ -103,7 +135,8 @@ impl Simulator {
 
     /// (path, value of header `name` or "") of the requests so far, in order.
     pub fn requests_with_header(&self, name: &str) -> Vec<(String, String)> {
-        self.requests
+        self.shared
+            .requests
             .lock()
             .expect("not poisoned")
             .iter()
@@ -118,13 +151,63 @@ impl Simulator {
     }
 }
 
+/// The simulated OAuth2 partner's answer to a request, if it is its business.
+fn oauth2_answer(
+    shared: &Shared,
+    path: &str,
+    headers: &[(String, String)],
+    body: &str,
+) -> Option<(u16, Vec<u8>)> {
+    let mut guard = shared.oauth2.lock().expect("not poisoned");
+    let o = guard.as_mut()?;
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    };
+    if path == "/oauth/token" {
+        use base64::Engine as _;
+        let basic = header("authorization")
+            .and_then(|v| v.strip_prefix("Basic "))
+            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+            .and_then(|b| String::from_utf8(b).ok());
+        let form: HashMap<String, String> = url::form_urlencoded::parse(body.as_bytes())
+            .into_owned()
+            .collect();
+        let from_form = form
+            .get("client_id")
+            .zip(form.get("client_secret"))
+            .map(|(i, s)| format!("{i}:{s}"));
+        let expected = format!("{}:{}", o.client_id, o.client_secret);
+        let granted = form.get("grant_type").map(String::as_str) == Some("client_credentials");
+        if !granted || (basic.as_ref() != Some(&expected) && from_form.as_ref() != Some(&expected))
+        {
+            return Some((401, br#"{"error":"invalid_client"}"#.to_vec()));
+        }
+        o.issued += 1;
+        let token = format!(
+            "{{\"access_token\":\"tok-{}\",\"token_type\":\"Bearer\",\"expires_in\":3600}}",
+            o.issued
+        );
+        return Some((200, token.into_bytes()));
+    }
+    if !path.starts_with(&o.protected) {
+        return None;
+    }
+    let newest = format!("Bearer tok-{}", o.issued);
+    let ok =
+        header("authorization") == Some(newest.as_str()) && !(o.first_expired && o.issued == 1);
+    (!ok).then(|| (401, br#"{"error":"invalid_token"}"#.to_vec()))
+}
+
 async fn serve(
     mut stream: TcpStream,
     root: &Path,
     addr: SocketAddr,
-    faults: &Mutex<HashMap<String, Fault>>,
-    requests: &Mutex<Vec<Request>>,
+    shared: &Shared,
 ) -> std::io::Result<()> {
+    let (faults, requests) = (&shared.faults, &shared.requests);
     let mut buf = Vec::with_capacity(2048);
     let mut chunk = [0u8; 2048];
     while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -143,6 +226,23 @@ async fn serve(
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
         .collect();
     let path = target.split('?').next().unwrap_or("/").to_string();
+    // A form body (token requests): read as far as Content-Length says.
+    let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(0) + 4;
+    let length: usize = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
+        .min(64 * 1024);
+    while buf.len() < head_end + length {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let body = String::from_utf8_lossy(&buf[head_end.min(buf.len())..]).into_owned();
+    let oauth2 = oauth2_answer(shared, &path, &headers, &body);
     requests
         .lock()
         .expect("not poisoned")
@@ -177,7 +277,9 @@ async fn serve(
     if let Some(Fault::Delay(d)) = fault {
         tokio::time::sleep(d).await;
     }
-    let (status, ctype, body) = match fault {
+    let (status, ctype, body) = match (oauth2, fault.clone()) {
+        (Some((status, body)), _) => (status, "application/json", body),
+        (None, fault) => match fault {
         // Like many servers, the error page repeats the request target (query included).
         Some(Fault::Status(s) | Fault::Flaky { status: s, .. }) => (s, "text/plain", format!("simulated failure {s} for {target}").into_bytes()),
         Some(Fault::Html) => (
@@ -188,6 +290,7 @@ async fn serve(
         _ => match read_fixture(root, &path, &base) {
             Some(body) => (200, content_type(&path), body),
             None => (404, "text/plain", format!("no fixture at {path}").into_bytes()),
+        },
         },
     };
     let reason = match status {

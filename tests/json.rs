@@ -234,3 +234,96 @@ async fn transient_failures_are_retried_as_configured_and_others_fail_alone() {
         (3, 1, 1)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oauth2_partner_is_called_page_by_page_and_its_secret_never_leaks() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let sim = mobiflux::simulator::Simulator::start(format!("{root}/tests/data"), "127.0.0.1:0")
+        .await
+        .unwrap();
+    const SECRET: &str = "s3cr3t-Zoomi!";
+    // The first token it issues is already expired: mobiflux must fetch one more, once.
+    sim.require_oauth2("zoomi-app", SECRET, "/api/", true);
+    let body =
+        std::fs::read_to_string(format!("{root}/tests/data/json/zoomi-scooters.toml")).unwrap();
+    let mapping = &body[body.find("table =").unwrap()..];
+    let auth = "[auth]\ntype = \"oauth2\"\ntoken_url = \"${ZOOMI_API}/oauth/token\"\nclient_id = \"zoomi-app\"\nclient_secret = \"${ZOOMI_SECRET}\"\n[paging]\nnext = \"links.next\"\nmax_pages = 5\n";
+    let pipelines = temp_dir("oauth-defs");
+    let define = |name: &str, secret_var: &str| {
+        let text = format!(
+            "name = \"{name}\"\npartner = \"zoomi\"\nformat = \"json\"\nurl = \"${{ZOOMI_API}}/api/scooters-p1.json\"\nschedule = \"0 * * * * *\"\n{}\n{}",
+            mapping.replace(
+                "[columns]",
+                &format!("{}\n[columns]", auth.replace("ZOOMI_SECRET", secret_var))
+            ),
+            ""
+        );
+        std::fs::write(pipelines.join(format!("{name}.toml")), text).unwrap();
+    };
+    define("zoomi-oauth", "ZOOMI_SECRET");
+    define("zoomi-wrong", "ZOOMI_WRONG");
+    let local = temp_dir("oauth-local");
+    let sqlite = format!("sqlite://{}/w.db", local.display());
+    let mut env = dest(&pipelines, local.join("raw").to_str().unwrap(), &sqlite);
+    env.push(("ZOOMI_API".into(), sim.base_url()));
+    env.push(("ZOOMI_SECRET".into(), SECRET.into()));
+    env.push(("ZOOMI_WRONG".into(), "not-the-secret".into()));
+    env.push(("MOBIFLUX_LOG".into(), "debug".into()));
+    let out = mobiflux(&["run"], &env).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    // Two pages, 4 scooters, one quarantined (its range is not a number).
+    assert!(
+        stdout.contains("rows loaded per table: vehicles 3"),
+        "{stdout}"
+    );
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("FAILED pipeline zoomi-wrong:"))
+        .expect(&stderr);
+    assert!(
+        line.contains("OAuth2 token request") && line.contains("401"),
+        "{line}"
+    );
+    let calls: Vec<String> = sim.requests();
+    let count = |p: &str| calls.iter().filter(|c| c.as_str() == p).count();
+    // zoomi-wrong: one refused token request. zoomi-oauth: a token, p1 refused (expired),
+    // a new token, p1, p2.
+    assert_eq!(count("/oauth/token"), 3, "{calls:?}");
+    assert_eq!(
+        (
+            count("/api/scooters-p1.json"),
+            count("/api/scooters-p2.json")
+        ),
+        (2, 1),
+        "{calls:?}"
+    );
+    // The secret (and the tokens, and the Basic credentials) appear nowhere: not in the
+    // output or the debug logs, not in the raw zone (manifests), not in the warehouse.
+    use base64::Engine as _;
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("zoomi-app:{SECRET}"));
+    let mut haystacks = vec![stdout.to_string(), stderr.to_string()];
+    for entry in walk_files(&local) {
+        haystacks.push(String::from_utf8_lossy(&std::fs::read(&entry).unwrap()).into_owned());
+    }
+    for needle in [SECRET, "not-the-secret", "tok-1", "tok-2", basic.as_str()] {
+        assert!(
+            haystacks.iter().all(|h| !h.contains(needle)),
+            "{needle} leaked"
+        );
+    }
+}
+
+/// Every file under a folder.
+fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk_files(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

@@ -255,7 +255,7 @@ impl Http {
 
     async fn get_once(&self, src: &Source, url: &str) -> Result<Response, FetchError> {
         let mut sink = MemorySink(Vec::new());
-        let meta = self.fetch_into(src, url, &mut sink).await?;
+        let meta = self.fetch_into(src, url, None, &mut sink).await?;
         Ok(Response {
             url: meta.url,
             status: meta.status,
@@ -297,7 +297,7 @@ impl Http {
             len: 0,
             head: Vec::new(),
         };
-        let meta = self.fetch_into(src, url, &mut sink).await?;
+        let meta = self.fetch_into(src, url, None, &mut sink).await?;
         std::io::Write::flush(&mut sink.file).map_err(io)?;
         Ok(Download {
             temp,
@@ -310,10 +310,31 @@ impl Http {
         })
     }
 
+    /// POSTs a form (an OAuth2 token request), body in memory; never retried, never landed.
+    pub async fn post_form(
+        &self,
+        src: &Source,
+        url: &str,
+        form: &[(&str, &str)],
+        basic: Option<(&str, &str)>,
+    ) -> Result<Response, FetchError> {
+        let mut sink = MemorySink(Vec::new());
+        let post = Post { form, basic };
+        let meta = self.fetch_into(src, url, Some(&post), &mut sink).await?;
+        Ok(Response {
+            url: meta.url,
+            status: meta.status,
+            headers: meta.headers,
+            content_type: meta.content_type,
+            body: sink.0.into(),
+        })
+    }
+
     async fn fetch_into(
         &self,
         src: &Source,
         url: &str,
+        post: Option<&Post<'_>>,
         sink: &mut dyn Sink,
     ) -> Result<Meta, FetchError> {
         let shown = src.redacted(url);
@@ -332,9 +353,27 @@ impl Http {
         }
         let secs = self.opts.timeout.as_secs_f64();
         let fut = async {
-            let mut resp = self
-                .client
-                .get(url)
+            let request = match post {
+                None => self.client.get(url),
+                Some(p) => {
+                    let body = url::form_urlencoded::Serializer::new(String::new())
+                        .extend_pairs(p.form.iter())
+                        .finish();
+                    let r = self
+                        .client
+                        .post(url)
+                        .header(
+                            reqwest::header::CONTENT_TYPE,
+                            "application/x-www-form-urlencoded",
+                        )
+                        .body(body);
+                    match p.basic {
+                        Some((user, password)) => r.basic_auth(user, Some(password)),
+                        None => r,
+                    }
+                }
+            };
+            let mut resp = request
                 .headers(headers)
                 .send()
                 .await
@@ -433,6 +472,12 @@ impl Http {
             }
         }
     }
+}
+
+/// A form to POST, with optional HTTP Basic credentials.
+struct Post<'a> {
+    form: &'a [(&'a str, &'a str)],
+    basic: Option<(&'a str, &'a str)>,
 }
 
 /// `Retry-After` in seconds: a delay, or an HTTP date (seconds from now, 0 if past).

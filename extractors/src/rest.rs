@@ -1,25 +1,373 @@
-//! Partner REST APIs with their own JSON (`format = "json"`): the definition's URL is called
-//! and its response landed unchanged as resource `records`; the declarative mapping reads
-//! it from the raw zone.
+//! Partner REST APIs with their own JSON (`format = "json"`): authentication, then the data
+//! call, page after page. Every page is landed unchanged as resource `records`; the
+//! declarative mapping reads them from the raw zone.
+//!
+//! - Authentication: an API key header, a static bearer token, HTTP Basic, or OAuth2 client
+//!   credentials (RFC 6749 §4.4) whose token is cached until shortly before it expires and
+//!   fetched again, once, when the API answers 401. Credentials and tokens are secrets of
+//!   the source: masked in every message, never landed (the token call is not a payload).
+//! - Pagination: a next-page URL in the body or in the `Link` header (RFC 8288), a page
+//!   number or an offset parameter (until a page holds no records), or a cursor from the
+//!   body; never more than `max_pages` pages.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use mobiflux_model::RunId;
+use serde_json::Value;
 
-use crate::gbfs::Feed;
-use crate::{ExtractError, Http, Landing, Manifest, RawStore, Source};
+use crate::http::expect_json;
+use crate::{ExtractError, FetchError, Http, Landing, Manifest, RawStore, Source};
 
-/// Fetches a partner's JSON document; returns the written manifest.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Auth {
+    None,
+    /// A header carrying a key (`X-Api-Key: …`).
+    ApiKey {
+        header: String,
+        key: String,
+    },
+    Bearer(String),
+    Basic {
+        user: String,
+        password: String,
+    },
+    OAuth2 {
+        token_url: String,
+        client_id: String,
+        client_secret: String,
+        scope: Option<String>,
+        /// Send the client credentials in the form body instead of HTTP Basic.
+        in_body: bool,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Paging {
+    None,
+    /// The next page's URL at this path of the body (`links.next`); absent or null ends.
+    NextInBody(String),
+    /// `Link: <…>; rel="next"`.
+    LinkHeader,
+    /// A page-number query parameter, from `from`, until a page holds no records.
+    Page {
+        param: String,
+        from: u64,
+    },
+    /// An offset query parameter stepping by `size` (sent as `limit`), until a page holds
+    /// no records.
+    Offset {
+        param: String,
+        limit: String,
+        size: u64,
+    },
+    /// The next cursor at this path of the body, sent as `param`; absent or null ends.
+    Cursor {
+        path: String,
+        param: String,
+    },
+}
+
+/// How a partner's API is called.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub auth: Auth,
+    pub paging: Paging,
+    pub max_pages: usize,
+}
+
+impl Default for Plan {
+    fn default() -> Self {
+        Plan {
+            auth: Auth::None,
+            paging: Paging::None,
+            max_pages: 100,
+        }
+    }
+}
+
+/// Counts the records of a page (the definition's record path), to end page/offset paging.
+pub type CountRecords<'a> = &'a (dyn Fn(&[u8]) -> usize + Sync);
+
+/// OAuth2 tokens of this process, by (token URL, client id): (token, good until).
+type Tokens = Mutex<HashMap<(String, String), (String, Instant)>>;
+
+fn tokens() -> &'static Tokens {
+    static TOKENS: OnceLock<Tokens> = OnceLock::new();
+    TOKENS.get_or_init(Mutex::default)
+}
+
+/// A value at a dotted path of a JSON document (`links.next`, `items.0.id`).
+fn at_path<'v>(doc: &'v Value, path: &str) -> Option<&'v Value> {
+    path.split('.').try_fold(doc, |v, step| match v {
+        Value::Object(m) => m.get(step),
+        Value::Array(a) => a.get(step.parse::<usize>().ok()?),
+        _ => None,
+    })
+}
+
+/// The `rel="next"` target of a `Link` header.
+fn next_link(headers: &[(String, String)]) -> Option<String> {
+    let link = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("link"))?
+        .1
+        .as_str();
+    link.split(',').find_map(|part| {
+        let (target, params) = part.split_once(';')?;
+        let is_next = params.split(';').any(|p| {
+            let p = p.trim().replace(' ', "");
+            p == "rel=\"next\"" || p == "rel=next"
+        });
+        is_next.then(|| {
+            target
+                .trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_string()
+        })
+    })
+}
+
+fn with_query(url: &str, pairs: &[(&str, String)]) -> String {
+    let mut u = match url::Url::parse(url) {
+        Ok(u) => u,
+        Err(_) => return url.to_string(),
+    };
+    let kept: Vec<(String, String)> = u
+        .query_pairs()
+        .filter(|(k, _)| !pairs.iter().any(|(p, _)| p == k))
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    u.query_pairs_mut()
+        .clear()
+        .extend_pairs(kept)
+        .extend_pairs(pairs.iter().map(|(k, v)| (*k, v.as_str())));
+    u.to_string()
+}
+
+/// The source with its credentials applied: headers added, secret values registered so
+/// that every message masks them.
+fn authorized(src: &Source, auth: &Auth, token: Option<&str>) -> Source {
+    let mut s = src.clone();
+    let mut set = |name: &str, value: String, secret: &str| {
+        s.headers.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
+        s.headers.push((name.to_string(), value));
+        s.secrets.push(secret.to_string());
+    };
+    match (auth, token) {
+        (Auth::ApiKey { header, key }, _) => set(header, key.clone(), key),
+        (Auth::Bearer(t), _) => set("Authorization", format!("Bearer {t}"), t),
+        (Auth::OAuth2 { .. }, Some(t)) => set("Authorization", format!("Bearer {t}"), t),
+        (Auth::Basic { user, password }, _) => {
+            use base64::Engine as _;
+            let value =
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+            set("Authorization", format!("Basic {value}"), password);
+            s.secrets.push(value);
+        }
+        _ => {}
+    }
+    s
+}
+
+/// An OAuth2 client-credentials token: the cached one unless `fresh`.
+async fn token(
+    http: &Http,
+    src: &Source,
+    auth: &Auth,
+    fresh: bool,
+) -> Result<String, ExtractError> {
+    let Auth::OAuth2 {
+        token_url,
+        client_id,
+        client_secret,
+        scope,
+        in_body,
+    } = auth
+    else {
+        unreachable!("only OAuth2 has tokens");
+    };
+    let key = (token_url.clone(), client_id.clone());
+    if !fresh
+        && let Some((t, until)) = tokens().lock().expect("not poisoned").get(&key)
+        && Instant::now() < *until
+    {
+        return Ok(t.clone());
+    }
+    let mut form = vec![("grant_type", "client_credentials")];
+    if let Some(s) = scope {
+        form.push(("scope", s));
+    }
+    if *in_body {
+        form.push(("client_id", client_id));
+        form.push(("client_secret", client_secret));
+    }
+    let basic = (!in_body).then_some((client_id.as_str(), client_secret.as_str()));
+    // The token call carries none of the data call's headers.
+    let token_src = Source {
+        headers: Vec::new(),
+        ..src.clone()
+    };
+    let fail = |message: String| ExtractError::Discovery {
+        url: src.redacted(token_url),
+        message: src.scrub(&format!("OAuth2 token request: {message}")),
+    };
+    let resp = http
+        .post_form(&token_src, token_url, &form, basic)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    let doc = expect_json(&resp).map_err(|e| fail(e.to_string()))?;
+    let access = ["access_token", "accessToken"]
+        .iter()
+        .find_map(|k| doc.get(*k).and_then(Value::as_str))
+        .ok_or_else(|| fail("the answer holds no access_token".into()))?
+        .to_string();
+    // expires_in: seconds, as a number or a string; renewed a little before the end.
+    let lifetime = doc
+        .get("expires_in")
+        .and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()))
+        .unwrap_or(300);
+    let until = Instant::now() + Duration::from_secs(lifetime.saturating_sub(30).max(1));
+    tokens()
+        .lock()
+        .expect("not poisoned")
+        .insert(key, (access.clone(), until));
+    Ok(access)
+}
+
+/// Calls a partner's API page after page; returns the written manifest.
 pub async fn extract(
     http: &Http,
     store: &dyn RawStore,
     run: &RunId,
     src: &Source,
+    plan: &Plan,
+    count: CountRecords<'_>,
 ) -> Result<Manifest, ExtractError> {
-    let mut landing = Landing::new(store, src, run);
-    let files = [Feed {
-        name: "records".into(),
-        url: src.url.clone(),
-    }];
-    let result = landing.fetch_json_files(http, &files, |_| false).await;
+    // Credentials are secrets from the start, whatever fails first.
+    let mut src = src.clone();
+    match &plan.auth {
+        Auth::OAuth2 { client_secret, .. } => src.secrets.push(client_secret.clone()),
+        Auth::Basic { password, .. } => src.secrets.push(password.clone()),
+        Auth::ApiKey { key, .. } => src.secrets.push(key.clone()),
+        Auth::Bearer(t) => src.secrets.push(t.clone()),
+        Auth::None => {}
+    }
+    let mut landing = Landing::new(store, &src, run);
+    let result = call_pages(http, &mut landing, plan, count).await;
     let manifest = landing.finish(result.as_ref().err()).await?;
     result.map(|()| manifest)
+}
+
+async fn call_pages(
+    http: &Http,
+    landing: &mut Landing<'_>,
+    plan: &Plan,
+    count: CountRecords<'_>,
+) -> Result<(), ExtractError> {
+    let src = landing.src;
+    let oauth = matches!(plan.auth, Auth::OAuth2 { .. });
+    let mut tok = match oauth {
+        true => Some(token(http, src, &plan.auth, false).await?),
+        false => None,
+    };
+    let first = match &plan.paging {
+        Paging::Page { param, from } => with_query(&src.url, &[(param, from.to_string())]),
+        Paging::Offset { param, limit, size } => {
+            with_query(&src.url, &[(param, "0".into()), (limit, size.to_string())])
+        }
+        _ => src.url.clone(),
+    };
+    let mut url = first;
+    let mut page = 0usize;
+    loop {
+        page += 1;
+        let mut authed = authorized(src, &plan.auth, tok.as_deref());
+        let mut resp =
+            crate::fetch_and_land(http, landing.store, &authed, "records", &url, "json").await;
+        // An expired or revoked token: one new token, one more try.
+        if oauth
+            && let (Err(ExtractError::Fetch(FetchError::Status { status: 401, .. })), _, _) = &resp
+        {
+            tracing::info!(page = %src.redacted(&url), "401 with a cached token; fetching a new one");
+            tok = Some(token(http, src, &plan.auth, true).await?);
+            landing.manifest.failures.extend(resp.2.take());
+            authed = authorized(src, &plan.auth, tok.as_deref());
+            resp =
+                crate::fetch_and_land(http, landing.store, &authed, "records", &url, "json").await;
+        }
+        let (result, object, failure) = resp;
+        landing.manifest.objects.extend(object);
+        landing.manifest.failures.extend(failure);
+        let resp = result?;
+        let doc = expect_json(&resp)?;
+        let next = match &plan.paging {
+            Paging::None => None,
+            Paging::NextInBody(path) => at_path(&doc, path)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(
+                    |s| match url::Url::parse(&url).and_then(|base| base.join(s)) {
+                        Ok(u) => u.to_string(),
+                        Err(_) => s.to_string(),
+                    },
+                ),
+            Paging::LinkHeader => next_link(&resp.headers),
+            Paging::Page { param, from } => (count(&resp.body) > 0)
+                .then(|| with_query(&url, &[(param, (from + page as u64).to_string())])),
+            Paging::Offset { param, limit, size } => (count(&resp.body) > 0).then(|| {
+                with_query(
+                    &url,
+                    &[
+                        (param, (page as u64 * size).to_string()),
+                        (limit, size.to_string()),
+                    ],
+                )
+            }),
+            Paging::Cursor { path, param } => at_path(&doc, path)
+                .filter(|v| !v.is_null() && v.as_str() != Some(""))
+                .map(|v| {
+                    v.as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| v.to_string())
+                })
+                .map(|c| with_query(&url, &[(param, c)])),
+        };
+        match next {
+            None => return Ok(()),
+            Some(_) if page >= plan.max_pages => {
+                tracing::warn!(
+                    max_pages = plan.max_pages,
+                    "page cap reached; later pages are not fetched"
+                );
+                return Ok(());
+            }
+            Some(n) if n == url => return Ok(()),
+            Some(n) => url = n,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_headers_paths_and_queries() {
+        let h = vec![(
+            "Link".to_string(),
+            r#"<https://api.x/v?page=1>; rel="prev", <https://api.x/v?page=3>; rel="next""#
+                .to_string(),
+        )];
+        assert_eq!(next_link(&h).as_deref(), Some("https://api.x/v?page=3"));
+        let doc: Value = serde_json::json!({"links": {"next": "p2"}, "items": [{"id": 7}]});
+        assert_eq!(at_path(&doc, "links.next"), Some(&Value::from("p2")));
+        assert_eq!(at_path(&doc, "items.0.id"), Some(&Value::from(7)));
+        assert_eq!(
+            with_query("https://api.x/v?page=1&lang=fr", &[("page", "2".into())]),
+            "https://api.x/v?lang=fr&page=2"
+        );
+    }
 }

@@ -40,6 +40,18 @@ pub fn check_path(path: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// How many records a document holds at a record path (0 when it is not JSON): what ends
+/// page-number and offset paging.
+pub fn count(bytes: &[u8], records: &str) -> usize {
+    let Ok(doc) = serde_json::from_slice::<Value>(bytes) else {
+        return 0;
+    };
+    let steps: Vec<&str> = records.split('.').collect();
+    let mut found = Vec::new();
+    walk(&doc, &steps, &[], String::new(), &mut found);
+    found.len()
+}
+
 /// One record with the records enclosing it (innermost last) and its JSON pointer.
 struct Found<'v> {
     chain: Vec<&'v Value>,
