@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
+use mobiflux_extractors::covoiturage::{OdPair, Search};
 use mobiflux_extractors::rest::{Auth, Paging, Plan};
 use mobiflux_schedules::{DEFAULT_TIMEZONE, Schedule};
 use mobiflux_transforms::fixed::FixedMap;
@@ -34,6 +35,7 @@ pub const FORMATS: &[&str] = &[
     "access_log",
     "html",
     "json",
+    "covoiturage",
 ];
 
 /// Formats read from published files (a path, glob, `s3://` prefix or HTTP URL).
@@ -292,6 +294,13 @@ struct RawDefinition {
     max_body_mb: Option<Spanned<u64>>,
     retries: Option<Spanned<u32>>,
     auth: Option<Spanned<AuthRaw>>,
+    od: Option<Spanned<Vec<OdRaw>>>,
+    grid: Option<Spanned<GridRaw>>,
+    departure_in_minutes: Option<i64>,
+    time_delta_mins: Option<u64>,
+    radius_km: Option<f64>,
+    regular_time_of_day: Option<Spanned<String>>,
+    count: Option<u64>,
     paging: Option<Spanned<PagingRaw>>,
     #[serde(default)]
     headers: BTreeMap<String, String>,
@@ -314,6 +323,63 @@ struct RawDefinition {
     user_agent: Option<String>,
     rate_per_second: Option<Spanned<f64>>,
     robots: Option<bool>,
+}
+
+/// An origin–destination pair of a `covoiturage` definition, as `[lat, lon]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OdRaw {
+    from: [f64; 2],
+    to: [f64; 2],
+}
+
+/// A grid of a `covoiturage` definition: every cell centre to every other one.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GridRaw {
+    south: f64,
+    west: f64,
+    north: f64,
+    east: f64,
+    step_km: f64,
+}
+
+/// At most this many origin–destination pairs are searched per run.
+const MAX_PAIRS: usize = 400;
+
+fn grid_pairs(g: &GridRaw) -> Result<Vec<OdPair>, String> {
+    if !(g.south < g.north && g.west < g.east && g.step_km > 0.0) {
+        return Err("grid needs south < north, west < east and step_km > 0".into());
+    }
+    let lat_step = g.step_km / 111.32;
+    let mid = ((g.south + g.north) / 2.0).to_radians().cos().max(0.01);
+    let lon_step = g.step_km / (111.32 * mid);
+    let mut centres = Vec::new();
+    let mut lat = g.south + lat_step / 2.0;
+    while lat < g.north {
+        let mut lon = g.west + lon_step / 2.0;
+        while lon < g.east {
+            centres.push(((lat * 1e5).round() / 1e5, (lon * 1e5).round() / 1e5));
+            lon += lon_step;
+        }
+        lat += lat_step;
+    }
+    let n = centres.len();
+    if n * n.saturating_sub(1) > MAX_PAIRS {
+        return Err(format!(
+            "the grid has {n} cells, {} pairs; at most {MAX_PAIRS} pairs per run (raise step_km)",
+            n * n.saturating_sub(1)
+        ));
+    }
+    let mut pairs = Vec::new();
+    for a in &centres {
+        for b in &centres {
+            if a != b {
+                pairs.push((*a, *b));
+            }
+        }
+    }
+    Ok(pairs)
 }
 
 /// `[auth]` of a `json` definition.
@@ -512,6 +578,10 @@ pub struct Definition {
     pub records: Option<String>,
     /// How a `json` definition's API is called (values may hold `${VAR}`).
     pub plan: Plan,
+    /// The searches of a `covoiturage` definition (the departure is set at run time,
+    /// `departure_in_minutes` after the run starts).
+    pub carpool: Option<Search>,
+    pub departure_in_minutes: i64,
     /// Every page an `html` definition fetches, in order (may hold `${VAR}`).
     pub page_urls: Vec<String>,
     /// Next-link pagination of an `html` definition: the link's CSS selector, and the most
@@ -713,6 +783,80 @@ pub fn parse(file: &Path, text: &str) -> Result<Definition, Vec<DefinitionError>
     let is_fixed = raw.format.get_ref() == "fixed_width";
     let is_json = raw.format.get_ref() == "json";
     let is_csv = raw.format.get_ref() == "csv" || is_html || is_log || is_fixed || is_json;
+    let is_carpool = raw.format.get_ref() == "covoiturage";
+    let mut carpool = None;
+    if is_carpool {
+        let mut pairs: Vec<OdPair> = Vec::new();
+        if let Some(od) = &raw.od {
+            for p in od.get_ref() {
+                let ok = |c: [f64; 2]| {
+                    (-90.0..=90.0).contains(&c[0]) && (-180.0..=180.0).contains(&c[1])
+                };
+                if !ok(p.from) || !ok(p.to) {
+                    errors.push(err(
+                        Some(od.span()),
+                        Some("od"),
+                        format!("{:?} → {:?}: points are [lat, lon] in WGS84", p.from, p.to),
+                    ));
+                }
+                pairs.push(((p.from[0], p.from[1]), (p.to[0], p.to[1])));
+            }
+        }
+        if let Some(g) = &raw.grid {
+            match grid_pairs(g.get_ref()) {
+                Ok(more) => pairs.extend(more),
+                Err(m) => errors.push(err(Some(g.span()), Some("grid"), m)),
+            }
+        }
+        if pairs.is_empty() {
+            errors.push(err(None, Some("od"), "a covoiturage definition searches origin–destination pairs: od = [{ from = [lat, lon], to = [lat, lon] }] or a grid".into()));
+        }
+        if pairs.len() > MAX_PAIRS {
+            errors.push(err(
+                None,
+                Some("od"),
+                format!("{} pairs; at most {MAX_PAIRS} per run", pairs.len()),
+            ));
+        }
+        if let Some(t) = &raw.regular_time_of_day
+            && chrono::NaiveTime::parse_from_str(t.get_ref(), "%H:%M:%S").is_err()
+        {
+            errors.push(err(
+                Some(t.span()),
+                Some("regular_time_of_day"),
+                format!("{:?} must be HH:MM:SS", t.get_ref()),
+            ));
+        }
+        carpool = Some(Search {
+            pairs,
+            departure: chrono::DateTime::UNIX_EPOCH,
+            regular_time_of_day: raw
+                .regular_time_of_day
+                .as_ref()
+                .map(|t| t.get_ref().clone()),
+            time_delta_secs: raw.time_delta_mins.unwrap_or(15) * 60,
+            radius_km: raw.radius_km.unwrap_or(1.0),
+            count: raw.count,
+        });
+    } else {
+        for (key, present) in [
+            ("od", raw.od.is_some()),
+            ("grid", raw.grid.is_some()),
+            ("departure_in_minutes", raw.departure_in_minutes.is_some()),
+            ("time_delta_mins", raw.time_delta_mins.is_some()),
+            ("radius_km", raw.radius_km.is_some()),
+            ("regular_time_of_day", raw.regular_time_of_day.is_some()),
+            ("count", raw.count.is_some()),
+        ] {
+            if present {
+                errors.push(err(
+                    None,
+                    Some(key),
+                    format!("only covoiturage definitions take {key}"),
+                ));
+            }
+        }
+    }
     let mut plan = Plan::default();
     if let Some(a) = raw.auth.take() {
         let span = a.span();
@@ -1106,6 +1250,8 @@ pub fn parse(file: &Path, text: &str) -> Result<Definition, Vec<DefinitionError>
         next_page,
         records: raw.records.map(Spanned::into_inner),
         plan,
+        carpool,
+        departure_in_minutes: raw.departure_in_minutes.unwrap_or(0),
         user_agent: raw.user_agent,
         min_interval: Duration::from_secs_f64(1.0 / rate),
         robots: raw.robots.unwrap_or(true),
@@ -1243,7 +1389,7 @@ schedule = "0 * * * * *"
         assert_eq!(
             shown,
             vec![
-                "p/velo.toml:3: format: unknown format \"gtfs\"; this version reads [\"gbfs\", \"tomp\", \"irve\", \"irve-dynamic\", \"bnls\", \"csv\", \"fixed_width\", \"access_log\", \"html\", \"json\"]".to_string(),
+                "p/velo.toml:3: format: unknown format \"gtfs\"; this version reads [\"gbfs\", \"tomp\", \"irve\", \"irve-dynamic\", \"bnls\", \"csv\", \"fixed_width\", \"access_log\", \"html\", \"json\", \"covoiturage\"]".to_string(),
                 "p/velo.toml:5: schedule: \"* * * * *\" is not a cron expression with seconds (sec min hour day month weekday): expected 6 fields, found 5".to_string(),
             ]
         );

@@ -121,6 +121,18 @@ fn from_definition<T>(
     })
 }
 
+/// The key of the keyed hashes that replace personal identifiers (`MOBIFLUX_PSEUDONYM_KEY`):
+/// a secret, the same from run to run so a person keeps one hash.
+fn pseudonym_key(vars: &BTreeMap<String, String>) -> Result<String, String> {
+    vars.get("MOBIFLUX_PSEUDONYM_KEY")
+        .cloned()
+        .or_else(|| std::env::var("MOBIFLUX_PSEUDONYM_KEY").ok())
+        .filter(|k| k.len() >= 16)
+        .ok_or_else(|| {
+            "carpooling answers carry personal data: set MOBIFLUX_PSEUDONYM_KEY (a secret of at least 16 characters, the same from run to run) so it can be pseudonymized before it is stored".to_string()
+        })
+}
+
 /// A call plan with its `${VAR}` references resolved.
 fn resolve_plan(
     plan: &mobiflux_extractors::rest::Plan,
@@ -247,6 +259,24 @@ impl Runner {
                 "tomp" => {
                     mobiflux_extractors::tomp::extract(&http, self.raw.as_ref(), &run_id, &src)
                         .await
+                }
+                "covoiturage" => {
+                    let key = pseudonym_key(&self.vars)?;
+                    let mut search = def.carpool.clone().expect("validated");
+                    search.departure =
+                        Utc::now() + chrono::Duration::minutes(def.departure_in_minutes);
+                    let pseudo = |body: &[u8]| {
+                        mobiflux_transforms::covoiturage::pseudonymize(body, key.as_bytes())
+                    };
+                    mobiflux_extractors::covoiturage::extract(
+                        &http,
+                        self.raw.as_ref(),
+                        &run_id,
+                        &src,
+                        &search,
+                        &pseudo,
+                    )
+                    .await
                 }
                 "json" => {
                     let plan = resolve_plan(&def.plan, &self.vars)?;
@@ -418,7 +448,7 @@ impl Runner {
         reload: bool,
     ) -> Result<Loaded, String> {
         match manifest.format.as_str() {
-            "gbfs" | "tomp" => {
+            "gbfs" | "tomp" | "covoiturage" => {
                 self.load_feed(manifest, def.and_then(|d| d.language.as_deref()), record)
                     .await
             }
@@ -745,6 +775,8 @@ impl Runner {
                     "gbfs" => mobiflux_transforms::gbfs::transform(&ctx, &payloads)
                         .map_err(|e| e.to_string()),
                     "tomp" => mobiflux_transforms::tomp::transform(&ctx, &payloads)
+                        .map_err(|e| e.to_string()),
+                    "covoiturage" => mobiflux_transforms::covoiturage::transform(&ctx, &payloads)
                         .map_err(|e| e.to_string()),
                     other => Err(format!("no transform for format {other}")),
                 }

@@ -21,6 +21,7 @@ const EXPECTED_COUNTS: &[(&str, usize)] = &[
     ("parking_facilities", 0),
     ("parking_occupancy", 0),
     ("gateway_calls", 0),
+    ("carpool_journeys", 0),
 ];
 
 fn row<'a>(

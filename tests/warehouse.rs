@@ -43,6 +43,7 @@ async fn migrations_match_the_declared_schemas_in_postgres_and_sqlite() {
     assert_eq!(
         partitioned,
         vec![
+            "carpool_journeys",
             "charge_point_status",
             "gateway_calls",
             "parking_occupancy",

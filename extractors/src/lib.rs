@@ -7,6 +7,7 @@
 //!   the status and the first bytes received.
 //! - [`gbfs`]: GBFS auto-discovery (1.x to 3.0) and fetching of every listed file.
 
+pub mod covoiturage;
 pub mod files;
 pub mod gbfs;
 pub mod http;
@@ -93,6 +94,7 @@ impl<'a> Landing<'a> {
                 error: None,
                 objects: Vec::new(),
                 failures: Vec::new(),
+                pseudonymized: Vec::new(),
             },
         }
     }

@@ -90,8 +90,10 @@ impl Default for Plan {
 /// Counts the records of a page (the definition's record path), to end page/offset paging.
 pub type CountRecords<'a> = &'a (dyn Fn(&[u8]) -> usize + Sync);
 
-/// OAuth2 tokens of this process, by (token URL, client id): (token, good until).
-type Tokens = Mutex<HashMap<(String, String), (String, Instant)>>;
+/// OAuth2 tokens of this process, by (token URL, client id, client secret): (token, good
+/// until). The secret is part of the key: a token is only ever reused with the credentials
+/// that obtained it.
+type Tokens = Mutex<HashMap<(String, String, String), (String, Instant)>>;
 
 fn tokens() -> &'static Tokens {
     static TOKENS: OnceLock<Tokens> = OnceLock::new();
@@ -189,7 +191,7 @@ async fn token(
     else {
         unreachable!("only OAuth2 has tokens");
     };
-    let key = (token_url.clone(), client_id.clone());
+    let key = (token_url.clone(), client_id.clone(), client_secret.clone());
     if !fresh
         && let Some((t, until)) = tokens().lock().expect("not poisoned").get(&key)
         && Instant::now() < *until

@@ -27,6 +27,10 @@ const MIGRATIONS: &[(i32, &str)] = &[
         3,
         include_str!("../migrations/postgres/0003_gateway_calls.sql"),
     ),
+    (
+        4,
+        include_str!("../migrations/postgres/0004_carpool_journeys.sql"),
+    ),
 ];
 /// Serializes migrations across processes (any constant shared by all mobiflux instances).
 const MIGRATION_LOCK: i64 = 0x6d6f_6269_666c_7578;

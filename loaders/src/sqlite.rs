@@ -27,6 +27,10 @@ const MIGRATIONS: &[(i32, &str)] = &[
         3,
         include_str!("../migrations/sqlite/0003_gateway_calls.sql"),
     ),
+    (
+        4,
+        include_str!("../migrations/sqlite/0004_carpool_journeys.sql"),
+    ),
 ];
 /// SQLite accepts up to 32,766 bound values per statement; stay well below.
 const MAX_BINDS: usize = 30_000;

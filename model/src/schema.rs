@@ -395,6 +395,46 @@ pub const GATEWAY_CALLS: TableSchema = TableSchema {
     ],
 };
 
+/// Carpool offers and requests found by searching a partner (standard covoiturage), as
+/// observed at each run: personal data is never here (names dropped, the person's id kept
+/// only as a keyed hash, so distinct drivers can still be counted).
+pub const CARPOOL_JOURNEYS: TableSchema = TableSchema {
+    name: "carpool_journeys",
+    kind: TableKind::Snapshot,
+    key: &["partner", "role", "kind", "journey_id", "observed_at"],
+    columns: &[
+        req("partner", Text),
+        req("role", Text),
+        req("kind", Text),
+        req("journey_id", Text),
+        req("observed_at", Timestamp),
+        c("journey_type", Text),
+        c("operator", Text),
+        c("departure_lat", Float),
+        c("departure_lon", Float),
+        c("departure_address", Text),
+        c("departure_at", Timestamp),
+        c("arrival_lat", Float),
+        c("arrival_lon", Float),
+        c("arrival_address", Text),
+        c("pickup_lat", Float),
+        c("pickup_lon", Float),
+        c("pickup_address", Text),
+        c("pickup_at", Timestamp),
+        c("drop_lat", Float),
+        c("drop_lon", Float),
+        c("drop_address", Text),
+        c("distance_m", Float),
+        c("duration_s", Int),
+        c("price", Float),
+        c("currency", Text),
+        c("price_type", Text),
+        c("seats", Int),
+        c("person_hash", Text),
+        req("run_id", Text),
+    ],
+};
+
 /// Every unified table, in load order (reference data before the series that point to it).
 pub const UNIFIED_TABLES: &[TableSchema] = &[
     SYSTEM_INFO,
@@ -410,6 +450,7 @@ pub const UNIFIED_TABLES: &[TableSchema] = &[
     PARKING_FACILITIES,
     PARKING_OCCUPANCY,
     GATEWAY_CALLS,
+    CARPOOL_JOURNEYS,
 ];
 
 pub fn table(name: &str) -> Option<&'static TableSchema> {

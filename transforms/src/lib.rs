@@ -6,6 +6,7 @@
 //! loads; a payload that is not the expected kind of file at all fails the transform.
 
 pub mod bnls;
+pub mod covoiturage;
 pub mod fixed;
 pub mod frame;
 pub mod gbfs;

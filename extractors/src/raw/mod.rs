@@ -214,6 +214,10 @@ pub struct Manifest {
     pub error: Option<String>,
     pub objects: Vec<ManifestObject>,
     pub failures: Vec<ManifestFailure>,
+    /// For formats carrying personal data: what was dropped or replaced by a keyed hash
+    /// before the objects were written (the objects are the payloads *after* that).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pseudonymized: Vec<String>,
 }
 
 impl ManifestObject {
