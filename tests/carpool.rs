@@ -39,19 +39,6 @@ fn partner_site() -> std::path::PathBuf {
     dir
 }
 
-fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(files_under(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn carpool_journeys_load_and_no_personal_data_is_stored_anywhere() {
     let sim = mobiflux::simulator::Simulator::start(partner_site(), "127.0.0.1:0")

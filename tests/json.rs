@@ -303,7 +303,7 @@ async fn an_oauth2_partner_is_called_page_by_page_and_its_secret_never_leaks() {
     use base64::Engine as _;
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("zoomi-app:{SECRET}"));
     let mut haystacks = vec![stdout.to_string(), stderr.to_string()];
-    for entry in walk_files(&local) {
+    for entry in files_under(&local) {
         haystacks.push(String::from_utf8_lossy(&std::fs::read(&entry).unwrap()).into_owned());
     }
     for needle in [SECRET, "not-the-secret", "tok-1", "tok-2", basic.as_str()] {
@@ -312,18 +312,4 @@ async fn an_oauth2_partner_is_called_page_by_page_and_its_secret_never_leaks() {
             "{needle} leaked"
         );
     }
-}
-
-/// Every file under a folder.
-fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk_files(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }

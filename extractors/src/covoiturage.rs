@@ -108,15 +108,7 @@ pub async fn extract(
         }
     }
     landing.manifest.pseudonymized = done.into_iter().collect();
-    let result = match errors.len() {
-        0 => Ok(()),
-        1 => Err(errors.remove(0)),
-        count => Err(ExtractError::Files {
-            count,
-            total,
-            first: Box::new(errors.remove(0)),
-        }),
-    };
+    let result = ExtractError::of_many(errors, total);
     let manifest = landing.finish(result.as_ref().err()).await?;
     result.map(|()| manifest)
 }

@@ -237,10 +237,18 @@ impl Http {
     /// GETs a URL for a source, body in memory: its headers sent, its secrets masked in
     /// every error; transient failures retried as configured.
     pub async fn get(&self, src: &Source, url: &str) -> Result<Response, FetchError> {
+        self.retrying(|| self.get_once(src, url)).await
+    }
+
+    /// Runs `call` again while it fails transiently, as configured.
+    async fn retrying<T, F: std::future::Future<Output = Result<T, FetchError>>>(
+        &self,
+        call: impl Fn() -> F,
+    ) -> Result<T, FetchError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.get_once(src, url).await {
+            match call().await {
                 Err(e) => match self.retry_wait(&e, attempt) {
                     Some(wait) => {
                         tracing::warn!(error = %e, attempt, wait_secs = wait.as_secs_f64(), "transient failure; retrying");
@@ -268,20 +276,7 @@ impl Http {
     /// GETs a URL into a temporary file, hashing as it comes: for files of any size;
     /// transient failures retried as configured.
     pub async fn download(&self, src: &Source, url: &str) -> Result<Download, FetchError> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.download_once(src, url).await {
-                Err(e) => match self.retry_wait(&e, attempt) {
-                    Some(wait) => {
-                        tracing::warn!(error = %e, attempt, wait_secs = wait.as_secs_f64(), "transient failure; retrying");
-                        tokio::time::sleep(wait).await;
-                    }
-                    None => return Err(e),
-                },
-                ok => return ok,
-            }
-        }
+        self.retrying(|| self.download_once(src, url)).await
     }
 
     async fn download_once(&self, src: &Source, url: &str) -> Result<Download, FetchError> {

@@ -67,6 +67,22 @@ pub enum ExtractError {
     },
 }
 
+impl ExtractError {
+    /// The outcome of `total` fetches that gave these errors: none, the one, or how many
+    /// failed with the first.
+    pub fn of_many(mut errors: Vec<ExtractError>, total: usize) -> Result<(), ExtractError> {
+        match errors.len() {
+            0 => Ok(()),
+            1 => Err(errors.remove(0)),
+            count => Err(ExtractError::Files {
+                count,
+                total,
+                first: Box::new(errors.remove(0)),
+            }),
+        }
+    }
+}
+
 /// At most this many files of one feed are fetched at once.
 const CONCURRENT_FILES: usize = 4;
 
@@ -189,15 +205,7 @@ impl<'a> Landing<'a> {
                 Ok(()) => {}
             }
         }
-        match errors.len() {
-            0 => Ok(()),
-            1 => Err(errors.remove(0)),
-            count => Err(ExtractError::Files {
-                count,
-                total,
-                first: Box::new(errors.remove(0)),
-            }),
-        }
+        ExtractError::of_many(errors, total)
     }
 
     /// Like [`Landing::fetch`], with the resource named from the response (a discovery URL

@@ -133,3 +133,17 @@ pub async fn dump_all(wh: &dyn Warehouse) -> Vec<(&'static str, mobiflux_loaders
 pub fn counts(dump: &[(&'static str, mobiflux_loaders::TableDump)]) -> Vec<(&'static str, usize)> {
     dump.iter().map(|(t, rows)| (*t, rows.len())).collect()
 }
+
+/// Every file under a folder (to search a raw zone and a warehouse for what must not be there).
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

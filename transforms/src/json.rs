@@ -206,6 +206,26 @@ pub fn opt_time(o: &Obj, field: &str) -> Result<Option<DateTime<Utc>>, Issue> {
     }
 }
 
+/// A list of strings as one comma-separated text (`["fr", "en"]` → `fr,en`), lowercased
+/// when asked; `None` when the field is not a list.
+pub fn joined(o: &Obj, field: &str, lowercase: bool) -> Option<String> {
+    let items = present(o, field)?.as_array()?;
+    Some(
+        items
+            .iter()
+            .filter_map(Value::as_str)
+            .map(|s| {
+                if lowercase {
+                    s.to_lowercase()
+                } else {
+                    s.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(","),
+    )
+}
+
 /// Compact JSON text of a sub-document (rules, per-type counts, geometry).
 pub fn opt_json(o: &Obj, field: &str) -> Option<String> {
     present(o, field).map(|v| v.to_string())

@@ -259,14 +259,9 @@ pub fn transform(ctx: &Context, payloads: &[Payload]) -> Result<Output, Transfor
 fn system_information(t: &mut Table, d: &Doc) {
     t.add(d.source(), String::new(), "system_id", |r| {
         let o = as_obj(&d.doc, "information")?;
-        let language = match o.get("language") {
-            Some(Value::Array(l)) => Some(
-                l.iter()
-                    .filter_map(Value::as_str)
-                    .collect::<Vec<_>>()
-                    .join(","),
-            ),
-            _ => json::text(o, "language", None)?,
+        let language = match json::joined(o, "language", false) {
+            Some(l) => Some(l),
+            None => json::text(o, "language", None)?,
         };
         r.set("system_id", json::id(o, "systemId")?)
             .set("name", json::text(o, "name", None)?)
@@ -310,13 +305,7 @@ fn stations(t: &mut Table, d: &Doc) -> Result<(), TransformError> {
                 .map(|a| json::text(a, "streetAddress", None))
                 .transpose()?
                 .flatten();
-            let rental_methods = o.get("rentalMethods").and_then(Value::as_array).map(|m| {
-                m.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_lowercase)
-                    .collect::<Vec<_>>()
-                    .join(",")
-            });
+            let rental_methods = json::joined(o, "rentalMethods", true);
             r.set("station_id", json::id(o, "stationId")?)
                 .set("name", json::req_text(o, "name", None)?)
                 .set("lat", lat)

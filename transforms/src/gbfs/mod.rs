@@ -177,13 +177,8 @@ pub fn transform(ctx: &Context, payloads: &[Payload]) -> Result<Output, Transfor
 fn system_information(t: &mut Table, f: &File, lang: Option<&str>) {
     let d = &f.data;
     t.add(f.payload.source_object, "/data".into(), "system_id", |r| {
-        let language = match d.get("languages").and_then(Value::as_array) {
-            Some(l) => Some(
-                l.iter()
-                    .filter_map(Value::as_str)
-                    .collect::<Vec<_>>()
-                    .join(","),
-            ),
+        let language = match json::joined(d, "languages", false) {
+            Some(l) => Some(l),
             None => json::text(d, "language", None)?,
         };
         r.set("system_id", json::id(d, "system_id")?)
@@ -291,13 +286,7 @@ fn stations(t: &mut Table, f: &File, lang: Option<&str>) -> Result<(), Transform
                 let o = as_obj(v, "station")?;
                 let (lat, lon) = (json::req_f64(o, "lat")?, json::req_f64(o, "lon")?);
                 json::check_position(lat, lon)?;
-                let rental_methods = o.get("rental_methods").and_then(Value::as_array).map(|m| {
-                    m.iter()
-                        .filter_map(Value::as_str)
-                        .map(str::to_lowercase)
-                        .collect::<Vec<_>>()
-                        .join(",")
-                });
+                let rental_methods = json::joined(o, "rental_methods", true);
                 r.set("station_id", json::id(o, "station_id")?)
                     .set("name", json::req_text(o, "name", lang)?)
                     .set("lat", lat)
