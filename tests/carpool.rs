@@ -157,15 +157,7 @@ async fn without_a_pseudonym_key_nothing_is_fetched_or_stored() {
         "od = [{ from = [48.8584, 2.2945], to = [43.6045, 1.4440] }]",
     );
     let local = temp_dir("carpool-nokey-local");
-    let out = mobiflux(
-        &["run"],
-        &dest(
-            &pipelines,
-            local.join("raw").to_str().unwrap(),
-            &format!("sqlite://{}/w.db", local.display()),
-        ),
-    )
-    .await;
+    let out = mobiflux(&["run"], &local_dest(&pipelines, &local).0).await;
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
     assert!(stderr.contains("set MOBIFLUX_PSEUDONYM_KEY"), "{stderr}");

@@ -188,15 +188,7 @@ async fn transient_failures_are_retried_as_configured_and_others_fail_alone() {
     }
     let local = temp_dir("flaky-local");
     let started = std::time::Instant::now();
-    let out = mobiflux(
-        &["run"],
-        &dest(
-            &pipelines,
-            local.join("raw").to_str().unwrap(),
-            &format!("sqlite://{}/w.db", local.display()),
-        ),
-    )
-    .await;
+    let out = mobiflux(&["run"], &local_dest(&pipelines, &local).0).await;
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
     // The patient pipeline waited as told (twice 1 s) and loaded.

@@ -105,15 +105,7 @@ async fn robots_txt_is_obeyed_unless_the_definition_says_otherwise() {
     define_page(&pipelines, "polite", &url, "", SPEC);
     define_page(&pipelines, "permitted", &url, "robots = false", SPEC);
     let local = temp_dir("robots-local");
-    let out = mobiflux(
-        &["run"],
-        &dest(
-            &pipelines,
-            local.join("raw").to_str().unwrap(),
-            &format!("sqlite://{}/w.db", local.display()),
-        ),
-    )
-    .await;
+    let out = mobiflux(&["run"], &local_dest(&pipelines, &local).0).await;
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
     assert!(stderr.contains(&format!(

@@ -134,15 +134,7 @@ async fn an_endpoint_not_implemented_is_skipped_and_a_failing_one_fails_alone() 
         "",
     );
     let local = temp_dir("tomp-faults-local");
-    let out = mobiflux(
-        &["run"],
-        &dest(
-            &pipelines,
-            local.join("raw").to_str().unwrap(),
-            &format!("sqlite://{}/w.db", local.display()),
-        ),
-    )
-    .await;
+    let out = mobiflux(&["run"], &local_dest(&pipelines, &local).0).await;
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
     let line = stderr

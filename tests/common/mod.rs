@@ -121,6 +121,15 @@ pub fn dest(pipelines: &Path, raw: &str, warehouse: &str) -> Vec<(String, String
     ]
 }
 
+/// A raw folder and a SQLite warehouse under `dir`: the environment and the warehouse URL.
+pub fn local_dest(pipelines: &Path, dir: &Path) -> (Vec<(String, String)>, String) {
+    let sqlite = format!("sqlite://{}/w.db", dir.display());
+    (
+        dest(pipelines, dir.join("raw").to_str().unwrap(), &sqlite),
+        sqlite,
+    )
+}
+
 /// Every unified table's content (without run ids).
 pub async fn dump_all(wh: &dyn Warehouse) -> Vec<(&'static str, mobiflux_loaders::TableDump)> {
     let mut out = Vec::new();

@@ -126,6 +126,22 @@ pub trait BoundRow {
     ) -> Result<(), Vec<Violation>>;
 }
 
+/// A validator of a Table Schema bound to a file's header, or what was expected and found.
+fn bind_validator<'m>(
+    schema: &'m Schema,
+    header: &[String],
+) -> Result<Validator<'m>, (String, String)> {
+    Validator::new(schema, header).map_err(|found| {
+        (
+            format!(
+                "the columns of table schema {}",
+                schema.name.as_deref().unwrap_or("given")
+            ),
+            found,
+        )
+    })
+}
+
 /// A published Table Schema and the mapping of its fields to a unified table.
 pub struct SchemaMap<'s> {
     pub schema: &'s Schema,
@@ -144,15 +160,7 @@ impl RowMap for SchemaMap<'_> {
     }
 
     fn bind<'m>(&'m self, header: &[String]) -> Result<Box<dyn BoundRow + 'm>, (String, String)> {
-        let validator = Validator::new(self.schema, header).map_err(|found| {
-            (
-                format!(
-                    "the columns of table schema {}",
-                    self.schema.name.as_deref().unwrap_or("given")
-                ),
-                found,
-            )
-        })?;
+        let validator = bind_validator(self.schema, header)?;
         let plan = resolve(self.mapping, self.schema).map_err(|found| {
             (
                 format!(
@@ -215,15 +223,7 @@ impl RowMap for Checked<'_> {
     }
 
     fn bind<'m>(&'m self, header: &[String]) -> Result<Box<dyn BoundRow + 'm>, (String, String)> {
-        let validator = Validator::new(self.schema, header).map_err(|found| {
-            (
-                format!(
-                    "the columns of table schema {}",
-                    self.schema.name.as_deref().unwrap_or("given")
-                ),
-                found,
-            )
-        })?;
+        let validator = bind_validator(self.schema, header)?;
         Ok(Box::new(BoundChecked {
             validator,
             inner: self.inner.bind(header)?,
