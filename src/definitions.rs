@@ -294,6 +294,8 @@ struct RawDefinition {
     max_body_mb: Option<Spanned<u64>>,
     retries: Option<Spanned<u32>>,
     auth: Option<Spanned<AuthRaw>>,
+    calls: Option<Spanned<Vec<CallRaw>>>,
+    body: Option<String>,
     od: Option<Spanned<Vec<OdRaw>>>,
     grid: Option<Spanned<GridRaw>>,
     departure_in_minutes: Option<i64>,
@@ -380,6 +382,33 @@ fn grid_pairs(g: &GridRaw) -> Result<Vec<OdPair>, String> {
         }
     }
     Ok(pairs)
+}
+
+/// A `[[calls]]` entry of a `json` definition: a call before the data call.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CallRaw {
+    name: String,
+    url: String,
+    body: Option<String>,
+    #[serde(default)]
+    extract: BTreeMap<String, String>,
+}
+
+/// A body template with its placeholders replaced by a sample value, to check it is JSON.
+fn fill_for_check(t: &str) -> String {
+    let mut out = t.to_string();
+    for n in template_names(t) {
+        out = out.replace(&format!("{{{n}}}"), "x");
+    }
+    out
+}
+
+/// `{name}` placeholders of a template (URL or body).
+fn template_names(t: &str) -> Vec<String> {
+    // `${VAR}` is an environment reference, not a placeholder.
+    let re = regex::Regex::new(r"(?:^|[^$])\{([A-Za-z0-9_]+)\}").expect("a valid pattern");
+    re.captures_iter(t).map(|c| c[1].to_string()).collect()
 }
 
 /// `[auth]` of a `json` definition.
@@ -858,6 +887,100 @@ pub fn parse(file: &Path, text: &str) -> Result<Definition, Vec<DefinitionError>
         }
     }
     let mut plan = Plan::default();
+    let mut known: Vec<String> = Vec::new();
+    if let Some(calls) = raw.calls.take() {
+        let span = calls.span();
+        if !is_json {
+            errors.push(err(
+                Some(span.clone()),
+                Some("calls"),
+                "only json definitions take [[calls]]".into(),
+            ));
+        }
+        for c in calls.into_inner() {
+            let key = format!("calls.{}", c.name);
+            if !c
+                .name
+                .chars()
+                .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-')
+                || c.name.is_empty()
+            {
+                errors.push(err(
+                    Some(span.clone()),
+                    Some(&key),
+                    "a call's name is made of a-z, 0-9 and '-'".into(),
+                ));
+            }
+            if !(c.url.starts_with("http://")
+                || c.url.starts_with("https://")
+                || c.url.starts_with("${"))
+            {
+                errors.push(err(
+                    Some(span.clone()),
+                    Some(&key),
+                    format!("{:?} must be an http:// or https:// URL", c.url),
+                ));
+            }
+            for name in template_names(&c.url)
+                .into_iter()
+                .chain(c.body.as_deref().map(template_names).unwrap_or_default())
+            {
+                if !known.contains(&name) {
+                    errors.push(err(
+                        Some(span.clone()),
+                        Some(&key),
+                        format!("{{{name}}} is not extracted by an earlier call"),
+                    ));
+                }
+            }
+            if let Some(b) = &c.body
+                && serde_json::from_str::<serde_json::Value>(&fill_for_check(b)).is_err()
+            {
+                errors.push(err(
+                    Some(span.clone()),
+                    Some(&key),
+                    "body must be a JSON template".into(),
+                ));
+            }
+            known.extend(c.extract.keys().cloned());
+            plan.calls.push(mobiflux_extractors::rest::Call {
+                name: c.name,
+                url: c.url,
+                body: c.body,
+                extract: c.extract.into_iter().collect(),
+            });
+        }
+    }
+    if let Some(b) = raw.body.take() {
+        if !is_json {
+            errors.push(err(
+                None,
+                Some("body"),
+                "only json definitions take body".into(),
+            ));
+        } else if serde_json::from_str::<serde_json::Value>(&fill_for_check(&b)).is_err() {
+            errors.push(err(
+                None,
+                Some("body"),
+                "body must be a JSON template".into(),
+            ));
+        }
+        plan.body = Some(b);
+    }
+    if is_json {
+        for name in template_names(raw.url.get_ref())
+            .into_iter()
+            .chain(plan.body.as_deref().map(template_names).unwrap_or_default())
+        {
+            if !known.contains(&name) {
+                errors.push(err(
+                    Some(raw.url.span()),
+                    Some("url"),
+                    format!("{{{name}}} is not extracted by a [[calls]] entry"),
+                ));
+            }
+        }
+    }
     if let Some(a) = raw.auth.take() {
         let span = a.span();
         match (is_json, auth_of(a.into_inner())) {

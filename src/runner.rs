@@ -133,6 +133,17 @@ fn pseudonym_key(vars: &BTreeMap<String, String>) -> Result<String, String> {
         })
 }
 
+impl DocReader {
+    /// Whether the stored objects of this resource hold rows (a call plan's earlier calls
+    /// are landed too, as `call-…`, but only its data call's pages are read).
+    fn reads(&self, resource: &str) -> bool {
+        match self {
+            DocReader::Page(_) => resource == "page",
+            DocReader::Json { .. } => resource == "records",
+        }
+    }
+}
+
 /// A call plan with its `${VAR}` references resolved.
 fn resolve_plan(
     plan: &mobiflux_extractors::rest::Plan,
@@ -165,8 +176,31 @@ fn resolve_plan(
             in_body: *in_body,
         },
     };
+    let calls = plan
+        .calls
+        .iter()
+        .map(|c| {
+            let key = format!("calls.{}", c.name);
+            Ok(mobiflux_extractors::rest::Call {
+                url: resolve(&c.url, &key, vars)?.0,
+                body: c
+                    .body
+                    .as_deref()
+                    .map(|b| resolve(b, &key, vars).map(|r| r.0))
+                    .transpose()?,
+                ..c.clone()
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let body = plan
+        .body
+        .as_deref()
+        .map(|b| resolve(b, "body", vars).map(|r| r.0))
+        .transpose()?;
     Ok(mobiflux_extractors::rest::Plan {
         auth,
+        calls,
+        body,
         ..plan.clone()
     })
 }
@@ -669,7 +703,11 @@ impl Runner {
         record: &mut RunRecord,
     ) -> Result<Loaded, String> {
         let mut pages = Vec::new();
-        for obj in manifest.objects.iter().filter(|o| o.usable()) {
+        for obj in manifest
+            .objects
+            .iter()
+            .filter(|o| o.usable() && reader.reads(&o.resource))
+        {
             let bytes = self.raw.get(&obj.key).await.map_err(|e| e.to_string())?;
             pages.push((obj.url.clone(), obj.key.clone(), obj.fetched_at, bytes));
         }

@@ -243,10 +243,15 @@ async fn serve(
     }
     let body = String::from_utf8_lossy(&buf[head_end.min(buf.len())..]).into_owned();
     let oauth2 = oauth2_answer(shared, &path, &headers, &body);
+    let mut seen = headers.clone();
+    if !body.is_empty() {
+        // The request body, kept as a pseudo-header for the tests to read.
+        seen.push(("(body)".into(), body.clone()));
+    }
     requests
         .lock()
         .expect("not poisoned")
-        .push((path.clone(), headers));
+        .push((path.clone(), seen));
     let base = format!("http://{addr}");
     let fault = {
         let mut faults = faults.lock().expect("not poisoned");

@@ -305,3 +305,76 @@ async fn an_oauth2_partner_is_called_page_by_page_and_its_secret_never_leaks() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_plan_passes_values_from_one_call_to_the_next() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let sim = mobiflux::simulator::Simulator::start(format!("{root}/tests/data"), "127.0.0.1:0")
+        .await
+        .unwrap();
+    let body =
+        std::fs::read_to_string(format!("{root}/tests/data/json/zoomi-scooters.toml")).unwrap();
+    let mapping = &body[body.find("table =").unwrap()..];
+    let pipelines = temp_dir("plan-defs");
+    let definition = format!(
+        "name = \"fleets\"\npartner = \"zoomi\"\nformat = \"json\"\n\
+         url = \"${{ZOOMI_API}}/api/fleets/{{fleet_id}}/scooters\"\n\
+         body = '{{\"fleet\": \"{{fleet_id}}\", \"state\": \"all\"}}'\n\
+         schedule = \"0 * * * * *\"\n{mapping}\n\
+         [[calls]]\nname = \"fleet-list\"\nurl = \"${{ZOOMI_API}}/api/fleets.json\"\nextract = {{ fleet_id = \"data.*.id\" }}\n"
+    );
+    std::fs::write(pipelines.join("fleets.toml"), definition).unwrap();
+    // A placeholder no call extracts is a validate error.
+    std::fs::write(
+        pipelines.join("broken.toml"),
+        "name = \"broken\"\npartner = \"zoomi\"\nformat = \"json\"\nurl = \"https://x.example/{fleet}\"\nschedule = \"0 * * * * *\"\nrecords = \"*\"\ntable = \"regions\"\n[columns]\nregion_id = \"id\"\nname = \"name\"\n",
+    )
+    .unwrap();
+    let local = temp_dir("plan-local");
+    let (mut env, _) = local_dest(&pipelines, &local);
+    env.push(("ZOOMI_API".into(), sim.base_url()));
+    let out = mobiflux(&["validate"], &env).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("broken.toml:4: url: {fleet} is not extracted by a [[calls]] entry"),
+        "{stderr}"
+    );
+    std::fs::remove_file(pipelines.join("broken.toml")).unwrap();
+    let out = mobiflux(&["run"], &env).await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("rows loaded per table: vehicles 3"),
+        "{stdout}"
+    );
+    // The list first, then one POST per fleet with the fleet in the body.
+    let calls = sim.requests_with_header("(body)");
+    assert_eq!(
+        calls,
+        vec![
+            ("/api/fleets.json".to_string(), String::new()),
+            (
+                "/api/fleets/paris-11/scooters".to_string(),
+                r#"{"fleet": "paris-11", "state": "all"}"#.to_string()
+            ),
+            (
+                "/api/fleets/paris-12/scooters".to_string(),
+                r#"{"fleet": "paris-12", "state": "all"}"#.to_string()
+            ),
+        ]
+    );
+    // Both the list and the pages are in the raw zone.
+    let store = mobiflux_extractors::raw::open(local.join("raw").to_str().unwrap(), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .list("raw/fleets/call-fleet-list/")
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(store.list("raw/fleets/records/").await.unwrap().len(), 2);
+}

@@ -262,15 +262,7 @@ impl Http {
     }
 
     async fn get_once(&self, src: &Source, url: &str) -> Result<Response, FetchError> {
-        let mut sink = MemorySink(Vec::new());
-        let meta = self.fetch_into(src, url, None, &mut sink).await?;
-        Ok(Response {
-            url: meta.url,
-            status: meta.status,
-            headers: meta.headers,
-            content_type: meta.content_type,
-            body: sink.0.into(),
-        })
+        self.send(src, url, None).await
     }
 
     /// GETs a URL into a temporary file, hashing as it comes: for files of any size;
@@ -313,9 +305,35 @@ impl Http {
         form: &[(&str, &str)],
         basic: Option<(&str, &str)>,
     ) -> Result<Response, FetchError> {
+        let post = Post {
+            body: PostBody::Form(form),
+            basic,
+        };
+        self.send(src, url, Some(&post)).await
+    }
+
+    /// POSTs a JSON body (a partner's search call); transient failures retried as configured.
+    pub async fn post_json(
+        &self,
+        src: &Source,
+        url: &str,
+        json: &str,
+    ) -> Result<Response, FetchError> {
+        let post = Post {
+            body: PostBody::Json(json),
+            basic: None,
+        };
+        self.retrying(|| self.send(src, url, Some(&post))).await
+    }
+
+    async fn send(
+        &self,
+        src: &Source,
+        url: &str,
+        post: Option<&Post<'_>>,
+    ) -> Result<Response, FetchError> {
         let mut sink = MemorySink(Vec::new());
-        let post = Post { form, basic };
-        let meta = self.fetch_into(src, url, Some(&post), &mut sink).await?;
+        let meta = self.fetch_into(src, url, post, &mut sink).await?;
         Ok(Response {
             url: meta.url,
             status: meta.status,
@@ -351,16 +369,19 @@ impl Http {
             let request = match post {
                 None => self.client.get(url),
                 Some(p) => {
-                    let body = url::form_urlencoded::Serializer::new(String::new())
-                        .extend_pairs(p.form.iter())
-                        .finish();
+                    let (ctype, body) = match p.body {
+                        PostBody::Form(form) => (
+                            "application/x-www-form-urlencoded",
+                            url::form_urlencoded::Serializer::new(String::new())
+                                .extend_pairs(form.iter())
+                                .finish(),
+                        ),
+                        PostBody::Json(json) => ("application/json", json.to_string()),
+                    };
                     let r = self
                         .client
                         .post(url)
-                        .header(
-                            reqwest::header::CONTENT_TYPE,
-                            "application/x-www-form-urlencoded",
-                        )
+                        .header(reqwest::header::CONTENT_TYPE, ctype)
                         .body(body);
                     match p.basic {
                         Some((user, password)) => r.basic_auth(user, Some(password)),
@@ -471,8 +492,13 @@ impl Http {
 
 /// A form to POST, with optional HTTP Basic credentials.
 struct Post<'a> {
-    form: &'a [(&'a str, &'a str)],
+    body: PostBody<'a>,
     basic: Option<(&'a str, &'a str)>,
+}
+
+enum PostBody<'a> {
+    Form(&'a [(&'a str, &'a str)]),
+    Json(&'a str),
 }
 
 /// `Retry-After` in seconds: a delay, or an HTTP date (seconds from now, 0 if past).

@@ -75,6 +75,22 @@ pub struct Plan {
     pub auth: Auth,
     pub paging: Paging,
     pub max_pages: usize,
+    /// Calls made before the data call, in order.
+    pub calls: Vec<Call>,
+    /// A JSON body template: the data call is then a POST.
+    pub body: Option<String>,
+}
+
+/// A call before the data call: its URL and optional JSON body are templates (`{name}`
+/// takes a value an earlier call extracted), its response is landed as `call-{name}`, and
+/// `extract` names values for the calls after it (`fleet_ids = "data.*.id"`). The data
+/// call's URL may name one extracted list: it is then made once per value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Call {
+    pub name: String,
+    pub url: String,
+    pub body: Option<String>,
+    pub extract: Vec<(String, String)>,
 }
 
 impl Default for Plan {
@@ -83,6 +99,8 @@ impl Default for Plan {
             auth: Auth::None,
             paging: Paging::None,
             max_pages: 100,
+            calls: Vec::new(),
+            body: None,
         }
     }
 }
@@ -263,6 +281,139 @@ pub async fn extract(
     result.map(|()| manifest)
 }
 
+/// One call of the plan: GET, or POST with a JSON body; landed as `resource`; an OAuth2
+/// token the API refuses (401) is replaced once and the call made again.
+async fn call(
+    http: &Http,
+    landing: &mut Landing<'_>,
+    plan: &Plan,
+    tok: &mut Option<String>,
+    resource: &str,
+    url: &str,
+    body: Option<&str>,
+) -> Result<crate::http::Response, ExtractError> {
+    let (src, store) = (landing.src, landing.store);
+    let once = |authed: Source| async move {
+        match body {
+            None => crate::fetch_and_land(http, store, &authed, resource, url, "json").await,
+            Some(json) => match http.post_json(&authed, url, json).await {
+                Ok(resp) => {
+                    match Landing::land(store, &authed, resource, &resp, "json", true).await {
+                        Ok(obj) => (Ok(resp), Some(obj), None),
+                        Err(e) => (Err(ExtractError::Raw(e)), None, None),
+                    }
+                }
+                Err(e) => {
+                    let e = ExtractError::Fetch(e);
+                    let failure = crate::raw::ManifestFailure {
+                        resource: resource.to_string(),
+                        url: authed.redacted(url),
+                        error: authed.scrub(&e.to_string()),
+                    };
+                    (Err(e), None, Some(failure))
+                }
+            },
+        }
+    };
+    let mut resp = once(authorized(src, &plan.auth, tok.as_deref())).await;
+    if matches!(plan.auth, Auth::OAuth2 { .. })
+        && let (Err(ExtractError::Fetch(FetchError::Status { status: 401, .. })), _, _) = &resp
+    {
+        tracing::info!(call = %src.redacted(url), "401 with a cached token; fetching a new one");
+        *tok = Some(token(http, src, &plan.auth, true).await?);
+        landing.manifest.failures.extend(resp.2.take());
+        resp = once(authorized(src, &plan.auth, tok.as_deref())).await;
+    }
+    let (result, object, failure) = resp;
+    landing.manifest.objects.extend(object);
+    landing.manifest.failures.extend(failure);
+    result
+}
+
+/// Every scalar at a path (`data.*.id`: `*` is every element of a list or value of an
+/// object), as text.
+fn values_at(doc: &Value, path: &str) -> Vec<String> {
+    let mut here = vec![doc];
+    for step in path.split('.') {
+        here = here
+            .into_iter()
+            .flat_map(|v| -> Vec<&Value> {
+                match (step, v) {
+                    ("*", Value::Array(items)) => items.iter().collect(),
+                    ("*", Value::Object(m)) => m.values().collect(),
+                    (k, Value::Object(m)) => m.get(k).into_iter().collect(),
+                    (i, Value::Array(items)) => i
+                        .parse::<usize>()
+                        .ok()
+                        .and_then(|i| items.get(i))
+                        .into_iter()
+                        .collect(),
+                    _ => Vec::new(),
+                }
+            })
+            .collect();
+    }
+    here.into_iter()
+        .filter_map(|v| match v {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            Value::Bool(b) => Some(b.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A URL component with everything but unreserved characters percent-encoded.
+fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// `{name}` placeholders of a template filled from `values` (encoded for a URL, or as JSON
+/// string content for a body).
+fn fill(template: &str, values: &[(String, String)], for_url: bool) -> String {
+    let mut out = template.to_string();
+    for (name, value) in values {
+        let v = if for_url {
+            encode(value)
+        } else {
+            let quoted = serde_json::to_string(value).expect("a string serializes");
+            quoted[1..quoted.len() - 1].to_string()
+        };
+        out = out.replace(&format!("{{{name}}}"), &v);
+    }
+    out
+}
+
+/// The placeholders (`{name}`) a template uses.
+fn placeholders(template: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = template;
+    while let Some(i) = rest.find('{') {
+        let after = &rest[i + 1..];
+        match after.find('}') {
+            Some(j)
+                if after[..j]
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
+                    && j > 0 =>
+            {
+                out.push(after[..j].to_string());
+                rest = &after[j + 1..];
+            }
+            _ => rest = after,
+        }
+    }
+    out
+}
+
 async fn call_pages(
     http: &Http,
     landing: &mut Landing<'_>,
@@ -270,40 +421,137 @@ async fn call_pages(
     count: CountRecords<'_>,
 ) -> Result<(), ExtractError> {
     let src = landing.src;
-    let oauth = matches!(plan.auth, Auth::OAuth2 { .. });
-    let mut tok = match oauth {
-        true => Some(token(http, src, &plan.auth, false).await?),
-        false => None,
+    let mut tok = match plan.auth {
+        Auth::OAuth2 { .. } => Some(token(http, src, &plan.auth, false).await?),
+        _ => None,
     };
-    let first = match &plan.paging {
-        Paging::Page { param, from } => with_query(&src.url, &[(param, from.to_string())]),
-        Paging::Offset { param, limit, size } => {
-            with_query(&src.url, &[(param, "0".into()), (limit, size.to_string())])
+    // Earlier calls, in order, each giving values to the ones after it.
+    let mut values: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    let scalar = |values: &std::collections::BTreeMap<String, Vec<String>>,
+                  who: &str,
+                  template: &str| {
+        let mut pairs = Vec::new();
+        for name in placeholders(template) {
+            match values.get(&name).map(Vec::as_slice) {
+                Some([one]) => pairs.push((name, one.clone())),
+                Some(many) => {
+                    return Err(ExtractError::Discovery {
+                        url: src.redacted(template),
+                        message: format!(
+                            "{who} uses {{{name}}}, which holds {} values; only the data call fans out over a list",
+                            many.len()
+                        ),
+                    });
+                }
+                None => {}
+            }
         }
-        _ => src.url.clone(),
+        Ok(pairs)
+    };
+    for c in &plan.calls {
+        let url = fill(&c.url, &scalar(&values, &c.name, &c.url)?, true);
+        let body = match &c.body {
+            Some(b) => Some(fill(b, &scalar(&values, &c.name, b)?, false)),
+            None => None,
+        };
+        let resource = format!("call-{}", c.name);
+        let resp = call(
+            http,
+            landing,
+            plan,
+            &mut tok,
+            &resource,
+            &url,
+            body.as_deref(),
+        )
+        .await?;
+        let doc = expect_json(&resp)?;
+        for (name, path) in &c.extract {
+            let found = values_at(&doc, path);
+            if found.is_empty() {
+                return Err(ExtractError::Discovery {
+                    url: src.redacted(&url),
+                    message: format!("call {} gave no value at {path:?} for {{{name}}}", c.name),
+                });
+            }
+            values.insert(name.clone(), found);
+        }
+    }
+    // The data call: once, or once per value of the one list it names.
+    let mut lists: Vec<&String> = placeholders(&src.url)
+        .iter()
+        .chain(
+            plan.body
+                .as_deref()
+                .map(placeholders)
+                .unwrap_or_default()
+                .iter(),
+        )
+        .filter_map(|n| {
+            values
+                .get_key_value(n)
+                .filter(|(_, v)| v.len() > 1)
+                .map(|(k, _)| k)
+        })
+        .collect();
+    lists.dedup();
+    if lists.len() > 1 {
+        return Err(ExtractError::Discovery {
+            url: src.redacted(&src.url),
+            message: format!("the data call fans out over one list at most; it names {lists:?}"),
+        });
+    }
+    let fan: Vec<Vec<(String, String)>> = match lists.first() {
+        Some(name) => values[*name]
+            .iter()
+            .map(|v| {
+                let mut pairs: Vec<(String, String)> = values
+                    .iter()
+                    .filter(|(_, vs)| vs.len() == 1)
+                    .map(|(k, vs)| (k.clone(), vs[0].clone()))
+                    .collect();
+                pairs.push(((*name).clone(), v.clone()));
+                pairs
+            })
+            .collect(),
+        None => vec![
+            values
+                .iter()
+                .filter(|(_, vs)| vs.len() == 1)
+                .map(|(k, vs)| (k.clone(), vs[0].clone()))
+                .collect(),
+        ],
+    };
+    for pairs in fan {
+        let base = fill(&src.url, &pairs, true);
+        let body = plan.body.as_deref().map(|b| fill(b, &pairs, false));
+        pages(http, landing, plan, &mut tok, count, &base, body.as_deref()).await?;
+    }
+    Ok(())
+}
+
+/// The data call page after page.
+async fn pages(
+    http: &Http,
+    landing: &mut Landing<'_>,
+    plan: &Plan,
+    tok: &mut Option<String>,
+    count: CountRecords<'_>,
+    base: &str,
+    body: Option<&str>,
+) -> Result<(), ExtractError> {
+    let first = match &plan.paging {
+        Paging::Page { param, from } => with_query(base, &[(param, from.to_string())]),
+        Paging::Offset { param, limit, size } => {
+            with_query(base, &[(param, "0".into()), (limit, size.to_string())])
+        }
+        _ => base.to_string(),
     };
     let mut url = first;
     let mut page = 0usize;
     loop {
         page += 1;
-        let mut authed = authorized(src, &plan.auth, tok.as_deref());
-        let mut resp =
-            crate::fetch_and_land(http, landing.store, &authed, "records", &url, "json").await;
-        // An expired or revoked token: one new token, one more try.
-        if oauth
-            && let (Err(ExtractError::Fetch(FetchError::Status { status: 401, .. })), _, _) = &resp
-        {
-            tracing::info!(page = %src.redacted(&url), "401 with a cached token; fetching a new one");
-            tok = Some(token(http, src, &plan.auth, true).await?);
-            landing.manifest.failures.extend(resp.2.take());
-            authed = authorized(src, &plan.auth, tok.as_deref());
-            resp =
-                crate::fetch_and_land(http, landing.store, &authed, "records", &url, "json").await;
-        }
-        let (result, object, failure) = resp;
-        landing.manifest.objects.extend(object);
-        landing.manifest.failures.extend(failure);
-        let resp = result?;
+        let resp = call(http, landing, plan, tok, "records", &url, body).await?;
         let doc = expect_json(&resp)?;
         let next = match &plan.paging {
             Paging::None => None,
