@@ -292,7 +292,11 @@ async fn serve(
             "text/html; charset=utf-8",
             b"<!DOCTYPE html><html><head><title>Maintenance</title></head><body>Back soon</body></html>".to_vec(),
         ),
-        _ => match read_fixture(root, &path, &base) {
+        _ => match target
+            .split_once('?')
+            .and_then(|(_, q)| read_fixture(root, &format!("{path}@{q}"), &base))
+            .or_else(|| read_fixture(root, &path, &base))
+        {
             Some(body) => (200, content_type(&path), body),
             None => (404, "text/plain", format!("no fixture at {path}").into_bytes()),
         },
@@ -347,12 +351,17 @@ fn read_fixture(root: &Path, path: &str, base: &str) -> Option<Vec<u8>> {
     }
     let mut file = root.join(rel);
     // REST endpoints without an extension (TOMP's `/operator/available-assets`) are served
-    // from the fixture named like them (`available_assets.json`).
+    // from the fixture named like them (`available_assets.json`); a request with a query
+    // (`/scooters?cursor=b2`) first looks for `scooters@cursor=b2.json`.
     if !file.is_file()
         && let Some(name) = file.file_name().and_then(|n| n.to_str())
-        && !name.contains('.')
+        && (!name.contains('.') || name.contains('@'))
     {
-        file = file.with_file_name(format!("{}.json", name.replace('-', "_")));
+        let name = match name.split_once('@') {
+            Some((stem, query)) => format!("{}@{query}", stem.trim_end_matches(".json")),
+            None => name.replace('-', "_"),
+        };
+        file = file.with_file_name(format!("{name}.json"));
     }
     let bytes = std::fs::read(&file).ok()?;
     // Files that are not UTF-8 (Latin-1 exports) are served exactly as they are.

@@ -149,7 +149,7 @@ async fn the_gateway_default_adapter_payload_loads_by_configuration() {
 async fn transient_failures_are_retried_as_configured_and_others_fail_alone() {
     let root = env!("CARGO_MANIFEST_DIR");
     let site = temp_dir("flaky-site");
-    for name in ["patient", "impatient", "broken"] {
+    for name in ["patient", "impatient", "broken", "slow"] {
         std::fs::copy(
             format!("{root}/tests/data/json/zoomi-scooters.json"),
             site.join(format!("{name}.json")),
@@ -169,6 +169,10 @@ async fn transient_failures_are_retried_as_configured_and_others_fail_alone() {
     sim.set_fault("/patient.json", flaky(429, Some(1)));
     sim.set_fault("/impatient.json", flaky(503, None));
     sim.set_fault("/broken.json", Fault::Status(500));
+    sim.set_fault(
+        "/slow.json",
+        Fault::Delay(std::time::Duration::from_secs(3)),
+    );
     let body =
         std::fs::read_to_string(format!("{root}/tests/data/json/zoomi-scooters.toml")).unwrap();
     let body = &body[body.find("table =").unwrap()..];
@@ -177,6 +181,7 @@ async fn transient_failures_are_retried_as_configured_and_others_fail_alone() {
         ("patient", "retries = 2"),
         ("impatient", ""),
         ("broken", "retries = 3"),
+        ("slow", "retries = 1\ntimeout_secs = 1"),
     ] {
         define_format(
             &pipelines,
@@ -202,7 +207,13 @@ async fn transient_failures_are_retried_as_configured_and_others_fail_alone() {
         .lines()
         .filter(|l| l.starts_with("FAILED pipeline"))
         .collect();
-    assert_eq!(failed.len(), 2, "{stderr}");
+    assert_eq!(failed.len(), 3, "{stderr}");
+    assert!(
+        failed
+            .iter()
+            .any(|l| l.starts_with("FAILED pipeline slow:") && l.contains("timed out after 1 s")),
+        "{failed:?}"
+    );
     assert!(
         failed
             .iter()
@@ -217,13 +228,15 @@ async fn transient_failures_are_retried_as_configured_and_others_fail_alone() {
     );
     let count = |p: &str| sim.requests().iter().filter(|r| r.as_str() == p).count();
     // 429 twice then 200; 503 once without retries; 500 is not transient: never retried.
+    // A slow answer is a timeout: retried once, then the run fails.
     assert_eq!(
         (
             count("/patient.json"),
             count("/impatient.json"),
-            count("/broken.json")
+            count("/broken.json"),
+            count("/slow.json")
         ),
-        (3, 1, 1)
+        (3, 1, 1, 2)
     );
 }
 
@@ -377,4 +390,35 @@ async fn a_call_plan_passes_values_from_one_call_to_the_next() {
         1
     );
     assert_eq!(store.list("raw/fleets/records/").await.unwrap().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cursor_paging_follows_the_cursor_until_it_ends() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let sim = mobiflux::simulator::Simulator::start(format!("{root}/tests/data"), "127.0.0.1:0")
+        .await
+        .unwrap();
+    let body =
+        std::fs::read_to_string(format!("{root}/tests/data/json/zoomi-scooters.toml")).unwrap();
+    let mapping = &body[body.find("table =").unwrap()..];
+    let pipelines = temp_dir("cursor-defs");
+    define_format(
+        &pipelines,
+        "cursor",
+        "json",
+        &format!("{}/api/cursor", sim.base_url()),
+        &mapping.replace(
+            "[columns]",
+            "[paging]\ncursor = \"meta.next_cursor\"\nparam = \"cursor\"\n\n[columns]",
+        ),
+    );
+    let local = temp_dir("cursor-local");
+    let out = mobiflux(&["run"], &local_dest(&pipelines, &local).0).await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("rows loaded per table: vehicles 3"),
+        "{stdout}"
+    );
+    assert_eq!(sim.requests(), vec!["/api/cursor", "/api/cursor"]);
 }
