@@ -392,6 +392,8 @@ struct CallRaw {
     url: String,
     body: Option<String>,
     #[serde(default)]
+    headers: BTreeMap<String, String>,
+    #[serde(default)]
     extract: BTreeMap<String, String>,
 }
 
@@ -947,6 +949,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Definition, Vec<DefinitionError>
                 name: c.name,
                 url: c.url,
                 body: c.body,
+                headers: c.headers.into_iter().collect(),
                 extract: c.extract.into_iter().collect(),
             });
         }
@@ -1479,6 +1482,29 @@ pub fn load_dir(dir: &Path) -> Result<(Vec<Definition>, Vec<DefinitionError>), s
         }
     }
     Ok((defs, errors))
+}
+
+#[cfg(test)]
+mod grid_tests {
+    use super::*;
+
+    #[test]
+    fn a_grid_gives_every_cell_to_every_other_and_refuses_too_many() {
+        let g = GridRaw {
+            south: 48.80,
+            west: 2.25,
+            north: 48.90,
+            east: 2.42,
+            step_km: 6.0,
+        };
+        let pairs = grid_pairs(&g).unwrap();
+        // Cell centres inside the box: 2 rows (11.1 km) by 2 columns (12.5 km at this
+        // latitude), every one to every other: 12 ordered pairs.
+        assert_eq!(pairs.len(), 12);
+        assert!(pairs.iter().all(|(a, b)| a != b));
+        let fine = GridRaw { step_km: 1.0, ..g };
+        assert!(grid_pairs(&fine).unwrap_err().contains("at most 400 pairs"));
+    }
 }
 
 #[cfg(test)]

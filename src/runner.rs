@@ -188,6 +188,11 @@ fn resolve_plan(
                     .as_deref()
                     .map(|b| resolve(b, &key, vars).map(|r| r.0))
                     .transpose()?,
+                headers: c
+                    .headers
+                    .iter()
+                    .map(|(k, v)| resolve(v, &key, vars).map(|r| (k.clone(), r.0)))
+                    .collect::<Result<Vec<_>, String>>()?,
                 ..c.clone()
             })
         })

@@ -334,7 +334,7 @@ async fn a_call_plan_passes_values_from_one_call_to_the_next() {
          url = \"${{ZOOMI_API}}/api/fleets/{{fleet_id}}/scooters\"\n\
          body = '{{\"fleet\": \"{{fleet_id}}\", \"state\": \"all\"}}'\n\
          schedule = \"0 * * * * *\"\n{mapping}\n\
-         [[calls]]\nname = \"fleet-list\"\nurl = \"${{ZOOMI_API}}/api/fleets.json\"\nextract = {{ fleet_id = \"data.*.id\" }}\n"
+         [[calls]]\nname = \"fleet-list\"\nurl = \"${{ZOOMI_API}}/api/fleets.json\"\nextract = {{ fleet_id = \"data.*.id\" }}\nheaders = {{ \"X-Fleet-Scope\" = \"all\" }}\n"
     );
     std::fs::write(pipelines.join("fleets.toml"), definition).unwrap();
     // A placeholder no call extracts is a validate error.
@@ -377,6 +377,13 @@ async fn a_call_plan_passes_values_from_one_call_to_the_next() {
             ),
         ]
     );
+    // The call's own header went with that call only.
+    let scoped: Vec<String> = sim
+        .requests_with_header("x-fleet-scope")
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(scoped, vec!["all", "", ""]);
     // Both the list and the pages are in the raw zone.
     let store = mobiflux_extractors::raw::open(local.join("raw").to_str().unwrap(), None)
         .await

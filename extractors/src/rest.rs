@@ -90,6 +90,8 @@ pub struct Call {
     pub name: String,
     pub url: String,
     pub body: Option<String>,
+    /// Headers of this call only, added to the definition's (templates too).
+    pub headers: Vec<(String, String)>,
     pub extract: Vec<(String, String)>,
 }
 
@@ -281,6 +283,14 @@ pub async fn extract(
     result.map(|()| manifest)
 }
 
+/// What one call sends, and the resource its answer is landed as.
+struct Req<'a> {
+    resource: &'a str,
+    url: &'a str,
+    body: Option<&'a str>,
+    headers: &'a [(String, String)],
+}
+
 /// One call of the plan: GET, or POST with a JSON body; landed as `resource`; an OAuth2
 /// token the API refuses (401) is replaced once and the call made again.
 async fn call(
@@ -288,11 +298,22 @@ async fn call(
     landing: &mut Landing<'_>,
     plan: &Plan,
     tok: &mut Option<String>,
-    resource: &str,
-    url: &str,
-    body: Option<&str>,
+    req: Req<'_>,
 ) -> Result<crate::http::Response, ExtractError> {
+    let Req {
+        resource,
+        url,
+        body,
+        headers,
+    } = req;
     let (src, store) = (landing.src, landing.store);
+    let with_headers = |mut s: Source| {
+        for (k, v) in headers {
+            s.headers.retain(|(h, _)| !h.eq_ignore_ascii_case(k));
+            s.headers.push((k.clone(), v.clone()));
+        }
+        s
+    };
     let once = |authed: Source| async move {
         match body {
             None => crate::fetch_and_land(http, store, &authed, resource, url, "json").await,
@@ -315,14 +336,14 @@ async fn call(
             },
         }
     };
-    let mut resp = once(authorized(src, &plan.auth, tok.as_deref())).await;
+    let mut resp = once(with_headers(authorized(src, &plan.auth, tok.as_deref()))).await;
     if matches!(plan.auth, Auth::OAuth2 { .. })
         && let (Err(ExtractError::Fetch(FetchError::Status { status: 401, .. })), _, _) = &resp
     {
         tracing::info!(call = %src.redacted(url), "401 with a cached token; fetching a new one");
         *tok = Some(token(http, src, &plan.auth, true).await?);
         landing.manifest.failures.extend(resp.2.take());
-        resp = once(authorized(src, &plan.auth, tok.as_deref())).await;
+        resp = once(with_headers(authorized(src, &plan.auth, tok.as_deref()))).await;
     }
     let (result, object, failure) = resp;
     landing.manifest.objects.extend(object);
@@ -454,17 +475,18 @@ async fn call_pages(
             Some(b) => Some(fill(b, &scalar(&values, &c.name, b)?, false)),
             None => None,
         };
+        let mut headers = Vec::new();
+        for (k, v) in &c.headers {
+            headers.push((k.clone(), fill(v, &scalar(&values, &c.name, v)?, false)));
+        }
         let resource = format!("call-{}", c.name);
-        let resp = call(
-            http,
-            landing,
-            plan,
-            &mut tok,
-            &resource,
-            &url,
-            body.as_deref(),
-        )
-        .await?;
+        let req = Req {
+            resource: &resource,
+            url: &url,
+            body: body.as_deref(),
+            headers: &headers,
+        };
+        let resp = call(http, landing, plan, &mut tok, req).await?;
         let doc = expect_json(&resp)?;
         for (name, path) in &c.extract {
             let found = values_at(&doc, path);
@@ -551,7 +573,13 @@ async fn pages(
     let mut page = 0usize;
     loop {
         page += 1;
-        let resp = call(http, landing, plan, tok, "records", &url, body).await?;
+        let req = Req {
+            resource: "records",
+            url: &url,
+            body,
+            headers: &[],
+        };
+        let resp = call(http, landing, plan, tok, req).await?;
         let doc = expect_json(&resp)?;
         let next = match &plan.paging {
             Paging::None => None,
@@ -603,6 +631,77 @@ async fn pages(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn source() -> Source {
+        Source {
+            pipeline: "p".into(),
+            partner: "p".into(),
+            format: "json".into(),
+            url: "https://api.example/v1".into(),
+            language: None,
+            system_id: None,
+            headers: vec![("Accept".into(), "application/json".into())],
+            sensitive: Vec::new(),
+            secrets: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn credentials_become_headers_and_secrets() {
+        let key = authorized(
+            &source(),
+            &Auth::ApiKey {
+                header: "X-Api-Key".into(),
+                key: "k-123".into(),
+            },
+            None,
+        );
+        assert!(key.headers.contains(&("X-Api-Key".into(), "k-123".into())));
+        assert_eq!(key.secrets, vec!["k-123".to_string()]);
+        let bearer = authorized(&source(), &Auth::Bearer("tok-987654".into()), None);
+        assert!(
+            bearer
+                .headers
+                .contains(&("Authorization".into(), "Bearer tok-987654".into()))
+        );
+        assert_eq!(
+            bearer.scrub("token tok-987654 refused"),
+            "token *** refused"
+        );
+        let basic = authorized(
+            &source(),
+            &Auth::Basic {
+                user: "ops".into(),
+                password: "pw".into(),
+            },
+            None,
+        );
+        // base64("ops:pw")
+        assert!(
+            basic
+                .headers
+                .contains(&("Authorization".into(), "Basic b3BzOnB3".into()))
+        );
+        assert!(basic.secrets.contains(&"pw".to_string()));
+        assert!(basic.secrets.contains(&"b3BzOnB3".to_string()));
+        assert_eq!(basic.headers.len(), 2, "the definition's headers are kept");
+    }
+
+    #[test]
+    fn templates_are_filled_for_urls_and_bodies() {
+        let v = vec![("id".to_string(), "a b/\"c\"".to_string())];
+        assert_eq!(
+            fill("https://x/{id}/v", &v, true),
+            "https://x/a%20b%2F%22c%22/v"
+        );
+        assert_eq!(
+            fill(r#"{"id": "{id}"}"#, &v, false),
+            r#"{"id": "a b/\"c\""}"#
+        );
+        assert_eq!(placeholders("{a}/x/{b_2}/{not valid}"), vec!["a", "b_2"]);
+        let doc = serde_json::json!({"data": [{"id": 1}, {"id": "two"}, {"x": 3}]});
+        assert_eq!(values_at(&doc, "data.*.id"), vec!["1", "two"]);
+    }
 
     #[test]
     fn link_headers_paths_and_queries() {
