@@ -429,3 +429,32 @@ async fn cursor_paging_follows_the_cursor_until_it_ends() {
     );
     assert_eq!(sim.requests(), vec!["/api/cursor", "/api/cursor"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn page_number_paging_stops_at_the_first_page_without_records() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let sim = mobiflux::simulator::Simulator::start(format!("{root}/tests/data"), "127.0.0.1:0")
+        .await
+        .unwrap();
+    let body =
+        std::fs::read_to_string(format!("{root}/tests/data/json/zoomi-scooters.toml")).unwrap();
+    let mapping = &body[body.find("table =").unwrap()..];
+    let pipelines = temp_dir("paged-defs");
+    define_format(
+        &pipelines,
+        "paged",
+        "json",
+        &format!("{}/api/paged", sim.base_url()),
+        &mapping.replace("[columns]", "[paging]\npage = \"page\"\n\n[columns]"),
+    );
+    let local = temp_dir("paged-local");
+    let out = mobiflux(&["run"], &local_dest(&pipelines, &local).0).await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("rows loaded per table: vehicles 3"),
+        "{stdout}"
+    );
+    // Pages 1, 2 and the empty page 3.
+    assert_eq!(sim.requests().len(), 3);
+}

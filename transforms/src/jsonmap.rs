@@ -47,9 +47,17 @@ pub fn count(bytes: &[u8], records: &str) -> usize {
         return 0;
     };
     let steps: Vec<&str> = records.split('.').collect();
-    let mut found = Vec::new();
-    walk(&doc, &steps, &[], String::new(), &mut found);
-    found.len()
+    let mut walked = Walked::default();
+    walk(&doc, &steps, &[], String::new(), &mut walked);
+    walked.found.len()
+}
+
+/// What a walk reached: the records, and whether a step of the path led nowhere (a key
+/// that is not there), as opposed to lists that are merely empty.
+#[derive(Default)]
+struct Walked<'v> {
+    found: Vec<Found<'v>>,
+    missed: bool,
 }
 
 /// One record with the records enclosing it (innermost last) and its JSON pointer.
@@ -69,14 +77,14 @@ fn walk<'v>(
     steps: &[&str],
     chain: &[&'v Value],
     pointer: String,
-    out: &mut Vec<Found<'v>>,
+    out: &mut Walked<'v>,
 ) {
     let Some((step, rest)) = steps.split_first() else {
         let mut chain = chain.to_vec();
         if chain.last().is_none_or(|l| !std::ptr::eq(*l, at)) {
             chain.push(at);
         }
-        out.push(Found { chain, pointer });
+        out.found.push(Found { chain, pointer });
         return;
     };
     let mut each = |v: &'v Value, key: String| {
@@ -95,17 +103,17 @@ fn walk<'v>(
                 each(v, escape(k));
             }
         }
-        (name, Value::Object(map)) => {
-            if let Some(v) = map.get(name) {
-                walk(v, rest, chain, format!("{pointer}/{}", escape(name)), out);
-            }
-        }
+        (name, Value::Object(map)) => match map.get(name) {
+            Some(v) => walk(v, rest, chain, format!("{pointer}/{}", escape(name)), out),
+            None => out.missed = true,
+        },
         (index, Value::Array(items)) => {
-            if let Some(v) = index.parse::<usize>().ok().and_then(|i| items.get(i)) {
-                walk(v, rest, chain, format!("{pointer}/{index}"), out);
+            match index.parse::<usize>().ok().and_then(|i| items.get(i)) {
+                Some(v) => walk(v, rest, chain, format!("{pointer}/{index}"), out),
+                None => out.missed = true,
             }
         }
-        _ => {}
+        _ => out.missed = true,
     }
 }
 
@@ -156,9 +164,12 @@ pub fn read(
         }
     })?;
     let steps: Vec<&str> = records.split('.').collect();
-    let mut found = Vec::new();
-    walk(&doc, &steps, &[], String::new(), &mut found);
-    if found.is_empty() {
+    let mut walked = Walked::default();
+    walk(&doc, &steps, &[], String::new(), &mut walked);
+    let found = walked.found;
+    // An empty list is a page with no records (the end of a paged answer); a path that
+    // leads nowhere is a wrong path or a changed format.
+    if found.is_empty() && walked.missed {
         return Err(TransformError::BadFile {
             source_object: source_object.to_string(),
             expected: format!("records at the path {records:?}"),

@@ -155,3 +155,16 @@ fn a_record_whose_value_fails_is_quarantined_at_its_json_pointer() {
     assert_eq!(q.field.as_deref(), Some("isReserved"));
     assert_eq!(q.value.as_deref(), Some("maybe"));
 }
+
+#[test]
+fn an_empty_list_is_no_records_and_a_missing_key_is_an_error() {
+    let m = assets_mapping();
+    let (_, stats) = run(br#"{"items": []}"#, "items.*", &m).unwrap();
+    assert_eq!((stats.rows, stats.quarantined_rows), (0, 0));
+    assert_eq!(count(br#"{"items": [1, 2]}"#, "items.*"), 2);
+    let err = run(br#"{"things": []}"#, "items.*", &m).unwrap_err();
+    assert!(
+        err.to_string().contains("nothing there in this document"),
+        "{err}"
+    );
+}
