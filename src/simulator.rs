@@ -282,6 +282,7 @@ async fn serve(
     if let Some(Fault::Delay(d)) = fault {
         tokio::time::sleep(d).await;
     }
+    let mut extra = String::new();
     let (status, ctype, body) = match (oauth2, fault.clone()) {
         (Some((status, body)), _) => (status, "application/json", body),
         (None, fault) => match fault {
@@ -294,10 +295,16 @@ async fn serve(
         ),
         _ => match target
             .split_once('?')
-            .and_then(|(_, q)| read_fixture(root, &format!("{path}@{q}"), &base))
-            .or_else(|| read_fixture(root, &path, &base))
+            .and_then(|(_, q)| {
+                let at = format!("{path}@{q}");
+                read_fixture(root, &at, &base).map(|b| (b, at))
+            })
+            .or_else(|| read_fixture(root, &path, &base).map(|b| (b, path.clone())))
         {
-            Some(body) => (200, content_type(&path), body),
+            Some((body, served)) => {
+                extra = fixture_headers(root, &served, &base);
+                (200, content_type(&path), body)
+            }
             None => (404, "text/plain", format!("no fixture at {path}").into_bytes()),
         },
         },
@@ -319,7 +326,7 @@ async fn serve(
         (body, "")
     };
     let header = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\n{encoding}{retry_after}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\n{encoding}{retry_after}{extra}Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     stream.write_all(header.as_bytes()).await?;
@@ -342,6 +349,30 @@ fn content_type(path: &str) -> &'static str {
     } else {
         "application/json"
     }
+}
+
+/// Response headers of a fixture: the lines of `{stem}.headers` beside it (`{{base}}`
+/// replaced), e.g. a `Link` header for paging.
+fn fixture_headers(root: &Path, path: &str, base: &str) -> String {
+    let rel = path.trim_start_matches('/');
+    let mut candidates = vec![root.join(rel).with_extension("headers")];
+    if let Some((stem, query)) = rel.split_once('@') {
+        candidates.push(root.join(format!(
+            "{}@{query}.headers",
+            stem.trim_end_matches(".json")
+        )));
+    }
+    candidates
+        .iter()
+        .find_map(|f| std::fs::read_to_string(f).ok())
+        .map(|t| {
+            t.replace("{{base}}", base)
+                .lines()
+                .filter(|l| l.contains(':'))
+                .map(|l| format!("{l}\r\n"))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn read_fixture(root: &Path, path: &str, base: &str) -> Option<Vec<u8>> {

@@ -431,6 +431,37 @@ async fn cursor_paging_follows_the_cursor_until_it_ends() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offset_paging_steps_by_the_page_size_until_a_page_is_empty() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let sim = mobiflux::simulator::Simulator::start(format!("{root}/tests/data"), "127.0.0.1:0")
+        .await
+        .unwrap();
+    let body =
+        std::fs::read_to_string(format!("{root}/tests/data/json/zoomi-scooters.toml")).unwrap();
+    let mapping = &body[body.find("table =").unwrap()..];
+    let pipelines = temp_dir("offset-defs");
+    define_format(
+        &pipelines,
+        "offset",
+        "json",
+        &format!("{}/api/offset", sim.base_url()),
+        &mapping.replace(
+            "[columns]",
+            "[paging]\noffset = \"offset\"\nlimit = \"limit\"\nsize = 2\n\n[columns]",
+        ),
+    );
+    let local = temp_dir("offset-local");
+    let out = mobiflux(&["run"], &local_dest(&pipelines, &local).0).await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("rows loaded per table: vehicles 3"),
+        "{stdout}"
+    );
+    assert_eq!(sim.requests().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn page_number_paging_stops_at_the_first_page_without_records() {
     let root = env!("CARGO_MANIFEST_DIR");
     let sim = mobiflux::simulator::Simulator::start(format!("{root}/tests/data"), "127.0.0.1:0")
@@ -457,4 +488,32 @@ async fn page_number_paging_stops_at_the_first_page_without_records() {
     );
     // Pages 1, 2 and the empty page 3.
     assert_eq!(sim.requests().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn link_header_paging_follows_rel_next() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let sim = mobiflux::simulator::Simulator::start(format!("{root}/tests/data"), "127.0.0.1:0")
+        .await
+        .unwrap();
+    let body =
+        std::fs::read_to_string(format!("{root}/tests/data/json/zoomi-scooters.toml")).unwrap();
+    let mapping = &body[body.find("table =").unwrap()..];
+    let pipelines = temp_dir("linked-defs");
+    define_format(
+        &pipelines,
+        "linked",
+        "json",
+        &format!("{}/api/linked", sim.base_url()),
+        &mapping.replace("[columns]", "[paging]\nlink_header = true\n\n[columns]"),
+    );
+    let local = temp_dir("linked-local");
+    let out = mobiflux(&["run"], &local_dest(&pipelines, &local).0).await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("rows loaded per table: vehicles 3"),
+        "{stdout}"
+    );
+    assert_eq!(sim.requests(), vec!["/api/linked", "/api/linked"]);
 }
