@@ -397,6 +397,21 @@ async fn a_call_plan_passes_values_from_one_call_to_the_next() {
         1
     );
     assert_eq!(store.list("raw/fleets/records/").await.unwrap().len(), 2);
+    // A failing POST is named as one.
+    sim.set_fault(
+        "/api/fleets/paris-12/scooters",
+        mobiflux::simulator::Fault::Status(500),
+    );
+    let out = mobiflux(&["run"], &env).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "FAILED pipeline fleets: POST {}/api/fleets/paris-12/scooters answered 500",
+            sim.base_url()
+        )),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

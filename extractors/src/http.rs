@@ -39,6 +39,8 @@ impl Default for HttpOptions {
 /// A fetched response, body read whole (within the bound).
 #[derive(Debug, Clone)]
 pub struct Response {
+    /// `GET` or `POST`.
+    pub method: &'static str,
     pub url: String,
     pub status: u16,
     pub headers: Vec<(String, String)>,
@@ -50,6 +52,7 @@ impl Response {
     /// No response at all (for naming what a failed request was for).
     pub fn empty(url: &str) -> Self {
         Response {
+            method: "GET",
             url: url.to_string(),
             status: 0,
             headers: Vec::new(),
@@ -61,7 +64,7 @@ impl Response {
 
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
-    #[error("GET {url} answered {status}; body starts with {head:?}")]
+    #[error("{url} answered {status}; body starts with {head:?}")]
     Status {
         url: String,
         status: u16,
@@ -69,12 +72,12 @@ pub enum FetchError {
         /// The server's `Retry-After`, in seconds (delay form or HTTP date).
         retry_after: Option<u64>,
     },
-    #[error("GET {url} timed out after {secs:.0} s")]
+    #[error("{url} timed out after {secs:.0} s")]
     Timeout { url: String, secs: f64 },
-    #[error("GET {url} failed: {message}")]
+    #[error("{url} failed: {message}")]
     Connect { url: String, message: String },
     #[error(
-        "GET {url} ({status}): body ended early after {received} bytes ({message}); body starts with {head:?}"
+        "{url} ({status}): body ended early after {received} bytes ({message}); body starts with {head:?}"
     )]
     Truncated {
         url: String,
@@ -84,15 +87,13 @@ pub enum FetchError {
         head: String,
         partial: Box<Response>,
     },
-    #[error("GET {url} ({status}): body is larger than the limit of {limit} bytes")]
+    #[error("{url} ({status}): body is larger than the limit of {limit} bytes")]
     TooLarge {
         url: String,
         status: u16,
         limit: u64,
     },
-    #[error(
-        "GET {url} ({status}, {content_type}) is not JSON: {message}; body starts with {head:?}"
-    )]
+    #[error("{url} ({status}, {content_type}) is not JSON: {message}; body starts with {head:?}")]
     NotJson {
         url: String,
         status: u16,
@@ -274,7 +275,7 @@ impl Http {
     async fn download_once(&self, src: &Source, url: &str) -> Result<Download, FetchError> {
         let shown = src.redacted(url);
         let io = |e: std::io::Error| FetchError::Connect {
-            url: shown.clone(),
+            url: format!("GET {shown}"),
             message: format!("cannot write the download: {e}"),
         };
         let (temp, file) = crate::raw::TempFile::create("download").map_err(io)?;
@@ -335,6 +336,7 @@ impl Http {
         let mut sink = MemorySink(Vec::new());
         let meta = self.fetch_into(src, url, post, &mut sink).await?;
         Ok(Response {
+            method: if post.is_some() { "POST" } else { "GET" },
             url: meta.url,
             status: meta.status,
             headers: meta.headers,
@@ -351,6 +353,9 @@ impl Http {
         sink: &mut dyn Sink,
     ) -> Result<Meta, FetchError> {
         let shown = src.redacted(url);
+        let method = if post.is_some() { "POST" } else { "GET" };
+        // Errors name the request: method and URL (secrets masked).
+        let label = format!("{method} {shown}");
         let mut headers = HeaderMap::new();
         for (k, v) in &src.headers {
             let (Ok(name), Ok(value)) = (
@@ -358,7 +363,7 @@ impl Http {
                 HeaderValue::from_str(v),
             ) else {
                 return Err(FetchError::Connect {
-                    url: shown,
+                    url: label,
                     message: format!("header {k} is not a valid HTTP header"),
                 });
             };
@@ -393,7 +398,7 @@ impl Http {
                 .headers(headers)
                 .send()
                 .await
-                .map_err(|e| self.classify(&shown, e, src))?;
+                .map_err(|e| self.classify(&label, e, src))?;
             let meta = Meta {
                 url: shown.clone(),
                 status: resp.status().as_u16(),
@@ -415,32 +420,33 @@ impl Http {
                     Ok(Some(chunk)) => {
                         if sink.len() + chunk.len() as u64 > self.opts.max_body_bytes {
                             return Err(FetchError::TooLarge {
-                                url: shown.clone(),
+                                url: label.clone(),
                                 status,
                                 limit: self.opts.max_body_bytes,
                             });
                         }
                         sink.push(&chunk).map_err(|e| FetchError::Connect {
-                            url: shown.clone(),
+                            url: label.clone(),
                             message: format!("cannot keep the body: {e}"),
                         })?;
                     }
                     Ok(None) => break,
                     Err(e) if e.is_timeout() => {
                         return Err(FetchError::Timeout {
-                            url: shown.clone(),
+                            url: label.clone(),
                             secs,
                         });
                     }
                     Err(e) => {
                         let message = src.scrub(&error_chain(&e));
                         return Err(FetchError::Truncated {
-                            url: shown.clone(),
+                            url: label.clone(),
                             status,
                             received: sink.len() as usize,
                             message,
                             head: src.scrub(&head(sink.head())),
                             partial: Box::new(Response {
+                                method,
                                 url: shown.clone(),
                                 status,
                                 headers: meta.headers.clone(),
@@ -458,7 +464,7 @@ impl Http {
                     .find(|(k, _)| k.eq_ignore_ascii_case("retry-after"))
                     .and_then(|(_, v)| retry_after_secs(v));
                 return Err(FetchError::Status {
-                    url: shown.clone(),
+                    url: label.clone(),
                     status,
                     head: src.scrub(&head(sink.head())),
                     retry_after,
@@ -468,10 +474,7 @@ impl Http {
         };
         match tokio::time::timeout(self.opts.timeout, fut).await {
             Ok(r) => r,
-            Err(_) => Err(FetchError::Timeout {
-                url: src.redacted(url),
-                secs,
-            }),
+            Err(_) => Err(FetchError::Timeout { url: label, secs }),
         }
     }
 
@@ -536,7 +539,7 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 /// Checks that a response is JSON, as a JSON feed promises.
 pub fn expect_json(resp: &Response) -> Result<serde_json::Value, FetchError> {
     serde_json::from_slice(&resp.body).map_err(|e| FetchError::NotJson {
-        url: resp.url.clone(),
+        url: format!("{} {}", resp.method, resp.url),
         status: resp.status,
         content_type: resp
             .content_type
