@@ -144,6 +144,42 @@ async fn carpool_journeys_load_and_no_personal_data_is_stored_anywhere() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_search_does_not_quote_the_partners_answer() {
+    let sim = mobiflux::simulator::Simulator::start(partner_site(), "127.0.0.1:0")
+        .await
+        .unwrap();
+    // The simulated error page repeats the request; a real one might repeat a driver's name.
+    sim.set_fault(
+        "/covoit/passenger_journeys",
+        mobiflux::simulator::Fault::Status(500),
+    );
+    let pipelines = temp_dir("carpool-fail");
+    define_format(
+        &pipelines,
+        "covoit",
+        "covoiturage",
+        &format!("{}/covoit", sim.base_url()),
+        "od = [{ from = [48.8584, 2.2945], to = [43.6045, 1.4440] }]",
+    );
+    let local = temp_dir("carpool-fail-local");
+    let (mut env, _) = local_dest(&pipelines, &local);
+    env.push(("MOBIFLUX_PSEUDONYM_KEY".into(), KEY.into()));
+    let out = mobiflux(&["run"], &env).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("FAILED pipeline covoit:"))
+        .expect(&stderr);
+    assert!(line.contains("answered 500"), "{line}");
+    assert!(
+        line.contains("not shown: a carpooling answer may hold personal data"),
+        "{line}"
+    );
+    assert!(!line.contains("simulated failure"), "{line}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_pseudonym_key_nothing_is_fetched_or_stored() {
     let sim = mobiflux::simulator::Simulator::start(partner_site(), "127.0.0.1:0")
         .await

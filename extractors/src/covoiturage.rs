@@ -9,7 +9,7 @@
 use chrono::{DateTime, Utc};
 use mobiflux_model::RunId;
 
-use crate::{ExtractError, Http, Landing, Manifest, RawStore, Source};
+use crate::{ExtractError, FetchError, Http, Landing, Manifest, RawStore, Source};
 
 /// An origin and a destination, as (lat, lon).
 pub type OdPair = ((f64, f64), (f64, f64));
@@ -30,6 +30,44 @@ pub struct Search {
 
 /// Drops or hashes a body's personal data; returns it with what was done.
 pub type Pseudonymize<'a> = &'a (dyn Fn(&[u8]) -> Result<(Vec<u8>, Vec<String>), String> + Sync);
+
+/// A failed search's error without the answer's first bytes: an error page of a carpooling
+/// partner may quote personal data, and errors reach logs and manifests unpseudonymized.
+fn without_body(e: FetchError) -> FetchError {
+    const HIDDEN: &str = "(not shown: a carpooling answer may hold personal data)";
+    match e {
+        FetchError::Status {
+            url,
+            status,
+            retry_after,
+            ..
+        } => FetchError::Status {
+            url,
+            status,
+            head: HIDDEN.into(),
+            retry_after,
+        },
+        FetchError::Truncated {
+            url,
+            status,
+            received,
+            message,
+            mut partial,
+            ..
+        } => {
+            partial.body = bytes::Bytes::new();
+            FetchError::Truncated {
+                url,
+                status,
+                received,
+                message,
+                head: HIDDEN.into(),
+                partial,
+            }
+        }
+        other => other,
+    }
+}
 
 /// The search URLs of a run: (resource, URL).
 pub fn search_urls(base: &str, s: &Search) -> Vec<(&'static str, String)> {
@@ -85,7 +123,7 @@ pub async fn extract(
             error: src.scrub(&e.to_string()),
         };
         let result = async {
-            let mut resp = http.get(src, url).await?;
+            let mut resp = http.get(src, url).await.map_err(without_body)?;
             let (clean, what) =
                 pseudonymize(&resp.body).map_err(|message| ExtractError::Discovery {
                     url: src.redacted(url),
