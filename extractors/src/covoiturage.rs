@@ -147,8 +147,7 @@ pub async fn extract(
     }
     landing.manifest.pseudonymized = done.into_iter().collect();
     let result = ExtractError::of_many(errors, total);
-    let manifest = landing.finish(result.as_ref().err()).await?;
-    result.map(|()| manifest)
+    landing.close(result).await
 }
 
 #[cfg(test)]

@@ -20,8 +20,7 @@ pub async fn extract(
 ) -> Result<Manifest, ExtractError> {
     let mut landing = Landing::new(store, src, run);
     let result = land_all(http, &mut landing).await;
-    let manifest = landing.finish(result.as_ref().err()).await?;
-    result.map(|()| manifest)
+    landing.close(result).await
 }
 
 fn discovery(src: &Source, message: String) -> ExtractError {

@@ -159,6 +159,13 @@ impl<'a> Landing<'a> {
             .await
     }
 
+    /// Writes the manifest whatever the outcome of the run's fetching, then returns that
+    /// outcome with the written manifest.
+    pub async fn close(self, result: Result<(), ExtractError>) -> Result<Manifest, ExtractError> {
+        let manifest = self.finish(result.as_ref().err()).await?;
+        result.map(|()| manifest)
+    }
+
     /// Fetches JSON files, a few at once, landing each one; a file that fails does not stop
     /// the others from being landed, but fails the run, unless `missing` says its error
     /// only means the partner does not offer it (recorded in the manifest, logged).

@@ -146,8 +146,7 @@ pub async fn extract(
 ) -> Result<Manifest, ExtractError> {
     let mut landing = Landing::new(store, src, run);
     let result = fetch_all(http, &mut landing, urls, follow, politeness).await;
-    let manifest = landing.finish(result.as_ref().err()).await?;
-    result.map(|()| manifest)
+    landing.close(result).await
 }
 
 async fn fetch_all(

@@ -279,8 +279,7 @@ pub async fn extract(
     }
     let mut landing = Landing::new(store, &src, run);
     let result = call_pages(http, &mut landing, plan, count).await;
-    let manifest = landing.finish(result.as_ref().err()).await?;
-    result.map(|()| manifest)
+    landing.close(result).await
 }
 
 /// What one call sends, and the resource its answer is landed as.

@@ -51,8 +51,7 @@ pub async fn extract(
     let src = with_tomp_headers(src);
     let mut landing = Landing::new(store, &src, run);
     let result = run_extraction(http, &mut landing).await;
-    let manifest = landing.finish(result.as_ref().err()).await?;
-    result.map(|()| manifest)
+    landing.close(result).await
 }
 
 async fn run_extraction(http: &Http, landing: &mut Landing<'_>) -> Result<(), ExtractError> {
