@@ -127,6 +127,9 @@ enum BenchWhat {
         /// Folder for the generated file (a temporary one by default).
         #[arg(long)]
         work: Option<PathBuf>,
+        /// Run the pair (reference, mobiflux) this many times; the median ratio is printed.
+        #[arg(long, default_value_t = 1)]
+        repeat: u32,
     },
 }
 
@@ -232,9 +235,10 @@ async fn dispatch(cmd: Command) -> Result<ExitCode> {
                     rows,
                     warehouse,
                     work,
+                    repeat,
                 },
         } => {
-            tokio::task::spawn_blocking(move || crate::bench::csv(rows, &warehouse, work))
+            tokio::task::spawn_blocking(move || crate::bench::csv(rows, &warehouse, work, repeat))
                 .await??;
             Ok(ExitCode::SUCCESS)
         }
