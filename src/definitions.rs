@@ -1011,6 +1011,46 @@ pub fn parse(file: &Path, text: &str) -> Result<Definition, Vec<DefinitionError>
             (true, Err(m)) => errors.push(err(Some(span), Some("paging"), m)),
         }
     }
+    // `${VAR}` references of the plan, checked like the URL's.
+    {
+        let mut texts: Vec<(String, &str)> = Vec::new();
+        match &plan.auth {
+            Auth::None => {}
+            Auth::ApiKey { key, .. } => texts.push(("auth.key".into(), key)),
+            Auth::Bearer(t) => texts.push(("auth.token".into(), t)),
+            Auth::Basic { user, password } => {
+                texts.push(("auth.user".into(), user));
+                texts.push(("auth.password".into(), password));
+            }
+            Auth::OAuth2 {
+                token_url,
+                client_id,
+                client_secret,
+                ..
+            } => {
+                texts.push(("auth.token_url".into(), token_url));
+                texts.push(("auth.client_id".into(), client_id));
+                texts.push(("auth.client_secret".into(), client_secret));
+            }
+        }
+        for c in &plan.calls {
+            texts.push((format!("calls.{}.url", c.name), &c.url));
+            if let Some(b) = &c.body {
+                texts.push((format!("calls.{}.body", c.name), b));
+            }
+            for (k, v) in &c.headers {
+                texts.push((format!("calls.{}.headers.{k}", c.name), v));
+            }
+        }
+        if let Some(b) = &plan.body {
+            texts.push(("body".into(), b));
+        }
+        for (key, text) in texts {
+            if let Err(m) = check_refs(text) {
+                errors.push(err(None, Some(&key), m));
+            }
+        }
+    }
     match (&raw.records, is_json) {
         (None, true) => errors.push(err(
             None,
@@ -1482,6 +1522,67 @@ pub fn load_dir(dir: &Path) -> Result<(Vec<Definition>, Vec<DefinitionError>), s
         }
     }
     Ok((defs, errors))
+}
+
+#[cfg(test)]
+mod plan_tests {
+    use super::*;
+
+    const JSON: &str = "name = \"zoomi\"\npartner = \"zoomi\"\nformat = \"json\"\nurl = \"https://api.example/v2/scooters\"\nschedule = \"0 * * * * *\"\ntable = \"regions\"\nrecords = \"items.*\"\n[columns]\nregion_id = \"id\"\nname = \"name\"\n";
+
+    fn messages(text: &str) -> Vec<String> {
+        parse(Path::new("z.toml"), text)
+            .unwrap_err()
+            .iter()
+            .map(|e| e.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn auth_paging_and_calls_are_checked() {
+        let d = parse(
+            Path::new("z.toml"),
+            &format!("{JSON}[auth]\ntype = \"oauth2\"\ntoken_url = \"https://api.example/token\"\nclient_id = \"app\"\nclient_secret = \"${{ZOOMI_SECRET}}\"\n[paging]\ncursor = \"meta.next\"\nparam = \"cursor\"\n"),
+        )
+        .unwrap();
+        assert!(matches!(d.plan.auth, Auth::OAuth2 { in_body: false, .. }));
+        assert_eq!(
+            d.plan.paging,
+            Paging::Cursor {
+                path: "meta.next".into(),
+                param: "cursor".into()
+            }
+        );
+        let bad = messages(&format!(
+            "{JSON}[auth]\ntype = \"oauth2\"\ntoken_url = \"https://api.example/token\"\nclient_id = \"app\"\nclient_secret = \"${{bad name}}\"\n"
+        ));
+        assert!(
+            bad.iter().any(|m| m.contains("auth.client_secret: ")),
+            "{bad:?}"
+        );
+        let missing = messages(&format!("{JSON}[auth]\ntype = \"basic\"\nuser = \"ops\"\n"));
+        assert!(
+            missing
+                .iter()
+                .any(|m| m.ends_with("auth: auth type basic needs password")),
+            "{missing:?}"
+        );
+        let two = messages(&format!(
+            "{JSON}[paging]\nnext = \"links.next\"\npage = \"page\"\n"
+        ));
+        assert!(
+            two.iter().any(|m| m.contains("paging: give one of")),
+            "{two:?}"
+        );
+        let gbfs = messages(
+            "name = \"v\"\npartner = \"v\"\nformat = \"gbfs\"\nurl = \"https://x/gbfs.json\"\nschedule = \"0 * * * * *\"\n[auth]\ntype = \"bearer\"\ntoken = \"t\"\n",
+        );
+        assert!(
+            gbfs.iter()
+                .any(|m| m.contains("only json definitions take [auth]")),
+            "{gbfs:?}"
+        );
+    }
 }
 
 #[cfg(test)]
