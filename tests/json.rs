@@ -532,3 +532,46 @@ async fn link_header_paging_follows_rel_next() {
     );
     assert_eq!(sim.requests(), vec!["/api/linked", "/api/linked"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_next_page_on_another_origin_is_not_called_with_the_credentials() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let sim = mobiflux::simulator::Simulator::start(format!("{root}/tests/data"), "127.0.0.1:0")
+        .await
+        .unwrap();
+    let body =
+        std::fs::read_to_string(format!("{root}/tests/data/json/zoomi-scooters.toml")).unwrap();
+    let mapping = &body[body.find("table =").unwrap()..];
+    let pipelines = temp_dir("escape-defs");
+    define_format(
+        &pipelines,
+        "escape",
+        "json",
+        &format!("{}/api/escape.json", sim.base_url()),
+        &mapping.replace(
+            "[columns]",
+            "[auth]\ntype = \"bearer\"\ntoken = \"${ZOOMI_TOKEN}\"\n[paging]\nnext = \"links.next\"\n\n[columns]",
+        ),
+    );
+    let local = temp_dir("escape-local");
+    let (mut env, _) = local_dest(&pipelines, &local);
+    env.push(("ZOOMI_TOKEN".into(), "zoomi-token-0123456789".into()));
+    let out = mobiflux(&["run"], &env).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("the next page is on another origin (https://collector.example); it is not called with this partner's credentials"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("zoomi-token-0123456789") && !stdout.contains("zoomi-token-0123456789")
+    );
+    // The first page was the partner's, with the token.
+    assert_eq!(
+        sim.requests_with_header("authorization"),
+        vec![(
+            "/api/escape.json".to_string(),
+            "Bearer zoomi-token-0123456789".to_string()
+        )]
+    );
+}

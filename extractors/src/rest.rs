@@ -412,6 +412,21 @@ fn fill(template: &str, values: &[(String, String)], for_url: bool) -> String {
     out
 }
 
+/// A link (absolute, or relative to the page that gave it) as an absolute URL.
+fn resolve_link(page: &str, link: &str) -> String {
+    match url::Url::parse(page).and_then(|base| base.join(link)) {
+        Ok(u) => u.to_string(),
+        Err(_) => link.to_string(),
+    }
+}
+
+/// Scheme, host and port of a URL.
+fn origin(u: &str) -> String {
+    url::Url::parse(u)
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_default()
+}
+
 /// The placeholders (`{name}`) a template uses.
 fn placeholders(template: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -515,6 +530,7 @@ async fn call_pages(
                 .map(|(k, _)| k)
         })
         .collect();
+    lists.sort();
     lists.dedup();
     if lists.len() > 1 {
         return Err(ExtractError::Discovery {
@@ -585,13 +601,8 @@ async fn pages(
             Paging::NextInBody(path) => at_path(&doc, path)
                 .and_then(Value::as_str)
                 .filter(|s| !s.is_empty())
-                .map(
-                    |s| match url::Url::parse(&url).and_then(|base| base.join(s)) {
-                        Ok(u) => u.to_string(),
-                        Err(_) => s.to_string(),
-                    },
-                ),
-            Paging::LinkHeader => next_link(&resp.headers),
+                .map(|s| resolve_link(&url, s)),
+            Paging::LinkHeader => next_link(&resp.headers).map(|s| resolve_link(&url, &s)),
             Paging::Page { param, from } => (count(&resp.body) > 0)
                 .then(|| with_query(&url, &[(param, (from + page as u64).to_string())])),
             Paging::Offset { param, limit, size } => (count(&resp.body) > 0).then(|| {
@@ -612,6 +623,19 @@ async fn pages(
                 })
                 .map(|c| with_query(&url, &[(param, c)])),
         };
+        // The partner's credentials go to the partner only: a next page on another origin
+        // is not followed.
+        if let Some(n) = &next
+            && origin(n) != origin(&url)
+        {
+            return Err(ExtractError::Discovery {
+                url: landing.src.redacted(&url),
+                message: format!(
+                    "the next page is on another origin ({}); it is not called with this partner's credentials",
+                    landing.src.redacted(&origin(n))
+                ),
+            });
+        }
         match next {
             None => return Ok(()),
             Some(_) if page >= plan.max_pages => {
@@ -700,6 +724,21 @@ mod tests {
         assert_eq!(placeholders("{a}/x/{b_2}/{not valid}"), vec!["a", "b_2"]);
         let doc = serde_json::json!({"data": [{"id": 1}, {"id": "two"}, {"x": 3}]});
         assert_eq!(values_at(&doc, "data.*.id"), vec!["1", "two"]);
+    }
+
+    #[test]
+    fn links_resolve_against_their_page_and_origins_compare() {
+        assert_eq!(
+            resolve_link("https://api.x/v2/items?page=1", "?page=2"),
+            "https://api.x/v2/items?page=2"
+        );
+        assert_eq!(
+            resolve_link("https://api.x/v2/items", "/v2/items/p2"),
+            "https://api.x/v2/items/p2"
+        );
+        assert_eq!(origin("https://api.x/a"), origin("https://api.x:443/b"));
+        assert_ne!(origin("https://api.x/a"), origin("https://evil.example/a"));
+        assert_ne!(origin("https://api.x/a"), origin("http://api.x/a"));
     }
 
     #[test]
