@@ -186,7 +186,15 @@ async fn dispatch(cmd: Command) -> Result<ExitCode> {
                 sim.base_url()
             );
             let defs = load_definitions(&dest.pipelines)?;
-            let vars = BTreeMap::from([("MOBIFLUX_EXAMPLE_MSP".to_string(), sim.base_url())]);
+            let mut vars = BTreeMap::from([("MOBIFLUX_EXAMPLE_MSP".to_string(), sim.base_url())]);
+            // The demo's carpooling answers are fixture data: a fixed key pseudonymizes them
+            // unless one is set. Real runs need their own secret key.
+            if std::env::var_os("MOBIFLUX_PSEUDONYM_KEY").is_none() {
+                vars.insert(
+                    "MOBIFLUX_PSEUDONYM_KEY".into(),
+                    "mobiflux-demo-key-for-fixture-data-only".into(),
+                );
+            }
             let runner = runner(&dest, vars).await?;
             let outcomes = runner.run_all(&defs).await;
             println!(

@@ -424,7 +424,7 @@ async fn the_bundled_examples_validate_and_the_demo_runs_them() {
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(
-        stdout.contains("16 pipelines run: 16 succeeded, 0 failed"),
+        stdout.contains("17 pipelines run: 17 succeeded, 0 failed"),
         "{stdout}"
     );
     // The invalid BNLS example is bundled on purpose: its one broken row shows up here.
@@ -434,6 +434,8 @@ async fn the_bundled_examples_validate_and_the_demo_runs_them() {
         stdout.contains("parking_facilities 1054, parking_occupancy 24"),
         "{stdout}"
     );
+    // The carpooling example, pseudonymized with the demo key.
+    assert!(stdout.contains("carpool_journeys 3"), "{stdout}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
