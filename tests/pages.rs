@@ -216,6 +216,12 @@ async fn next_page_links_are_followed_until_the_last_page_a_loop_or_the_cap() {
     )
     .unwrap();
     std::fs::write(dir.join("parken/p3.html"), page_linking_to("p1.html")).unwrap();
+    // A site whose next link leaves it: pagination ends there.
+    std::fs::write(
+        dir.join("parken/away.html"),
+        page_linking_to("https://elsewhere.example/parken/p2.html"),
+    )
+    .unwrap();
     let sim = mobiflux::simulator::Simulator::start(dir, "127.0.0.1:0")
         .await
         .unwrap();
@@ -233,6 +239,13 @@ async fn next_page_links_are_followed_until_the_last_page_a_loop_or_the_cap() {
         "capped",
         &url,
         "pages = { next = \"nav.pager a[rel=next]\", max = 2 }\nrate_per_second = 50",
+        SPEC,
+    );
+    define_page(
+        &pipelines,
+        "away",
+        &format!("{}/parken/away.html", sim.base_url()),
+        "pages = { next = \"nav.pager a[rel=next]\" }\nrate_per_second = 50",
         SPEC,
     );
     define_page(
@@ -276,8 +289,12 @@ async fn next_page_links_are_followed_until_the_last_page_a_loop_or_the_cap() {
         "{pages:?}"
     );
     assert!(
-        stdout.contains("rows loaded per table: parking_occupancy 50"),
+        stdout.contains("rows loaded per table: parking_occupancy 60"),
         "{stdout}"
+    );
+    assert!(
+        stderr.contains("next-page link leaves the site; pagination ends"),
+        "{stderr}"
     );
     let wh = mobiflux_loaders::open(&format!("sqlite://{}/w.db", local.display()))
         .await

@@ -230,6 +230,9 @@ async fn fetch_all(
         })?;
         if fetched.contains(next.as_str()) {
             tracing::info!(page = %src.redacted(url), next = %src.redacted(next.as_str()), "next-page link leads back to a fetched page; pagination ends");
+        } else if next.origin() != parsed.origin() {
+            // The definition's headers (and its politeness) are for this site only.
+            tracing::warn!(page = %src.redacted(url), next = %src.redacted(next.as_str()), "next-page link leaves the site; pagination ends");
         } else if followed + 1 >= f.max_pages {
             tracing::warn!(page = %src.redacted(url), next = %src.redacted(next.as_str()), max_pages = f.max_pages, "page cap reached; later pages are not fetched");
         } else {
