@@ -3,13 +3,50 @@
 mod common;
 
 use common::*;
+use mobiflux::simulator::Simulator;
+
+/// A simulated partner serving `tests/data` (the scooter API's answers and its variants).
+async fn data_site() -> Simulator {
+    Simulator::start(
+        format!("{}/tests/data", env!("CARGO_MANIFEST_DIR")),
+        "127.0.0.1:0",
+    )
+    .await
+    .unwrap()
+}
+
+/// The scooter API definition's `table`, `records` and `[columns]`, with `sections`
+/// (`[auth]`, `[paging]`, …) put before `[columns]`.
+fn zoomi_mapping(sections: &str) -> String {
+    let body = std::fs::read_to_string(format!(
+        "{}/tests/data/json/zoomi-scooters.toml",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let mapping = &body[body.find("table =").unwrap()..];
+    mapping.replace("[columns]", &format!("{sections}\n[columns]"))
+}
+
+/// Runs one `json` pipeline `name` reading `url` with the scooter mapping and `sections`,
+/// into a local raw zone and SQLite warehouse, with `env` added.
+async fn run_zoomi(
+    name: &str,
+    url: &str,
+    sections: &str,
+    env: &[(&str, &str)],
+) -> std::process::Output {
+    let pipelines = temp_dir(&format!("{name}-defs"));
+    define_format(&pipelines, name, "json", url, &zoomi_mapping(sections));
+    let local = temp_dir(&format!("{name}-local"));
+    let (mut vars, _) = local_dest(&pipelines, &local);
+    vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    mobiflux(&["run"], &vars).await
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proprietary_scooter_api_loads_from_one_toml_file() {
     let root = env!("CARGO_MANIFEST_DIR");
-    let sim = mobiflux::simulator::Simulator::start(format!("{root}/tests/data"), "127.0.0.1:0")
-        .await
-        .unwrap();
+    let sim = data_site().await;
     let pipelines = temp_dir("json-defs");
     std::fs::copy(
         format!("{root}/tests/data/json/zoomi-scooters.toml"),
@@ -173,9 +210,7 @@ async fn transient_failures_are_retried_as_configured_and_others_fail_alone() {
         "/slow.json",
         Fault::Delay(std::time::Duration::from_secs(3)),
     );
-    let body =
-        std::fs::read_to_string(format!("{root}/tests/data/json/zoomi-scooters.toml")).unwrap();
-    let body = &body[body.find("table =").unwrap()..];
+    let body = &zoomi_mapping("");
     let pipelines = temp_dir("flaky-defs");
     for (name, extra) in [
         ("patient", "retries = 2"),
@@ -242,16 +277,11 @@ async fn transient_failures_are_retried_as_configured_and_others_fail_alone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oauth2_partner_is_called_page_by_page_and_its_secret_never_leaks() {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let sim = mobiflux::simulator::Simulator::start(format!("{root}/tests/data"), "127.0.0.1:0")
-        .await
-        .unwrap();
+    let sim = data_site().await;
     const SECRET: &str = "s3cr3t-Zoomi!";
     // The first token it issues is already expired: mobiflux must fetch one more, once.
     sim.require_oauth2("zoomi-app", SECRET, "/api/", true);
-    let body =
-        std::fs::read_to_string(format!("{root}/tests/data/json/zoomi-scooters.toml")).unwrap();
-    let mapping = &body[body.find("table =").unwrap()..];
+    let mapping = &zoomi_mapping("");
     let auth = "[auth]\ntype = \"oauth2\"\ntoken_url = \"${ZOOMI_API}/oauth/token\"\nclient_id = \"zoomi-app\"\nclient_secret = \"${ZOOMI_SECRET}\"\n[paging]\nnext = \"links.next\"\nmax_pages = 5\n";
     let pipelines = temp_dir("oauth-defs");
     let define = |name: &str, secret_var: &str| {
@@ -321,13 +351,8 @@ async fn an_oauth2_partner_is_called_page_by_page_and_its_secret_never_leaks() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_plan_passes_values_from_one_call_to_the_next() {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let sim = mobiflux::simulator::Simulator::start(format!("{root}/tests/data"), "127.0.0.1:0")
-        .await
-        .unwrap();
-    let body =
-        std::fs::read_to_string(format!("{root}/tests/data/json/zoomi-scooters.toml")).unwrap();
-    let mapping = &body[body.find("table =").unwrap()..];
+    let sim = data_site().await;
+    let mapping = &zoomi_mapping("");
     let pipelines = temp_dir("plan-defs");
     let definition = format!(
         "name = \"fleets\"\npartner = \"zoomi\"\nformat = \"json\"\n\
@@ -416,26 +441,14 @@ async fn a_call_plan_passes_values_from_one_call_to_the_next() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cursor_paging_follows_the_cursor_until_it_ends() {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let sim = mobiflux::simulator::Simulator::start(format!("{root}/tests/data"), "127.0.0.1:0")
-        .await
-        .unwrap();
-    let body =
-        std::fs::read_to_string(format!("{root}/tests/data/json/zoomi-scooters.toml")).unwrap();
-    let mapping = &body[body.find("table =").unwrap()..];
-    let pipelines = temp_dir("cursor-defs");
-    define_format(
-        &pipelines,
+    let sim = data_site().await;
+    let out = run_zoomi(
         "cursor",
-        "json",
         &format!("{}/api/cursor", sim.base_url()),
-        &mapping.replace(
-            "[columns]",
-            "[paging]\ncursor = \"meta.next_cursor\"\nparam = \"cursor\"\n\n[columns]",
-        ),
-    );
-    let local = temp_dir("cursor-local");
-    let out = mobiflux(&["run"], &local_dest(&pipelines, &local).0).await;
+        "[paging]\ncursor = \"meta.next_cursor\"\nparam = \"cursor\"\n",
+        &[],
+    )
+    .await;
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(
@@ -447,26 +460,14 @@ async fn cursor_paging_follows_the_cursor_until_it_ends() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offset_paging_steps_by_the_page_size_until_a_page_is_empty() {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let sim = mobiflux::simulator::Simulator::start(format!("{root}/tests/data"), "127.0.0.1:0")
-        .await
-        .unwrap();
-    let body =
-        std::fs::read_to_string(format!("{root}/tests/data/json/zoomi-scooters.toml")).unwrap();
-    let mapping = &body[body.find("table =").unwrap()..];
-    let pipelines = temp_dir("offset-defs");
-    define_format(
-        &pipelines,
+    let sim = data_site().await;
+    let out = run_zoomi(
         "offset",
-        "json",
         &format!("{}/api/offset", sim.base_url()),
-        &mapping.replace(
-            "[columns]",
-            "[paging]\noffset = \"offset\"\nlimit = \"limit\"\nsize = 2\n\n[columns]",
-        ),
-    );
-    let local = temp_dir("offset-local");
-    let out = mobiflux(&["run"], &local_dest(&pipelines, &local).0).await;
+        "[paging]\noffset = \"offset\"\nlimit = \"limit\"\nsize = 2\n",
+        &[],
+    )
+    .await;
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(
@@ -478,23 +479,14 @@ async fn offset_paging_steps_by_the_page_size_until_a_page_is_empty() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn page_number_paging_stops_at_the_first_page_without_records() {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let sim = mobiflux::simulator::Simulator::start(format!("{root}/tests/data"), "127.0.0.1:0")
-        .await
-        .unwrap();
-    let body =
-        std::fs::read_to_string(format!("{root}/tests/data/json/zoomi-scooters.toml")).unwrap();
-    let mapping = &body[body.find("table =").unwrap()..];
-    let pipelines = temp_dir("paged-defs");
-    define_format(
-        &pipelines,
+    let sim = data_site().await;
+    let out = run_zoomi(
         "paged",
-        "json",
         &format!("{}/api/paged", sim.base_url()),
-        &mapping.replace("[columns]", "[paging]\npage = \"page\"\n\n[columns]"),
-    );
-    let local = temp_dir("paged-local");
-    let out = mobiflux(&["run"], &local_dest(&pipelines, &local).0).await;
+        "[paging]\npage = \"page\"\n",
+        &[],
+    )
+    .await;
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(
@@ -507,23 +499,14 @@ async fn page_number_paging_stops_at_the_first_page_without_records() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn link_header_paging_follows_rel_next() {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let sim = mobiflux::simulator::Simulator::start(format!("{root}/tests/data"), "127.0.0.1:0")
-        .await
-        .unwrap();
-    let body =
-        std::fs::read_to_string(format!("{root}/tests/data/json/zoomi-scooters.toml")).unwrap();
-    let mapping = &body[body.find("table =").unwrap()..];
-    let pipelines = temp_dir("linked-defs");
-    define_format(
-        &pipelines,
+    let sim = data_site().await;
+    let out = run_zoomi(
         "linked",
-        "json",
         &format!("{}/api/linked", sim.base_url()),
-        &mapping.replace("[columns]", "[paging]\nlink_header = true\n\n[columns]"),
-    );
-    let local = temp_dir("linked-local");
-    let out = mobiflux(&["run"], &local_dest(&pipelines, &local).0).await;
+        "[paging]\nlink_header = true\n",
+        &[],
+    )
+    .await;
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(
@@ -535,28 +518,14 @@ async fn link_header_paging_follows_rel_next() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_next_page_on_another_origin_is_not_called_with_the_credentials() {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let sim = mobiflux::simulator::Simulator::start(format!("{root}/tests/data"), "127.0.0.1:0")
-        .await
-        .unwrap();
-    let body =
-        std::fs::read_to_string(format!("{root}/tests/data/json/zoomi-scooters.toml")).unwrap();
-    let mapping = &body[body.find("table =").unwrap()..];
-    let pipelines = temp_dir("escape-defs");
-    define_format(
-        &pipelines,
+    let sim = data_site().await;
+    let out = run_zoomi(
         "escape",
-        "json",
         &format!("{}/api/escape.json", sim.base_url()),
-        &mapping.replace(
-            "[columns]",
-            "[auth]\ntype = \"bearer\"\ntoken = \"${ZOOMI_TOKEN}\"\n[paging]\nnext = \"links.next\"\n\n[columns]",
-        ),
-    );
-    let local = temp_dir("escape-local");
-    let (mut env, _) = local_dest(&pipelines, &local);
-    env.push(("ZOOMI_TOKEN".into(), "zoomi-token-0123456789".into()));
-    let out = mobiflux(&["run"], &env).await;
+        "[auth]\ntype = \"bearer\"\ntoken = \"${ZOOMI_TOKEN}\"\n[paging]\nnext = \"links.next\"\n",
+        &[("ZOOMI_TOKEN", "zoomi-token-0123456789")],
+    )
+    .await;
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
     assert!(
