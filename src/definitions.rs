@@ -667,6 +667,13 @@ pub fn parse(file: &Path, text: &str) -> Result<Definition, Vec<DefinitionError>
         vec![err(e.span(), key, msg.clone())]
     })?;
     let mut errors = Vec::new();
+    // Keys that only some formats take: an error for each one given to another format.
+    let only_for = |allowed: bool, who: &str, keys: &[(&str, bool)]| -> Vec<DefinitionError> {
+        keys.iter()
+            .filter(|(_, present)| *present && !allowed)
+            .map(|(key, _)| err(None, Some(key), format!("only {who} take {key}")))
+            .collect()
+    };
     for (key, value) in [
         ("name", Some(&raw.name)),
         ("partner", Some(&raw.partner)),
@@ -869,8 +876,11 @@ pub fn parse(file: &Path, text: &str) -> Result<Definition, Vec<DefinitionError>
             radius_km: raw.radius_km.unwrap_or(1.0),
             count: raw.count,
         });
-    } else {
-        for (key, present) in [
+    }
+    errors.extend(only_for(
+        is_carpool,
+        "covoiturage definitions",
+        &[
             ("od", raw.od.is_some()),
             ("grid", raw.grid.is_some()),
             ("departure_in_minutes", raw.departure_in_minutes.is_some()),
@@ -878,16 +888,8 @@ pub fn parse(file: &Path, text: &str) -> Result<Definition, Vec<DefinitionError>
             ("radius_km", raw.radius_km.is_some()),
             ("regular_time_of_day", raw.regular_time_of_day.is_some()),
             ("count", raw.count.is_some()),
-        ] {
-            if present {
-                errors.push(err(
-                    None,
-                    Some(key),
-                    format!("only covoiturage definitions take {key}"),
-                ));
-            }
-        }
-    }
+        ],
+    ));
     let mut plan = Plan::default();
     let mut known: Vec<String> = Vec::new();
     if let Some(calls) = raw.calls.take() {
@@ -1325,24 +1327,19 @@ pub fn parse(file: &Path, text: &str) -> Result<Definition, Vec<DefinitionError>
                 ));
             }
         }
-    } else {
-        for (key, present) in [
+    }
+    errors.extend(only_for(
+        is_html,
+        "html definitions",
+        &[
             ("rows", raw.rows.is_some()),
             ("urls", raw.urls.is_some()),
             ("pages", raw.pages.is_some()),
             ("user_agent", raw.user_agent.is_some()),
             ("rate_per_second", raw.rate_per_second.is_some()),
             ("robots", raw.robots.is_some()),
-        ] {
-            if present {
-                errors.push(err(
-                    None,
-                    Some(key),
-                    format!("only html definitions take {key}"),
-                ));
-            }
-        }
-    }
+        ],
+    ));
     let rate = raw
         .rate_per_second
         .as_ref()
@@ -1369,19 +1366,15 @@ pub fn parse(file: &Path, text: &str) -> Result<Definition, Vec<DefinitionError>
             "a Table Schema is for irve, irve-dynamic, bnls and csv definitions".into(),
         ));
     }
-    for (key, present) in [
-        ("schema", raw.schema.is_some()),
-        ("delimiter", raw.delimiter.is_some()),
-        ("encoding", raw.encoding.is_some()),
-    ] {
-        if present && !file_format {
-            errors.push(err(
-                None,
-                Some(key),
-                format!("only file formats {FILE_FORMATS:?} take {key}"),
-            ));
-        }
-    }
+    errors.extend(only_for(
+        file_format,
+        &format!("file formats {FILE_FORMATS:?}"),
+        &[
+            ("schema", raw.schema.is_some()),
+            ("delimiter", raw.delimiter.is_some()),
+            ("encoding", raw.encoding.is_some()),
+        ],
+    ));
     if !errors.is_empty() {
         return Err(errors);
     }
