@@ -320,7 +320,9 @@ impl Runner {
                 "json" => {
                     let plan = resolve_plan(&def.plan, &self.vars)?;
                     let records = def.records.clone().unwrap_or_default();
-                    let count = |page: &[u8]| mobiflux_transforms::jsonmap::count(page, &records);
+                    let count = |page: &serde_json::Value| {
+                        mobiflux_transforms::jsonmap::count(page, &records)
+                    };
                     mobiflux_extractors::rest::extract(
                         &http,
                         self.raw.as_ref(),

@@ -117,11 +117,6 @@ pub async fn extract(
     let mut errors = Vec::new();
     let mut done = std::collections::BTreeSet::new();
     for (resource, url) in &urls {
-        let failure = |e: &ExtractError| crate::raw::ManifestFailure {
-            resource: resource.to_string(),
-            url: src.redacted(url),
-            error: src.scrub(&e.to_string()),
-        };
         let result = async {
             let mut resp = http.get(src, url).await.map_err(without_body)?;
             let (clean, what) =
@@ -140,7 +135,10 @@ pub async fn extract(
                 done.extend(what);
             }
             Err(e) => {
-                landing.manifest.failures.push(failure(&e));
+                landing
+                    .manifest
+                    .failures
+                    .push(src.failure(resource, url, &e));
                 errors.push(e);
             }
         }

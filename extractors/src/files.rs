@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use mobiflux_model::RunId;
 
-use crate::raw::{self, ManifestFailure, ManifestObject, S3Config, S3Store, TempFile};
+use crate::raw::{self, ManifestObject, S3Config, S3Store, TempFile};
 use crate::{ExtractError, Http, Landing, Manifest, RawStore, Source};
 
 /// Lands every file the source names; returns the written manifest.
@@ -142,11 +142,7 @@ async fn land_all(http: &Http, landing: &mut Landing<'_>) -> Result<(), ExtractE
             Ok(d) => d,
             Err(e) => {
                 let e = ExtractError::Fetch(e);
-                landing.manifest.failures.push(ManifestFailure {
-                    resource: "file".into(),
-                    url: src.redacted(url),
-                    error: src.scrub(&e.to_string()),
-                });
+                landing.manifest.failures.push(src.failure("file", url, &e));
                 return Err(e);
             }
         };

@@ -45,6 +45,15 @@ impl Source {
         self.scrub(&mobiflux_model::redact::url(url, &self.sensitive))
     }
 
+    /// The manifest's record of a request that gave no usable payload, secrets masked.
+    pub fn failure(&self, resource: &str, url: &str, e: &ExtractError) -> raw::ManifestFailure {
+        raw::ManifestFailure {
+            resource: resource.to_string(),
+            url: self.redacted(url),
+            error: self.scrub(&e.to_string()),
+        }
+    }
+
     /// Any other text (messages, bodies quoted in errors) with the secret values masked.
     pub fn scrub(&self, text: &str) -> String {
         mobiflux_model::redact::values(text, &self.secrets)
@@ -188,11 +197,7 @@ impl<'a> Landing<'a> {
                         .map_err(ExtractError::from)
                 });
                 if let (Err(e), None) = (&r, &fail) {
-                    fail = Some(raw::ManifestFailure {
-                        resource: f.name.clone(),
-                        url: src.redacted(&f.url),
-                        error: src.scrub(&e.to_string()),
-                    });
+                    fail = Some(src.failure(&f.name, &f.url, e));
                 }
                 (f, r, obj, fail)
             })
@@ -277,17 +282,12 @@ pub async fn fetch_and_land_as(
     url: &str,
     ext: &str,
 ) -> Fetched {
-    let failure = |resource: String, e: &ExtractError| raw::ManifestFailure {
-        resource,
-        url: src.redacted(url),
-        error: src.scrub(&e.to_string()),
-    };
     match http.get(src, url).await {
         Ok(resp) => match Landing::land(store, src, &resource_of(&resp), &resp, ext, true).await {
             Ok(obj) => (Ok(resp), Some(obj), None),
             Err(e) => {
                 let e = ExtractError::Raw(e);
-                let f = failure(resource_of(&resp), &e);
+                let f = src.failure(&resource_of(&resp), url, &e);
                 (Err(e), None, Some(f))
             }
         },
@@ -304,7 +304,7 @@ pub async fn fetch_and_land_as(
                 None => (None, resource_of(&http::Response::empty(url))),
             };
             let e = ExtractError::Fetch(e);
-            let f = failure(resource, &e);
+            let f = src.failure(&resource, url, &e);
             (Err(e), object, Some(f))
         }
     }

@@ -108,7 +108,7 @@ impl Default for Plan {
 }
 
 /// Counts the records of a page (the definition's record path), to end page/offset paging.
-pub type CountRecords<'a> = &'a (dyn Fn(&[u8]) -> usize + Sync);
+pub type CountRecords<'a> = &'a (dyn Fn(&Value) -> usize + Sync);
 
 /// OAuth2 tokens of this process, by (token URL, client id, client secret): (token, good
 /// until). The secret is part of the key: a token is only ever reused with the credentials
@@ -325,11 +325,7 @@ async fn call(
                 }
                 Err(e) => {
                     let e = ExtractError::Fetch(e);
-                    let failure = crate::raw::ManifestFailure {
-                        resource: resource.to_string(),
-                        url: authed.redacted(url),
-                        error: authed.scrub(&e.to_string()),
-                    };
+                    let failure = authed.failure(resource, url, &e);
                     (Err(e), None, Some(failure))
                 }
             },
@@ -603,9 +599,9 @@ async fn pages(
                 .filter(|s| !s.is_empty())
                 .map(|s| resolve_link(&url, s)),
             Paging::LinkHeader => next_link(&resp.headers).map(|s| resolve_link(&url, &s)),
-            Paging::Page { param, from } => (count(&resp.body) > 0)
+            Paging::Page { param, from } => (count(&doc) > 0)
                 .then(|| with_query(&url, &[(param, (from + page as u64).to_string())])),
-            Paging::Offset { param, limit, size } => (count(&resp.body) > 0).then(|| {
+            Paging::Offset { param, limit, size } => (count(&doc) > 0).then(|| {
                 with_query(
                     &url,
                     &[

@@ -40,15 +40,12 @@ pub fn check_path(path: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// How many records a document holds at a record path (0 when it is not JSON): what ends
-/// page-number and offset paging.
-pub fn count(bytes: &[u8], records: &str) -> usize {
-    let Ok(doc) = serde_json::from_slice::<Value>(bytes) else {
-        return 0;
-    };
+/// How many records a document holds at a record path: what ends page-number and offset
+/// paging.
+pub fn count(doc: &Value, records: &str) -> usize {
     let steps: Vec<&str> = records.split('.').collect();
     let mut walked = Walked::default();
-    walk(&doc, &steps, &[], String::new(), &mut walked);
+    walk(doc, &steps, &[], String::new(), &mut walked);
     walked.found.len()
 }
 
