@@ -16,10 +16,10 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use mobiflux_model::TableSchema;
 use mobiflux_model::schema::{
     GEOFENCING_ZONES, PRICING_PLANS, REGIONS, STATIONS, SYSTEM_INFO, VEHICLE_TYPES, VEHICLES,
 };
+use mobiflux_model::{TableSchema, vocab};
 use serde_json::{Value, json};
 
 use crate::frame::Row;
@@ -65,31 +65,6 @@ fn parse<'a>(p: &'a Payload<'a>) -> Result<Doc<'a>, TransformError> {
         }
     })?;
     Ok(Doc { payload: p, doc })
-}
-
-/// GBFS `form_factor` of a TOMP asset class.
-fn form_factor(class: &str) -> &'static str {
-    match class {
-        "BIKE" => "bicycle",
-        "CARGOBIKE" => "cargo_bicycle",
-        "CAR" => "car",
-        "MOPED" | "SCOOTER" => "moped",
-        "STEP" | "KICKSCOOTER" => "scooter_standing",
-        _ => "other",
-    }
-}
-
-/// GBFS `propulsion_type` of a TOMP propulsion.
-fn propulsion(p: &str) -> String {
-    match p {
-        "MUSCLE" => "human".into(),
-        "ELECTRIC" => "electric".into(),
-        "ASSISTED" => "electric_assist".into(),
-        "GASOLINE" | "DIESEL" | "COMBUSTION" => "combustion".into(),
-        "HYBRID" => "hybrid".into(),
-        "HYDROGEN" => "hydrogen_fuel_cell".into(),
-        other => other.to_lowercase(),
-    }
 }
 
 /// Minutes in one TOMP time unit; `None` for units that are not time.
@@ -359,8 +334,8 @@ fn vehicle_types(t: &mut Table, d: &Doc) -> Result<(), TransformError> {
                 None => json::text(o, "assetSubClass", None)?,
             };
             r.set("vehicle_type_id", json::id(o, "id")?)
-                .set("form_factor", form_factor(&class))
-                .set("propulsion", propulsion(&power))
+                .set("form_factor", vocab::form_factor(&class))
+                .set("propulsion", vocab::propulsion_type(&power))
                 .set("name", name)
                 .set("default_pricing_plan_id", default_plan(o)?)
                 .set("valid_from", d.at());
