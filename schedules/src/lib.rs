@@ -72,6 +72,28 @@ impl Schedule {
     }
 }
 
+impl Schedule {
+    /// The longest wait between two consecutive ticks over the 8 days after `from` (a week
+    /// and a day: weekly patterns and a DST change are seen), looking at most at 100,000
+    /// ticks. `None` when the expression never fires again.
+    pub fn longest_gap(&self, from: DateTime<Utc>) -> Option<chrono::Duration> {
+        let horizon = from + chrono::Duration::days(8);
+        let mut t = self.next_after(from)?;
+        let mut longest = chrono::Duration::zero();
+        for _ in 0..100_000 {
+            let Some(next) = self.next_after(t) else {
+                break;
+            };
+            longest = longest.max(next - t);
+            if next > horizon {
+                break;
+            }
+            t = next;
+        }
+        (longest > chrono::Duration::zero()).then_some(longest)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,6 +122,24 @@ mod tests {
             .next_after(Utc.with_ymd_and_hms(2026, 1, 10, 0, 0, 0).unwrap())
             .unwrap();
         assert_eq!(winter, Utc.with_ymd_and_hms(2026, 1, 10, 5, 0, 0).unwrap());
+    }
+
+    #[test]
+    fn longest_gap_sees_nights_and_weekends() {
+        let from = Utc.with_ymd_and_hms(2026, 11, 20, 12, 0, 0).unwrap();
+        let every_2_min = Schedule::parse("0 */2 * * * *", "UTC").unwrap();
+        assert_eq!(
+            every_2_min.longest_gap(from),
+            Some(chrono::Duration::seconds(120))
+        );
+        // Every 10 minutes from 06:00 to 22:50: the night is the longest wait.
+        let daytime = Schedule::parse("0 */10 6-22 * * *", "Europe/Paris").unwrap();
+        assert_eq!(
+            daytime.longest_gap(from),
+            Some(chrono::Duration::minutes(7 * 60 + 10))
+        );
+        let weekdays = Schedule::parse("0 0 8 * * 1-5", "Europe/Paris").unwrap();
+        assert_eq!(weekdays.longest_gap(from), Some(chrono::Duration::days(3)));
     }
 
     #[test]
