@@ -5,6 +5,7 @@
 //! embedded default) side by side. A run's tables, its quarantine and its `etl_runs`
 //! row commit together or not at all, and loading a run again changes nothing.
 
+pub mod cache;
 mod cells;
 mod postgres;
 mod sql;

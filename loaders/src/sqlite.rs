@@ -44,38 +44,12 @@ pub struct SqliteWarehouse {
 impl SqliteWarehouse {
     pub async fn open(path: &str) -> Result<Self, LoadError> {
         let target = format!("sqlite://{path}");
-        let err = |e: sqlx::Error| LoadError::Database {
-            target: target.clone(),
-            message: e.to_string(),
-        };
-        let memory = path == ":memory:";
-        if !memory
-            && let Some(dir) = std::path::Path::new(path).parent()
-            && !dir.as_os_str().is_empty()
-        {
-            std::fs::create_dir_all(dir).map_err(|e| LoadError::Database {
-                target: target.clone(),
-                message: format!("cannot create {}: {e}", dir.display()),
-            })?;
-        }
-        let opts = SqliteConnectOptions::from_str(if memory {
-            "sqlite::memory:"
-        } else {
-            "sqlite://"
-        })
-        .map_err(err)?;
-        let opts = if memory { opts } else { opts.filename(path) }
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(60))
-            .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1));
-        let pool = SqlitePoolOptions::new()
-            // One connection for memory (each connection would be its own database).
-            .max_connections(if memory { 1 } else { 4 })
-            .connect_with(opts)
+        let pool = open_pool(path)
             .await
-            .map_err(err)?;
+            .map_err(|message| LoadError::Database {
+                target: target.clone(),
+                message,
+            })?;
         Ok(SqliteWarehouse { pool, target })
     }
 
@@ -89,6 +63,37 @@ impl SqliteWarehouse {
             message: e.to_string(),
         }
     }
+}
+
+/// A pool on a SQLite file (created with its folder if missing) or `:memory:`, in WAL mode:
+/// the embedded warehouse and the embedded gateway cache open their files the same way.
+pub(crate) async fn open_pool(path: &str) -> Result<SqlitePool, String> {
+    let memory = path == ":memory:";
+    if !memory
+        && let Some(dir) = std::path::Path::new(path).parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    let opts = SqliteConnectOptions::from_str(if memory {
+        "sqlite::memory:"
+    } else {
+        "sqlite://"
+    })
+    .map_err(|e| e.to_string())?;
+    let opts = if memory { opts } else { opts.filename(path) }
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(60))
+        .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1));
+    SqlitePoolOptions::new()
+        // One connection for memory (each connection would be its own database).
+        .max_connections(if memory { 1 } else { 4 })
+        .connect_with(opts)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 type Args<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments>;

@@ -67,6 +67,23 @@ impl Output {
     pub fn rows(&self) -> usize {
         self.tables.iter().map(|(_, df)| df.height()).sum()
     }
+
+    /// One frame per table out of a run's chunks (tables, then quarantine, in order).
+    pub fn stack(chunks: &[Output]) -> polars::error::PolarsResult<Output> {
+        let mut out = Output::default();
+        for chunk in chunks {
+            for (schema, df) in &chunk.tables {
+                match out.tables.iter_mut().find(|(s, _)| s.name == schema.name) {
+                    Some((_, all)) => {
+                        all.vstack_mut(df)?;
+                    }
+                    None => out.tables.push((schema, df.clone())),
+                }
+            }
+            out.quarantine.extend(chunk.quarantine.iter().cloned());
+        }
+        Ok(out)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
