@@ -45,6 +45,13 @@ struct Destinations {
         default_value = "sqlite://./var/warehouse.db"
     )]
     warehouse: String,
+    /// Gateway cache: redis://host:port[/db][?prefix=NAME], or sqlite://path (the embedded store).
+    #[arg(
+        long = "cache",
+        env = "MOBIFLUX_CACHE_URL",
+        default_value = "sqlite://./var/cache.db"
+    )]
+    cache: String,
     /// Folder of pipeline definitions (*.toml).
     #[arg(
         long = "pipelines",
@@ -100,6 +107,19 @@ enum Command {
         #[command(subcommand)]
         what: BenchWhat,
     },
+    /// What the gateway would serve from the cache, and whether it is fresh or stale.
+    Cache {
+        #[command(subcommand)]
+        what: CacheWhat,
+        /// Gateway cache: redis://host:port[/db][?prefix=NAME], or sqlite://path.
+        #[arg(
+            long = "cache",
+            env = "MOBIFLUX_CACHE_URL",
+            default_value = "sqlite://./var/cache.db",
+            global = true
+        )]
+        cache: String,
+    },
     /// Serve a fixture folder as a simulated MSP until interrupted.
     Simulate {
         #[arg(long, env = "MOBIFLUX_FIXTURES", default_value = "./fixtures")]
@@ -110,7 +130,50 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+pub enum CacheWhat {
+    /// One partner's resource (stations, stations-status, assets, available-assets,
+    /// vehicle-types, pricing-plans, zones, partner, driver-journeys, …) with its metadata.
+    Get { partner: String, resource: String },
+    /// Indexed positions within RADIUS metres of LAT LON, nearest first.
+    Around {
+        #[arg(allow_negative_numbers = true)]
+        lat: f64,
+        #[arg(allow_negative_numbers = true)]
+        lon: f64,
+        radius: f64,
+        /// `vehicles` or `stations`.
+        #[arg(long, default_value = "vehicles")]
+        kind: String,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Search one partner's index instead of the one across partners.
+        #[arg(long)]
+        partner: Option<String>,
+    },
+    /// The partners of a territory (all without one) with their freshness, and the
+    /// territory's global view (stations, stations status, assets) as the gateway serves it.
+    GlobalView { territory: Option<String> },
+}
+
+#[derive(Subcommand)]
 enum BenchWhat {
+    /// Gateway cache freshness: from an MSP change to the updated entry, over N runs.
+    Cache {
+        #[arg(long, default_value_t = 100)]
+        runs: usize,
+        /// Vehicles of the simulated partner.
+        #[arg(long, default_value_t = 1_000)]
+        vehicles: usize,
+        /// Where to publish (a Redis by default; sqlite://path for the embedded store).
+        #[arg(
+            long = "cache",
+            env = "MOBIFLUX_BENCH_CACHE_URL",
+            default_value = "redis://127.0.0.1:6379?prefix=mobiflux-bench"
+        )]
+        cache: String,
+        #[arg(long, env = "MOBIFLUX_FIXTURES", default_value = "./fixtures")]
+        fixtures: PathBuf,
+    },
     /// Generate an IRVE-shaped CSV and load it with psql \copy and with mobiflux, side by side.
     Csv {
         /// Rows to generate.
@@ -198,9 +261,14 @@ async fn dispatch(cmd: Command) -> Result<ExitCode> {
             let runner = runner(&dest, vars).await?;
             let outcomes = runner.run_all(&defs).await;
             println!(
-                "raw zone: {}   warehouse: {}",
+                "raw zone: {}   warehouse: {}   gateway cache: {}",
                 runner.raw.describe(),
-                runner.warehouse.describe()
+                runner.warehouse.describe(),
+                runner
+                    .cache
+                    .as_ref()
+                    .map(|c| c.describe())
+                    .unwrap_or_else(|| "none".into())
             );
             Ok(report(&outcomes, started))
         }
@@ -249,6 +317,22 @@ async fn dispatch(cmd: Command) -> Result<ExitCode> {
             tokio::task::spawn_blocking(move || crate::bench::csv(rows, &warehouse, work, repeat))
                 .await??;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
+            what:
+                BenchWhat::Cache {
+                    runs,
+                    vehicles,
+                    cache,
+                    fixtures,
+                },
+        } => {
+            crate::bench_cache::run(runs, vehicles, &cache, &fixtures).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Cache { what, cache } => {
+            let cache = mobiflux_loaders::cache::open(&cache).await?;
+            crate::cache_cli::run(cache.as_ref(), what).await
         }
         Command::Simulate { fixtures, bind } => {
             let sim = Simulator::start(&fixtures, &bind).await?;
@@ -299,9 +383,11 @@ async fn runner(dest: &Destinations, vars: BTreeMap<String, String>) -> Result<R
     let raw = mobiflux_extractors::raw::open(&dest.raw, None).await?;
     let warehouse = mobiflux_loaders::open(&dest.warehouse).await?;
     warehouse.migrate().await?;
+    let cache = mobiflux_loaders::cache::open(&dest.cache).await?;
     Ok(Runner {
         raw: Arc::from(raw),
         warehouse: Arc::from(warehouse),
+        cache: Some(Arc::from(cache)),
         vars,
     })
 }
@@ -317,8 +403,8 @@ fn report(outcomes: &[Outcome], started: Instant) -> ExitCode {
         started.elapsed().as_secs_f64()
     );
     println!(
-        "{:<32} {:<7} {:>8} {:>12} {:>10}  run id",
-        "pipeline", "status", "rows", "quarantined", "bytes"
+        "{:<32} {:<7} {:>8} {:>12} {:>10} {:>6}  run id",
+        "pipeline", "status", "rows", "quarantined", "bytes", "cache"
     );
     let mut per_table: BTreeMap<&str, u64> = BTreeMap::new();
     for o in outcomes {
@@ -326,13 +412,19 @@ fn report(outcomes: &[Outcome], started: Instant) -> ExitCode {
         for (t, n) in &o.tables {
             *per_table.entry(t).or_default() += n;
         }
+        let cache = match &o.cache {
+            None => "-".to_string(),
+            Some(Ok(n)) => n.to_string(),
+            Some(Err(_)) => "FAILED".to_string(),
+        };
         println!(
-            "{:<32} {:<7} {:>8} {:>12} {:>10}  {}",
+            "{:<32} {:<7} {:>8} {:>12} {:>10} {:>6}  {}",
             o.pipeline,
             if o.ok() { "ok" } else { "FAILED" },
             rows,
             o.quarantined,
             o.bytes,
+            cache,
             o.run_id
         );
     }
@@ -352,7 +444,14 @@ fn report(outcomes: &[Outcome], started: Instant) -> ExitCode {
     for o in &failed {
         eprintln!("FAILED {}", o.error.as_deref().unwrap_or("unknown error"));
     }
-    if failed.is_empty() {
+    let cache_failed: Vec<&String> = outcomes
+        .iter()
+        .filter_map(|o| o.cache.as_ref()?.as_ref().err())
+        .collect();
+    for e in &cache_failed {
+        eprintln!("FAILED {e}");
+    }
+    if failed.is_empty() && cache_failed.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

@@ -325,6 +325,9 @@ struct RawDefinition {
     user_agent: Option<String>,
     rate_per_second: Option<Spanned<f64>>,
     robots: Option<bool>,
+    soft_ttl: Option<Spanned<u64>>,
+    hard_ttl: Option<Spanned<u64>>,
+    gateway_partner_id: Option<Spanned<String>>,
 }
 
 /// An origin–destination pair of a `covoiturage` definition, as `[lat, lon]`.
@@ -623,6 +626,57 @@ pub struct Definition {
     pub min_interval: Duration,
     /// Obey `robots.txt` (`html`).
     pub robots: bool,
+    /// What the gateway cache holds of this feed; `None` for feeds the gateway does not
+    /// serve (published files, scraped pages: they feed the warehouse only).
+    pub cache: Option<CacheSettings>,
+}
+
+/// How a feed's gateway-cache entries live.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CacheSettings {
+    /// After this long an entry is stale (still served).
+    pub soft_ttl: Duration,
+    /// After this long an entry is gone.
+    pub hard_ttl: Duration,
+    /// The partner as the gateway knows it (`gateway_partner_id`, else `partner`).
+    pub partner_id: String,
+}
+
+/// Formats whose runs the gateway serves, with their default (soft, hard) TTLs in seconds:
+/// refreshed by the examples' schedules well before they turn stale.
+pub const CACHE_DEFAULTS: &[(&str, u64, u64)] = &[
+    ("gbfs", 120, 600),
+    ("tomp", 300, 900),
+    ("json", 600, 1800),
+    ("covoiturage", 1200, 3600),
+];
+
+/// The DAT's rule for a cache entry refreshed by a schedule: the soft TTL is below the hard
+/// one, and the schedule refreshes before the soft TTL runs out, twice per soft TTL unless
+/// the hard TTL is at least twice the soft one.
+pub fn check_ttls(soft: u64, hard: u64, longest_gap: Option<u64>) -> Result<(), String> {
+    if soft == 0 || soft >= hard {
+        return Err(format!(
+            "soft_ttl {soft} s must be above 0 and below hard_ttl {hard} s"
+        ));
+    }
+    let Some(gap) = longest_gap else {
+        return Ok(());
+    };
+    let (needed, why) = if hard >= 2 * soft {
+        (soft, "before the soft TTL runs out")
+    } else {
+        (
+            soft / 2,
+            "twice per soft TTL (hard_ttl is less than twice soft_ttl)",
+        )
+    };
+    if gap > needed {
+        return Err(format!(
+            "the schedule waits up to {gap} s between runs, but with soft_ttl {soft} s and hard_ttl {hard} s it must refresh {why}, at least every {needed} s"
+        ));
+    }
+    Ok(())
 }
 
 impl Definition {
@@ -1375,6 +1429,80 @@ pub fn parse(file: &Path, text: &str) -> Result<Definition, Vec<DefinitionError>
             ("encoding", raw.encoding.is_some()),
         ],
     ));
+    let cache = match CACHE_DEFAULTS
+        .iter()
+        .find(|(f, _, _)| f == raw.format.get_ref())
+    {
+        Some(&(_, soft_default, hard_default)) => {
+            let soft = raw
+                .soft_ttl
+                .as_ref()
+                .map(|v| *v.get_ref())
+                .unwrap_or(soft_default);
+            let hard = raw
+                .hard_ttl
+                .as_ref()
+                .map(|v| *v.get_ref())
+                .unwrap_or(hard_default);
+            let gap = Schedule::parse(raw.schedule.get_ref(), &timezone)
+                .ok()
+                .and_then(|s| s.longest_gap(chrono::Utc::now()))
+                .map(|g| g.num_seconds().max(0) as u64);
+            if let Err(m) = check_ttls(soft, hard, gap) {
+                let (span, key) = match (&raw.soft_ttl, &raw.hard_ttl) {
+                    (Some(v), _) => (Some(v.span()), "soft_ttl"),
+                    (None, Some(v)) => (Some(v.span()), "hard_ttl"),
+                    (None, None) => (Some(raw.schedule.span()), "schedule"),
+                };
+                let defaults = if raw.soft_ttl.is_none() && raw.hard_ttl.is_none() {
+                    format!(
+                        " (the {} defaults; set soft_ttl and hard_ttl)",
+                        raw.format.get_ref()
+                    )
+                } else {
+                    String::new()
+                };
+                errors.push(err(span, Some(key), format!("{m}{defaults}")));
+            }
+            let partner_id = match &raw.gateway_partner_id {
+                Some(id)
+                    if id.get_ref().trim().is_empty() || id.get_ref().contains([':', '/', ' ']) =>
+                {
+                    errors.push(err(
+                        Some(id.span()),
+                        Some("gateway_partner_id"),
+                        format!(
+                            "{:?} must be non-empty, without ':', '/' or spaces",
+                            id.get_ref()
+                        ),
+                    ));
+                    String::new()
+                }
+                Some(id) => id.get_ref().clone(),
+                None => raw.partner.get_ref().clone(),
+            };
+            Some(CacheSettings {
+                soft_ttl: Duration::from_secs(soft),
+                hard_ttl: Duration::from_secs(hard),
+                partner_id,
+            })
+        }
+        None => {
+            errors.extend(only_for(
+                false,
+                &format!(
+                    "formats the gateway serves ({:?})",
+                    CACHE_DEFAULTS.iter().map(|d| d.0).collect::<Vec<_>>()
+                ),
+                &[
+                    ("soft_ttl", raw.soft_ttl.is_some()),
+                    ("hard_ttl", raw.hard_ttl.is_some()),
+                    ("gateway_partner_id", raw.gateway_partner_id.is_some()),
+                ],
+            ));
+            None
+        }
+    };
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -1414,6 +1542,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Definition, Vec<DefinitionError>
         user_agent: raw.user_agent,
         min_interval: Duration::from_secs_f64(1.0 / rate),
         robots: raw.robots.unwrap_or(true),
+        cache,
     })
 }
 
@@ -1715,5 +1844,94 @@ free = { from = "Frei", decimal = "," }
         let (s, used) = resolve("http://h/${PATH}", "url", &BTreeMap::new()).unwrap();
         assert!(s.starts_with("http://h/") && used.len() == 1);
         assert!(check_refs("${bad name}").is_err());
+    }
+}
+
+#[cfg(test)]
+mod cache_tests {
+    use super::*;
+
+    fn gbfs(schedule: &str, extra: &str) -> String {
+        format!(
+            "name = \"velo\"\npartner = \"velo\"\nformat = \"gbfs\"\nurl = \"https://x/gbfs.json\"\nschedule = \"{schedule}\"\n{extra}"
+        )
+    }
+
+    fn messages(text: &str) -> Vec<String> {
+        parse(Path::new("p/velo.toml"), text)
+            .unwrap_err()
+            .iter()
+            .map(|e| e.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn defaults_per_format_and_overrides() {
+        let d = parse(Path::new("v.toml"), &gbfs("0 * * * * *", "")).unwrap();
+        let c = d.cache.unwrap();
+        assert_eq!((c.soft_ttl.as_secs(), c.hard_ttl.as_secs()), (120, 600));
+        assert_eq!(c.partner_id, "velo");
+        let d = parse(
+            Path::new("v.toml"),
+            &gbfs(
+                "0 */5 * * * *",
+                "soft_ttl = 300\nhard_ttl = 600\ngateway_partner_id = \"b814c97e-df56-4651-ac50-11525537964f\"\n",
+            ),
+        )
+        .unwrap();
+        let c = d.cache.unwrap();
+        assert_eq!((c.soft_ttl.as_secs(), c.hard_ttl.as_secs()), (300, 600));
+        assert_eq!(c.partner_id, "b814c97e-df56-4651-ac50-11525537964f");
+    }
+
+    #[test]
+    fn the_dat_rule_names_both_values() {
+        assert_eq!(
+            messages(&gbfs("0 * * * * *", "soft_ttl = 600\nhard_ttl = 600\n")),
+            vec![
+                "p/velo.toml:6: soft_ttl: soft_ttl 600 s must be above 0 and below hard_ttl 600 s"
+            ]
+        );
+        // Hard at least twice soft: one refresh per soft TTL is enough.
+        assert_eq!(
+            messages(&gbfs("0 */10 * * * *", "soft_ttl = 300\nhard_ttl = 1200\n")),
+            vec![
+                "p/velo.toml:6: soft_ttl: the schedule waits up to 600 s between runs, but with soft_ttl 300 s and hard_ttl 1200 s it must refresh before the soft TTL runs out, at least every 300 s"
+            ]
+        );
+        // Hard below twice soft: two refreshes per soft TTL.
+        assert_eq!(
+            messages(&gbfs("0 */5 * * * *", "soft_ttl = 300\nhard_ttl = 500\n")),
+            vec![
+                "p/velo.toml:6: soft_ttl: the schedule waits up to 300 s between runs, but with soft_ttl 300 s and hard_ttl 500 s it must refresh twice per soft TTL (hard_ttl is less than twice soft_ttl), at least every 150 s"
+            ]
+        );
+        assert!(
+            parse(
+                Path::new("v.toml"),
+                &gbfs("0 */2 * * * *", "soft_ttl = 300\nhard_ttl = 500\n")
+            )
+            .is_ok()
+        );
+        // Defaults that the schedule cannot honour say so.
+        assert_eq!(
+            messages(&gbfs("0 0 * * * *", "")),
+            vec![
+                "p/velo.toml:5: schedule: the schedule waits up to 3600 s between runs, but with soft_ttl 120 s and hard_ttl 600 s it must refresh before the soft TTL runs out, at least every 120 s (the gbfs defaults; set soft_ttl and hard_ttl)"
+            ]
+        );
+    }
+
+    #[test]
+    fn files_do_not_take_cache_keys() {
+        let text = "name = \"irve\"\npartner = \"irve\"\nformat = \"irve\"\nurl = \"data/irve.csv\"\nschedule = \"0 0 3 * * *\"\nsoft_ttl = 60\n";
+        assert_eq!(
+            messages(text),
+            vec![
+                "p/velo.toml:1: soft_ttl: only formats the gateway serves ([\"gbfs\", \"tomp\", \"json\", \"covoiturage\"]) take soft_ttl"
+            ]
+        );
+        let d = parse(Path::new("i.toml"), &text.replace("soft_ttl = 60\n", "")).unwrap();
+        assert_eq!(d.cache, None);
     }
 }

@@ -3,6 +3,8 @@
 //! `schedules`); this crate parses, resolves configuration once and calls them.
 
 pub mod bench;
+pub mod bench_cache;
+pub mod cache_cli;
 pub mod cli;
 pub mod definitions;
 pub mod runner;

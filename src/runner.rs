@@ -11,6 +11,7 @@ use chrono::Utc;
 use futures_util::StreamExt;
 use mobiflux_extractors::raw::{Manifest, manifest_key};
 use mobiflux_extractors::{Http, HttpOptions, RawStore, Source};
+use mobiflux_loaders::cache::{EntryMeta, GatewayCache, Publication, Resource, pivot};
 use mobiflux_loaders::{Batch, RunRecord, Warehouse};
 use mobiflux_model::RunId;
 use mobiflux_transforms::fixed::FixedMap;
@@ -44,6 +45,8 @@ const CONCURRENT_PIPELINES: usize = 4;
 pub struct Runner {
     pub raw: Arc<dyn RawStore>,
     pub warehouse: Arc<dyn Warehouse>,
+    /// The gateway cache, published after each successful run of a feed the gateway serves.
+    pub cache: Option<Arc<dyn GatewayCache>>,
     /// Consulted before the environment when resolving `${VAR}` (the demo's simulator URL).
     pub vars: BTreeMap<String, String>,
 }
@@ -59,6 +62,10 @@ pub struct Outcome {
     pub quarantined: u64,
     pub bytes: u64,
     pub elapsed: Duration,
+    /// The gateway cache step: resources published, or why publishing failed (the
+    /// warehouse load stands either way; the next run publishes again). `None` when the
+    /// run publishes nothing.
+    pub cache: Option<Result<usize, String>>,
 }
 
 impl Outcome {
@@ -71,6 +78,7 @@ impl Outcome {
             quarantined: 0,
             bytes: 0,
             elapsed: Duration::ZERO,
+            cache: None,
         }
     }
 
@@ -252,6 +260,66 @@ enum FileMap {
 struct Loaded {
     tables: Vec<(&'static str, u64)>,
     quarantined: u64,
+    /// The gateway's documents of the run, when it publishes to the cache.
+    pivot: Option<Vec<Resource>>,
+}
+
+/// The metadata of a run's cache entries: expiries count from the fetch.
+fn entry_meta(def: &Definition, manifest: &Manifest) -> EntryMeta {
+    use sha2::Digest as _;
+    let fetched = fetched_at(manifest);
+    let (soft, hard) = def
+        .cache
+        .as_ref()
+        .map(|c| (c.soft_ttl, c.hard_ttl))
+        .unwrap_or_default();
+    let mut h = sha2::Sha256::new();
+    for o in manifest.objects.iter().filter(|o| o.usable()) {
+        h.update(o.sha256.as_bytes());
+        h.update(b"\n");
+    }
+    let at = |d: Duration| fetched + chrono::Duration::from_std(d).unwrap_or_default();
+    EntryMeta {
+        pipeline: def.name.clone(),
+        run_id: manifest.run_id.clone(),
+        fetched_at: fetched,
+        source_hash: hex::encode(h.finalize()),
+        published_at: Utc::now(),
+        soft_expires_at: at(soft),
+        hard_expires_at: at(hard),
+    }
+}
+
+/// When a run's payloads were fetched: its latest object.
+fn fetched_at(manifest: &Manifest) -> chrono::DateTime<Utc> {
+    manifest
+        .objects
+        .iter()
+        .filter(|o| o.usable())
+        .map(|o| o.fetched_at)
+        .max()
+        .unwrap_or(manifest.started_at)
+}
+
+/// The gateway documents of a run's frames (and carpooling answers), for a definition whose
+/// feed the gateway serves.
+fn gateway_documents(
+    def: Option<&Definition>,
+    partner: &str,
+    fetched_at: chrono::DateTime<Utc>,
+    out: &Output,
+    carpool: &[(&str, &[u8])],
+) -> Result<Option<Vec<Resource>>, String> {
+    let Some(settings) = def.and_then(|d| d.cache.as_ref()) else {
+        return Ok(None);
+    };
+    let p = pivot::Partner {
+        id: &settings.partner_id,
+        name: partner,
+    };
+    pivot::build(&p, fetched_at, &out.tables, carpool)
+        .map(Some)
+        .map_err(|e| format!("gateway documents: {e}"))
 }
 
 impl Runner {
@@ -274,7 +342,7 @@ impl Runner {
         let started = Instant::now();
         let mut record = new_record(&run_id, &def.name, &def.partner, &def.format, "run");
         let mut outcome = Outcome::new(&def.name, run_id);
-        let result: Result<Loaded, String> = async {
+        let result: Result<(Loaded, EntryMeta), String> = async {
             self.warehouse
                 .start_run(&record)
                 .await
@@ -380,13 +448,19 @@ impl Runner {
                 bytes = manifest.bytes(),
                 "extracted"
             );
-            self.transform_and_load(&manifest, Some(def), &mut record, false)
-                .await
+            let loaded = self
+                .transform_and_load(&manifest, Some(def), &mut record, false)
+                .await?;
+            let meta = entry_meta(def, &manifest);
+            Ok((loaded, meta))
         }
         .await;
         outcome.elapsed = started.elapsed();
         match result {
-            Ok(loaded) => {
+            Ok((loaded, meta)) => {
+                if let (Some(cache), Some(docs)) = (&self.cache, loaded.pivot) {
+                    outcome.cache = Some(self.publish(cache.as_ref(), def, meta, docs).await);
+                }
                 tracing::info!(
                     rows = loaded.tables.iter().map(|t| t.1).sum::<u64>(),
                     quarantined = loaded.quarantined,
@@ -408,6 +482,42 @@ impl Runner {
             }
         }
         outcome
+    }
+
+    /// Publishes a run's gateway documents; a failure is reported, never raised: the
+    /// warehouse load stands and the entries already in the cache stay as they were.
+    async fn publish(
+        &self,
+        cache: &dyn GatewayCache,
+        def: &Definition,
+        meta: EntryMeta,
+        docs: Vec<Resource>,
+    ) -> Result<usize, String> {
+        let settings = def
+            .cache
+            .as_ref()
+            .expect("publishing definitions have cache settings");
+        let n = docs.len();
+        let p = Publication {
+            partner: settings.partner_id.clone(),
+            territory: def.territory.clone(),
+            meta,
+            resources: docs,
+        };
+        match cache.publish(&p).await {
+            Ok(()) => {
+                tracing::info!(resources = n, cache = %cache.describe(), "published to the gateway cache");
+                Ok(n)
+            }
+            Err(e) => {
+                let message = format!(
+                    "pipeline {}: gateway cache not updated (the warehouse load stands; the next run publishes again): {e}",
+                    def.name
+                );
+                tracing::error!(error = %message, "cache step failed");
+                Err(message)
+            }
+        }
     }
 
     /// Re-transforms and reloads a run from the raw zone alone, under its own run id.
@@ -490,7 +600,7 @@ impl Runner {
     ) -> Result<Loaded, String> {
         match manifest.format.as_str() {
             "gbfs" | "tomp" | "covoiturage" => {
-                self.load_feed(manifest, def.and_then(|d| d.language.as_deref()), record)
+                self.load_feed(manifest, def.filter(|_| !reload), record)
                     .await
             }
             "irve" | "irve-dynamic" | "bnls" => {
@@ -539,15 +649,20 @@ impl Runner {
             }
             "html" => {
                 let spec = from_definition(manifest, def, |d| d.page.clone(), "scraping rules")?;
-                self.load_documents(manifest, DocReader::Page(spec), record)
+                self.load_documents(manifest, None, DocReader::Page(spec), record)
                     .await
             }
             "json" => {
                 let mapping =
                     from_definition(manifest, def, |d| d.mapping.clone(), "[columns] mapping")?;
                 let records = def.and_then(|d| d.records.clone()).unwrap_or_default();
-                self.load_documents(manifest, DocReader::Json { records, mapping }, record)
-                    .await
+                self.load_documents(
+                    manifest,
+                    def.filter(|_| !reload),
+                    DocReader::Json { records, mapping },
+                    record,
+                )
+                .await
             }
             "csv" => {
                 let mapping =
@@ -698,6 +813,7 @@ impl Runner {
         Ok(Loaded {
             tables: stats.tables,
             quarantined: stats.quarantined,
+            pivot: None,
         })
     }
 
@@ -706,9 +822,12 @@ impl Runner {
     async fn load_documents(
         &self,
         manifest: &Manifest,
+        def: Option<&Definition>,
         reader: DocReader,
         record: &mut RunRecord,
     ) -> Result<Loaded, String> {
+        let publishing = def.filter(|d| d.cache.is_some()).cloned();
+        let fetched_at = fetched_at(manifest);
         let mut pages = Vec::new();
         for obj in manifest
             .objects
@@ -748,10 +867,19 @@ impl Runner {
                     .map_err(|e| format!("document {url}: {e}"))?,
                 };
             }
-            Ok::<_, String>(chunks)
+            let docs = match &publishing {
+                Some(_) => {
+                    let all =
+                        Output::stack(&chunks).map_err(|e| format!("gateway documents: {e}"))?;
+                    gateway_documents(publishing.as_ref(), &partner, fetched_at, &all, &[])?
+                }
+                None => None,
+            };
+            Ok::<_, String>((chunks, docs))
         })
         .await
         .map_err(|e| format!("scraping task: {e}"))??;
+        let (chunks, pivot) = chunks;
         record.finished_at = Some(Utc::now());
         let mut tx = self
             .warehouse
@@ -774,6 +902,7 @@ impl Runner {
         Ok(Loaded {
             tables: stats.tables,
             quarantined: stats.quarantined,
+            pivot,
         })
     }
 
@@ -781,9 +910,12 @@ impl Runner {
     async fn load_feed(
         &self,
         manifest: &Manifest,
-        language: Option<&str>,
+        def: Option<&Definition>,
         record: &mut RunRecord,
     ) -> Result<Loaded, String> {
+        let language = def.and_then(|d| d.language.as_deref());
+        let publishing = def.filter(|d| d.cache.is_some()).cloned();
+        let fetched_at = fetched_at(manifest);
         let mut blobs: Vec<(String, String, Bytes, chrono::DateTime<Utc>)> = Vec::new();
         for o in manifest.objects.iter().filter(|o| o.usable()) {
             let bytes = self.raw.get(&o.key).await.map_err(|e| e.to_string())?;
@@ -799,23 +931,23 @@ impl Runner {
         // Parsing and normalizing is CPU work: keep it off the threads that serve I/O.
         let (ctx_run, ctx_pipeline, ctx_partner) =
             (run_id.clone(), pipeline.clone(), partner.clone());
-        let out =
-            tokio::task::spawn_blocking(move || {
-                let payloads: Vec<Payload> = blobs
-                    .iter()
-                    .map(|(resource, key, bytes, at)| Payload {
-                        resource,
-                        source_object: key,
-                        bytes,
-                        fetched_at: *at,
-                    })
-                    .collect();
-                let ctx = Context {
-                    pipeline: &ctx_pipeline,
-                    partner: &ctx_partner,
-                    run_id: &ctx_run,
-                    language: language.as_deref(),
-                };
+        let out = tokio::task::spawn_blocking(move || {
+            let payloads: Vec<Payload> = blobs
+                .iter()
+                .map(|(resource, key, bytes, at)| Payload {
+                    resource,
+                    source_object: key,
+                    bytes,
+                    fetched_at: *at,
+                })
+                .collect();
+            let ctx = Context {
+                pipeline: &ctx_pipeline,
+                partner: &ctx_partner,
+                run_id: &ctx_run,
+                language: language.as_deref(),
+            };
+            let out =
                 match format.as_str() {
                     "gbfs" => mobiflux_transforms::gbfs::transform(&ctx, &payloads)
                         .map_err(|e| e.to_string()),
@@ -824,10 +956,23 @@ impl Runner {
                     "covoiturage" => mobiflux_transforms::covoiturage::transform(&ctx, &payloads)
                         .map_err(|e| e.to_string()),
                     other => Err(format!("no transform for format {other}")),
-                }
-            })
-            .await
-            .map_err(|e| format!("transform task: {e}"))??;
+                }?;
+            let carpool: Vec<(&str, &[u8])> = match format.as_str() {
+                "covoiturage" => payloads.iter().map(|p| (p.resource, p.bytes)).collect(),
+                _ => Vec::new(),
+            };
+            let docs = gateway_documents(
+                publishing.as_ref(),
+                &ctx_partner,
+                fetched_at,
+                &out,
+                &carpool,
+            )?;
+            Ok::<_, String>((out, docs))
+        })
+        .await
+        .map_err(|e| format!("transform task: {e}"))??;
+        let (out, pivot) = out;
         let qframe = quarantine::to_frame(
             &out.quarantine,
             &run_id,
@@ -847,6 +992,7 @@ impl Runner {
         Ok(Loaded {
             tables: stats.tables,
             quarantined: stats.quarantined,
+            pivot,
         })
     }
 }
