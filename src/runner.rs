@@ -301,14 +301,14 @@ fn fetched_at(manifest: &Manifest) -> chrono::DateTime<Utc> {
         .unwrap_or(manifest.started_at)
 }
 
-/// The gateway documents of a run's frames (and carpooling answers), for a definition whose
+/// The gateway documents of a run's frames (and raw documents), for a definition whose
 /// feed the gateway serves.
 fn gateway_documents(
     def: Option<&Definition>,
     partner: &str,
     fetched_at: chrono::DateTime<Utc>,
     out: &Output,
-    carpool: &[(&str, &[u8])],
+    raw: pivot::RawDocs,
 ) -> Result<Option<Vec<Resource>>, String> {
     let Some(settings) = def.and_then(|d| d.cache.as_ref()) else {
         return Ok(None);
@@ -317,7 +317,7 @@ fn gateway_documents(
         id: &settings.partner_id,
         name: partner,
     };
-    pivot::build(&p, fetched_at, &out.tables, carpool)
+    pivot::build(&p, fetched_at, &out.tables, raw)
         .map(Some)
         .map_err(|e| format!("gateway documents: {e}"))
 }
@@ -871,7 +871,16 @@ impl Runner {
                 Some(_) => {
                     let all =
                         Output::stack(&chunks).map_err(|e| format!("gateway documents: {e}"))?;
-                    gateway_documents(publishing.as_ref(), &partner, fetched_at, &all, &[])?
+                    gateway_documents(
+                        publishing.as_ref(),
+                        &partner,
+                        fetched_at,
+                        &all,
+                        pivot::RawDocs {
+                            format: "json",
+                            docs: &[],
+                        },
+                    )?
                 }
                 None => None,
             };
@@ -957,17 +966,12 @@ impl Runner {
                         .map_err(|e| e.to_string()),
                     other => Err(format!("no transform for format {other}")),
                 }?;
-            let carpool: Vec<(&str, &[u8])> = match format.as_str() {
-                "covoiturage" => payloads.iter().map(|p| (p.resource, p.bytes)).collect(),
-                _ => Vec::new(),
+            let docs: Vec<(&str, &[u8])> = payloads.iter().map(|p| (p.resource, p.bytes)).collect();
+            let raw = pivot::RawDocs {
+                format: &format,
+                docs: &docs,
             };
-            let docs = gateway_documents(
-                publishing.as_ref(),
-                &ctx_partner,
-                fetched_at,
-                &out,
-                &carpool,
-            )?;
+            let docs = gateway_documents(publishing.as_ref(), &ctx_partner, fetched_at, &out, raw)?;
             Ok::<_, String>((out, docs))
         })
         .await

@@ -620,7 +620,7 @@ async fn published_documents_follow_the_gateways_shapes_field_for_field() {
     assert_eq!(s["name"], "Island Central");
     assert_eq!(
         s["coordinates"],
-        json!({"lng": 6.169639, "lat": 52.253279, "alt": 0})
+        json!({"lng": 6.169639, "lat": 52.253279, "alt": 0.8008281904610115})
     );
     assert_eq!(
         s["rentalMethods"],
@@ -630,6 +630,28 @@ async fn published_documents_follow_the_gateways_shapes_field_for_field() {
         s["physicalAddress"]["streetAddress"],
         "example street 18, 2nd floor, 18-B33"
     );
+    // Fields the unified tables do not keep come from the TOMP answer itself.
+    assert_eq!(s["crossStreet"], "on the corner with Secondary Road");
+    assert_eq!(
+        s["physicalAddress"]["areaReference"],
+        "Smallcity, Pinetree county"
+    );
+    assert_eq!(s["partnerId"], "example-freebike");
+    let e = cache_get(&env, "example-freebike", "available-assets").await;
+    let t = &e["payload"][0];
+    assert_eq!(t["sharedProperties"]["gears"], 15);
+    assert_eq!(t["sharedProperties"]["propulsion"], "MUSCLE");
+    assert_eq!(
+        t["applicablePricings"][0]["fare"]["parts"][0]["amount"],
+        3.0
+    );
+    let available = t["assets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["isReserved"] != true && a["isDisabled"] != true)
+        .count();
+    assert_eq!(t["nrAvailable"], json!(available));
 
     // Carpooling: the standard's answer as the gateway's mock has it, minus personal data.
     let e = cache_get(&env, "example-carpool", "driver-journeys").await;

@@ -26,8 +26,12 @@ fn shape(text: &str) -> Value {
     }
 }
 
-/// The gateway's documents, as skeletons.
+/// The gateway's documents, as skeletons; `*_template` keep one element's skeleton in
+/// each list, to complete lists copied from a partner's answer.
 struct Shapes {
+    station_template: Value,
+    asset_template: Value,
+    asset_type_template: Value,
     station: Value,
     station_status: Value,
     asset: Value,
@@ -50,16 +54,21 @@ static SHAPES: LazyLock<Shapes> = LazyLock::new(|| {
         "../../../fixtures/mcm-gateway/gateway-api__mock__getPartnerZoneMock.json"
     ));
     let pricing = available["applicablePricings"][0].clone();
+    let stations = shape(include_str!(
+        "../../../fixtures/mcm-gateway/gateway-api__mock__getPartnerStationsMock.json"
+    ));
+    let assets = shape(include_str!(
+        "../../../fixtures/mcm-gateway/gateway-api__mock__getPartnerAssetsMock.json"
+    ));
     Shapes {
-        station: skeleton(&shape(include_str!(
-            "../../../fixtures/mcm-gateway/gateway-api__mock__getPartnerStationsMock.json"
-        ))),
+        station_template: template(&stations),
+        asset_template: template(&assets),
+        asset_type_template: template(&available),
+        station: skeleton(&stations),
         station_status: skeleton(&shape(include_str!(
             "../../../fixtures/mcm-gateway/gateway-api__mock__getPartnerStationsStatusMock.json"
         ))),
-        asset: skeleton(&shape(include_str!(
-            "../../../fixtures/mcm-gateway/gateway-api__mock__getPartnerAssetsMock.json"
-        ))),
+        asset: skeleton(&assets),
         asset_type: skeleton(&available),
         fare_part: skeleton(&pricing["fare"]["parts"][0]),
         pricing: skeleton(&pricing),
@@ -101,32 +110,56 @@ static SHAPES: LazyLock<Shapes> = LazyLock::new(|| {
 });
 
 /// Every field of a document, `null`; lists empty. Free-form maps (`additionalProp…`
-/// placeholders of the gateway's OpenAPI examples) are `null` too.
+/// placeholders of the gateway's OpenAPI examples) are empty maps.
 pub fn skeleton(v: &Value) -> Value {
+    blank(&template(v))
+}
+
+/// A skeleton whose lists keep the skeleton of their first element.
+fn template(v: &Value) -> Value {
     match v {
         Value::Object(m) if !m.is_empty() && m.keys().all(|k| k.starts_with("additionalProp")) => {
-            Value::Null
+            Value::Object(Map::new())
         }
         Value::Object(m) => {
-            Value::Object(m.iter().map(|(k, v)| (k.clone(), skeleton(v))).collect())
+            Value::Object(m.iter().map(|(k, v)| (k.clone(), template(v))).collect())
         }
+        Value::Array(a) => Value::Array(a.first().map(template).into_iter().collect()),
+        _ => Value::Null,
+    }
+}
+
+fn blank(t: &Value) -> Value {
+    match t {
+        Value::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), blank(v))).collect()),
         Value::Array(_) => Value::Array(Vec::new()),
         _ => Value::Null,
     }
 }
 
-/// Adds the fields of `shape` that `doc` lacks, as `null`, at every level where both are
-/// objects (a pseudonymized journey keeps the gateway's `firstName`, empty).
+/// Adds the fields of `shape` (a skeleton or a template) that `doc` lacks, as `null`, at
+/// every level where both are objects, and in every element of a list when `shape` is a
+/// template (a pseudonymized journey keeps the gateway's `firstName`, empty).
 fn fill_missing(doc: &mut Value, shape: &Value) {
-    if let (Value::Object(d), Value::Object(s)) = (doc, shape) {
-        for (k, v) in s {
-            match d.get_mut(k) {
-                Some(mine) => fill_missing(mine, v),
-                None => {
-                    d.insert(k.clone(), v.clone());
+    match (doc, shape) {
+        (Value::Object(d), Value::Object(s)) => {
+            for (k, v) in s {
+                match d.get_mut(k) {
+                    Some(mine) => fill_missing(mine, v),
+                    None => {
+                        d.insert(k.clone(), blank(v));
+                    }
                 }
             }
         }
+        (Value::Array(items), Value::Array(t)) => {
+            if let Some(t0) = t.first() {
+                for it in items {
+                    fill_missing(it, t0);
+                }
+            }
+        }
+        _ => {}
     }
 }
 
@@ -232,14 +265,28 @@ pub struct Partner<'a> {
     pub name: &'a str,
 }
 
-/// The gateway documents of one run: from its unified frames, and for carpooling from its
-/// (already pseudonymized) standard answers, given as (resource, bytes).
+/// A run's raw documents, as (resource, bytes), for what the unified tables do not keep:
+/// carpooling answers are served as the standard has them (already pseudonymized), and a
+/// TOMP operator's stations and assets keep the TOMP fields the gateway serves
+/// (addresses, cross streets, shared and overridden asset properties, pricings).
+#[derive(Debug, Clone, Copy)]
+pub struct RawDocs<'a> {
+    pub format: &'a str,
+    pub docs: &'a [(&'a str, &'a [u8])],
+}
+
+/// The gateway documents of one run: from its unified frames, completed from its raw
+/// documents where the gateway serves what the unified tables do not keep.
 pub fn build(
     partner: &Partner,
     fetched_at: DateTime<Utc>,
     tables: &[(&'static TableSchema, DataFrame)],
-    carpool: &[(&str, &[u8])],
+    raw: RawDocs,
 ) -> Result<Vec<Resource>, LoadError> {
+    let tomp = match raw.format {
+        "tomp" => Tomp::read(raw.docs),
+        _ => Tomp::default(),
+    };
     let frame = |name: &str| tables.iter().find(|(s, _)| s.name == name);
     let mut out = Vec::new();
     let doc = |name: &str, v: Value, geo: Option<(&'static str, Vec<Point>)>| Resource {
@@ -267,7 +314,16 @@ pub fn build(
     }
     if let Some((s, df)) = frame("stations") {
         let rows = Rows::new(s, df)?;
-        let (v, points) = stations(partner, &rows);
+        let (mut v, points) = stations(partner, &rows);
+        for st in v.as_array_mut().into_iter().flatten() {
+            if let Some(r) = st["stationId"]
+                .as_str()
+                .and_then(|id| tomp.stations.get(id))
+            {
+                overlay(st, r);
+                fill_missing(st, &SHAPES.station_template);
+            }
+        }
         out.push(doc("stations", v, Some(("stations", points))));
     }
     if let Some((s, df)) = frame("station_status") {
@@ -276,7 +332,26 @@ pub fn build(
     }
     if let Some((s, df)) = frame("vehicles") {
         let rows = Rows::new(s, df)?;
-        let (assets, grouped, points) = vehicles(partner, &rows, &types);
+        let (mut assets, mut grouped, points) = vehicles(partner, &rows, &types);
+        for a in assets.as_array_mut().into_iter().flatten() {
+            tomp.asset(a);
+        }
+        for g in grouped.as_array_mut().into_iter().flatten() {
+            if let Some(r) = g["assetTypeId"].as_str().and_then(|id| tomp.types.get(id)) {
+                let mut r = r.clone();
+                if let Some(o) = r.as_object_mut() {
+                    // Counted from this run's vehicles, not copied.
+                    for k in ["assets", "nrAvailable", "stationId"] {
+                        o.remove(k);
+                    }
+                }
+                overlay(g, &r);
+            }
+            for a in g["assets"].as_array_mut().into_iter().flatten() {
+                tomp.asset(a);
+            }
+            fill_missing(g, &SHAPES.asset_type_template);
+        }
         out.push(doc("assets", assets, None));
         out.push(doc("available-assets", grouped, Some(("vehicles", points))));
     }
@@ -289,10 +364,109 @@ pub fn build(
             out.push(doc("zones", zones(partner, &name, fetched_at, &rows), None));
         }
     }
-    for (resource, list) in carpool_answers(carpool) {
-        out.push(doc(&resource, Value::Array(list), None));
+    if raw.format == "covoiturage" {
+        for (resource, list) in carpool_answers(raw.docs) {
+            out.push(doc(&resource, Value::Array(list), None));
+        }
     }
     Ok(out)
+}
+
+/// Writes the values of `raw` over `doc`, for the fields `doc` has (the gateway's): objects
+/// field by field (free-form maps whole), anything else whole; `null`s of `raw`, and values
+/// that are not the list or map the gateway has there, change nothing.
+fn overlay(doc: &mut Value, raw: &Value) {
+    let (Value::Object(d), Value::Object(r)) = (doc, raw) else {
+        return;
+    };
+    for (k, v) in r {
+        let Some(mine) = d.get_mut(k) else {
+            continue;
+        };
+        match (&*mine, v) {
+            (_, Value::Null) => {}
+            (Value::Object(m), Value::Object(_)) if m.is_empty() => *mine = v.clone(),
+            (Value::Object(_), Value::Object(_)) => overlay(mine, v),
+            (Value::Object(_), _) | (Value::Array(_), _) if !same_kind(mine, v) => {}
+            _ => *mine = v.clone(),
+        }
+    }
+}
+
+fn same_kind(a: &Value, b: &Value) -> bool {
+    std::mem::discriminant(a) == std::mem::discriminant(b)
+}
+
+/// A TOMP operator's stations, asset types and assets by id, with TOMP's field names
+/// turned into the gateway's.
+#[derive(Default)]
+struct Tomp {
+    stations: BTreeMap<String, Value>,
+    types: BTreeMap<String, Value>,
+    assets: BTreeMap<String, Value>,
+}
+
+impl Tomp {
+    fn read(docs: &[(&str, &[u8])]) -> Self {
+        let mut t = Tomp::default();
+        let list = |bytes: &[u8]| match serde_json::from_slice::<Value>(bytes) {
+            Ok(Value::Array(items)) => items,
+            _ => Vec::new(),
+        };
+        let renamed = |mut v: Value, names: &[(&str, &str)]| {
+            if let Some(o) = v.as_object_mut() {
+                for (from, to) in names {
+                    if let Some(x) = o.remove(*from) {
+                        o.insert(to.to_string(), x);
+                    }
+                }
+            }
+            v
+        };
+        for (resource, bytes) in docs {
+            match *resource {
+                "stations" => {
+                    for st in list(bytes) {
+                        if let Some(id) = st["stationId"].as_str() {
+                            t.stations.insert(id.to_string(), st.clone());
+                        }
+                    }
+                }
+                "available_assets" => {
+                    for ty in list(bytes) {
+                        for a in ty["assets"].as_array().into_iter().flatten() {
+                            let a = renamed(
+                                a.clone(),
+                                &[
+                                    ("id", "assetId"),
+                                    ("rentalUrl", "rentalWebUrl"),
+                                    ("rentalUrlAndroid", "rentalAndroidUrl"),
+                                    ("rentalUrlIOS", "rentalIosUrl"),
+                                ],
+                            );
+                            if let Some(id) = a["assetId"].as_str() {
+                                t.assets.insert(id.to_string(), a.clone());
+                            }
+                        }
+                        let ty = renamed(ty, &[("id", "assetTypeId")]);
+                        if let Some(id) = ty["assetTypeId"].as_str() {
+                            t.types.insert(id.to_string(), ty.clone());
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        t
+    }
+
+    fn asset(&self, a: &mut Value) {
+        if let Some(r) = a["assetId"].as_str().and_then(|id| self.assets.get(id)) {
+            let r = r.clone();
+            overlay(a, &r);
+            fill_missing(a, &SHAPES.asset_template);
+        }
+    }
 }
 
 fn system_info(p: &Partner, rows: &Rows) -> Value {
@@ -705,7 +879,7 @@ mod tests {
         let v = json!({"a": 1, "b": {"c": "x", "d": [1, 2]}, "m": {"additionalProp1": {}}});
         assert_eq!(
             skeleton(&v),
-            json!({"a": null, "b": {"c": null, "d": []}, "m": null})
+            json!({"a": null, "b": {"c": null, "d": []}, "m": {}})
         );
     }
 
