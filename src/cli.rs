@@ -28,6 +28,13 @@ pub struct Cli {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum CatchUpArg {
+    Once,
+    Each,
+    Skip,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum LogFormat {
     Text,
     Json,
@@ -78,6 +85,25 @@ enum Command {
         #[arg(long, env = "MOBIFLUX_FIXTURES", default_value = "./fixtures")]
         fixtures: PathBuf,
     },
+    /// The scheduler daemon: every pipeline on its cron schedule until SIGTERM/SIGINT.
+    /// Several instances on one PostgreSQL warehouse share the pipelines (each tick runs once).
+    Schedule {
+        #[command(flatten)]
+        dest: Destinations,
+        /// Lease of a pipeline without renewal: after a crash, another instance takes the
+        /// pipeline over at its first tick after this.
+        #[arg(long, env = "MOBIFLUX_LEASE_SECS", default_value_t = 30)]
+        lease_secs: u64,
+        /// Runs at once in this instance.
+        #[arg(long, env = "MOBIFLUX_MAX_CONCURRENT", default_value_t = 8)]
+        max_concurrent: usize,
+        /// After a stop request, how long runs in flight may take to finish.
+        #[arg(long, default_value_t = 30)]
+        grace_secs: u64,
+        /// Ticks missed while down: run once (the latest), each (up to 10), or skip them.
+        #[arg(long, value_enum, default_value_t = CatchUpArg::Once)]
+        catch_up: CatchUpArg,
+    },
     /// Check every definition; errors name file, line and key.
     Validate {
         #[arg(
@@ -86,6 +112,13 @@ enum Command {
             default_value = "./pipelines"
         )]
         pipelines: PathBuf,
+        /// The warehouse the scheduler would use (checked for sharing, not opened).
+        #[arg(
+            long = "warehouse",
+            env = "MOBIFLUX_WAREHOUSE_URL",
+            default_value = "sqlite://./var/warehouse.db"
+        )]
+        warehouse: String,
     },
     /// Re-transform and reload a run from the raw zone alone (no call to the MSP).
     Replay {
@@ -272,7 +305,37 @@ async fn dispatch(cmd: Command) -> Result<ExitCode> {
             );
             Ok(report(&outcomes, started))
         }
-        Command::Validate { pipelines } => {
+        Command::Schedule {
+            dest,
+            lease_secs,
+            max_concurrent,
+            grace_secs,
+            catch_up,
+        } => {
+            let defs = load_definitions(&dest.pipelines)?;
+            let runner = runner(&dest, BTreeMap::new()).await?;
+            let settings = crate::schedule::Settings {
+                lease: std::time::Duration::from_secs(lease_secs.max(1)),
+                max_concurrent,
+                grace: std::time::Duration::from_secs(grace_secs),
+                catch_up: match catch_up {
+                    CatchUpArg::Once => mobiflux_schedules::clock::CatchUp::Once,
+                    CatchUpArg::Each => mobiflux_schedules::clock::CatchUp::Each(10),
+                    CatchUpArg::Skip => mobiflux_schedules::clock::CatchUp::Skip,
+                },
+            };
+            crate::schedule::run(runner, defs, settings).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Validate {
+            pipelines,
+            warehouse,
+        } => {
+            if warehouse.starts_with("sqlite:") {
+                println!(
+                    "note: the warehouse is SQLite: run one `mobiflux schedule` instance at a time (several instances share the pipelines on PostgreSQL)"
+                );
+            }
             let (defs, errors) = definitions::load_dir(&pipelines)
                 .with_context(|| format!("reading {}", pipelines.display()))?;
             for e in &errors {

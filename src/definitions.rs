@@ -327,6 +327,7 @@ struct RawDefinition {
     robots: Option<bool>,
     soft_ttl: Option<Spanned<u64>>,
     hard_ttl: Option<Spanned<u64>>,
+    jitter_secs: Option<Spanned<u64>>,
     gateway_partner_id: Option<Spanned<String>>,
 }
 
@@ -629,6 +630,8 @@ pub struct Definition {
     /// What the gateway cache holds of this feed; `None` for feeds the gateway does not
     /// serve (published files, scraped pages: they feed the warehouse only).
     pub cache: Option<CacheSettings>,
+    /// Each scheduled run starts up to this long after its tick (a fixed share per pipeline).
+    pub jitter: Duration,
 }
 
 /// How a feed's gateway-cache entries live.
@@ -1503,6 +1506,16 @@ pub fn parse(file: &Path, text: &str) -> Result<Definition, Vec<DefinitionError>
             None
         }
     };
+    let jitter = raw.jitter_secs.as_ref().map(|v| *v.get_ref()).unwrap_or(0);
+    if let Some(v) = &raw.jitter_secs
+        && jitter > 3600
+    {
+        errors.push(err(
+            Some(v.span()),
+            Some("jitter_secs"),
+            format!("{jitter} must be at most 3600"),
+        ));
+    }
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -1543,6 +1556,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Definition, Vec<DefinitionError>
         min_interval: Duration::from_secs_f64(1.0 / rate),
         robots: raw.robots.unwrap_or(true),
         cache,
+        jitter: Duration::from_secs(jitter),
     })
 }
 

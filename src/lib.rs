@@ -8,4 +8,5 @@ pub mod cache_cli;
 pub mod cli;
 pub mod definitions;
 pub mod runner;
+pub mod schedule;
 pub mod simulator;

@@ -333,14 +333,37 @@ impl Runner {
     }
 
     pub async fn run_one(&self, def: &Definition) -> Outcome {
-        let run_id = RunId::new();
-        let span = tracing::info_span!("run", pipeline = %def.name, run_id = %run_id);
-        self.run_in_span(def, run_id).instrument(span).await
+        self.run_tick(def, None).await
     }
 
-    async fn run_in_span(&self, def: &Definition, run_id: RunId) -> Outcome {
+    /// One run, for a tick of the schedule when `scheduled_for` is given (`etl_runs.trigger`
+    /// is then `schedule`).
+    pub async fn run_tick(
+        &self,
+        def: &Definition,
+        scheduled_for: Option<chrono::DateTime<Utc>>,
+    ) -> Outcome {
+        let run_id = RunId::new();
+        let span = tracing::info_span!("run", pipeline = %def.name, run_id = %run_id);
+        self.run_in_span(def, run_id, scheduled_for)
+            .instrument(span)
+            .await
+    }
+
+    async fn run_in_span(
+        &self,
+        def: &Definition,
+        run_id: RunId,
+        scheduled_for: Option<chrono::DateTime<Utc>>,
+    ) -> Outcome {
         let started = Instant::now();
-        let mut record = new_record(&run_id, &def.name, &def.partner, &def.format, "run");
+        let trigger = if scheduled_for.is_some() {
+            "schedule"
+        } else {
+            "run"
+        };
+        let mut record = new_record(&run_id, &def.name, &def.partner, &def.format, trigger);
+        record.scheduled_for = scheduled_for;
         let mut outcome = Outcome::new(&def.name, run_id);
         let result: Result<(Loaded, EntryMeta), String> = async {
             self.warehouse

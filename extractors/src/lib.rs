@@ -186,21 +186,13 @@ impl<'a> Landing<'a> {
     ) -> Result<(), ExtractError> {
         use futures_util::StreamExt;
         let (store, src) = (self.store, self.src);
-        let results: Vec<_> = futures_util::stream::iter(files.iter())
-            .map(|f| async move {
-                let (r, obj, mut fail) =
-                    fetch_and_land(http, store, src, &f.name, &f.url, "json").await;
-                // A body that is not JSON was landed whole; the failure says why it is unusable.
-                let r = r.and_then(|resp| {
-                    http::expect_json(&resp)
-                        .map(|_| ())
-                        .map_err(ExtractError::from)
-                });
-                if let (Err(e), None) = (&r, &fail) {
-                    fail = Some(src.failure(&f.name, &f.url, e));
-                }
-                (f, r, obj, fail)
-            })
+        // The futures are made first: a stream holding a closure over borrowed feeds would not
+        // be provably `Send`, and runs are spawned on the scheduler's threads.
+        let fetches: Vec<_> = files
+            .iter()
+            .map(|f| fetch_json_file(http, store, src, f))
+            .collect();
+        let results: Vec<_> = futures_util::stream::iter(fetches)
             .buffered(CONCURRENT_FILES)
             .collect()
             .await;
@@ -262,6 +254,31 @@ pub type Fetched = (
 );
 
 /// One fetch of a named resource.
+/// One JSON file of [`Landing::fetch_json_files`]: fetched, landed, checked to be JSON.
+async fn fetch_json_file<'a>(
+    http: &Http,
+    store: &dyn RawStore,
+    src: &Source,
+    f: &'a gbfs::Feed,
+) -> (
+    &'a gbfs::Feed,
+    Result<(), ExtractError>,
+    Option<raw::ManifestObject>,
+    Option<raw::ManifestFailure>,
+) {
+    let (r, obj, mut fail) = fetch_and_land(http, store, src, &f.name, &f.url, "json").await;
+    // A body that is not JSON was landed whole; the failure says why it is unusable.
+    let r = r.and_then(|resp| {
+        http::expect_json(&resp)
+            .map(|_| ())
+            .map_err(ExtractError::from)
+    });
+    if let (Err(e), None) = (&r, &fail) {
+        fail = Some(src.failure(&f.name, &f.url, e));
+    }
+    (f, r, obj, fail)
+}
+
 pub async fn fetch_and_land(
     http: &Http,
     store: &dyn RawStore,

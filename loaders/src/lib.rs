@@ -204,6 +204,31 @@ pub trait Warehouse: Send + Sync {
     ) -> BoxFuture<'a, Result<TableDump, LoadError>>;
     /// Where the warehouse is, without credentials.
     fn describe(&self) -> String;
+    /// Takes one tick of a pipeline for a scheduler instance (`owner`), in one transaction:
+    /// false when another instance holds a live lease on the pipeline, or when the tick was
+    /// taken already. On success the instance holds the pipeline's lease for `ttl`.
+    fn claim_tick<'a>(
+        &'a self,
+        pipeline: &'a str,
+        scheduled_for: DateTime<Utc>,
+        owner: &'a str,
+        ttl: std::time::Duration,
+    ) -> BoxFuture<'a, Result<bool, LoadError>>;
+    /// Extends the owner's lease (while its run goes on); false if it lost it.
+    fn renew_lease<'a>(
+        &'a self,
+        pipeline: &'a str,
+        owner: &'a str,
+        ttl: std::time::Duration,
+    ) -> BoxFuture<'a, Result<bool, LoadError>>;
+    /// Gives the lease up (the run ended, or the instance stops).
+    fn release_lease<'a>(
+        &'a self,
+        pipeline: &'a str,
+        owner: &'a str,
+    ) -> BoxFuture<'a, Result<(), LoadError>>;
+    /// Whether several scheduler instances may share this warehouse (PostgreSQL: yes).
+    fn shares_schedules(&self) -> bool;
 }
 
 /// Opens the warehouse named by a URL: `sqlite://path` (created if missing) or `postgres://…`.

@@ -31,6 +31,10 @@ const MIGRATIONS: &[(i32, &str)] = &[
         4,
         include_str!("../migrations/postgres/0004_carpool_journeys.sql"),
     ),
+    (
+        5,
+        include_str!("../migrations/postgres/0005_schedule_leases.sql"),
+    ),
 ];
 /// Serializes migrations across processes (any constant shared by all mobiflux instances).
 const MIGRATION_LOCK: i64 = 0x6d6f_6269_666c_7578;
@@ -616,5 +620,88 @@ impl Warehouse for PostgresWarehouse {
 
     fn describe(&self) -> String {
         self.target.clone()
+    }
+
+    fn claim_tick<'a>(
+        &'a self,
+        pipeline: &'a str,
+        scheduled_for: DateTime<Utc>,
+        owner: &'a str,
+        ttl: std::time::Duration,
+    ) -> BoxFuture<'a, Result<bool, LoadError>> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await.map_err(|e| self.db(e))?;
+            let ms = ttl.as_millis() as i64;
+            let leased: Option<String> = sqlx::query_scalar(
+                "INSERT INTO schedule_leases (pipeline, owner, expires_at) VALUES ($1, $2, now() + make_interval(secs => $3::float8 / 1000)) \
+                 ON CONFLICT (pipeline) DO UPDATE SET owner = EXCLUDED.owner, expires_at = EXCLUDED.expires_at \
+                 WHERE schedule_leases.owner = EXCLUDED.owner OR schedule_leases.expires_at < now() RETURNING owner",
+            )
+            .bind(pipeline)
+            .bind(owner)
+            .bind(ms)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|e| self.db(e))?;
+            if leased.is_none() {
+                return Ok(false);
+            }
+            let taken = sqlx::query(
+                "INSERT INTO schedule_ticks (pipeline, scheduled_for, owner) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            )
+            .bind(pipeline)
+            .bind(scheduled_for)
+            .bind(owner)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.db(e))?
+            .rows_affected();
+            if taken == 0 {
+                return Ok(false);
+            }
+            tx.commit().await.map_err(|e| self.db(e))?;
+            Ok(true)
+        })
+    }
+
+    fn renew_lease<'a>(
+        &'a self,
+        pipeline: &'a str,
+        owner: &'a str,
+        ttl: std::time::Duration,
+    ) -> BoxFuture<'a, Result<bool, LoadError>> {
+        Box::pin(async move {
+            let n = sqlx::query(
+                "UPDATE schedule_leases SET expires_at = now() + make_interval(secs => $3::float8 / 1000) WHERE pipeline = $1 AND owner = $2",
+            )
+            .bind(pipeline)
+            .bind(owner)
+            .bind(ttl.as_millis() as i64)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.db(e))?
+            .rows_affected();
+            Ok(n == 1)
+        })
+    }
+
+    fn release_lease<'a>(
+        &'a self,
+        pipeline: &'a str,
+        owner: &'a str,
+    ) -> BoxFuture<'a, Result<(), LoadError>> {
+        Box::pin(async move {
+            sqlx::query("DELETE FROM schedule_leases WHERE pipeline = $1 AND owner = $2")
+                .bind(pipeline)
+                .bind(owner)
+                .execute(&self.pool)
+                .await
+                .map_err(|e| self.db(e))?;
+            Ok(())
+        })
+    }
+
+    fn shares_schedules(&self) -> bool {
+        true
     }
 }

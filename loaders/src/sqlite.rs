@@ -31,6 +31,10 @@ const MIGRATIONS: &[(i32, &str)] = &[
         4,
         include_str!("../migrations/sqlite/0004_carpool_journeys.sql"),
     ),
+    (
+        5,
+        include_str!("../migrations/sqlite/0005_schedule_leases.sql"),
+    ),
 ];
 /// SQLite accepts up to 32,766 bound values per statement; stay well below.
 const MAX_BINDS: usize = 30_000;
@@ -433,5 +437,90 @@ impl Warehouse for SqliteWarehouse {
 
     fn describe(&self) -> String {
         self.target.clone()
+    }
+
+    fn claim_tick<'a>(
+        &'a self,
+        pipeline: &'a str,
+        scheduled_for: DateTime<Utc>,
+        owner: &'a str,
+        ttl: std::time::Duration,
+    ) -> BoxFuture<'a, Result<bool, LoadError>> {
+        Box::pin(async move {
+            let now = Utc::now().timestamp_millis();
+            let mut tx = self.pool.begin().await.map_err(|e| self.db(e))?;
+            let leased: Option<String> = sqlx::query_scalar(
+                "INSERT INTO schedule_leases (pipeline, owner, expires_at) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (pipeline) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at \
+                 WHERE schedule_leases.owner = excluded.owner OR schedule_leases.expires_at < ?4 RETURNING owner",
+            )
+            .bind(pipeline)
+            .bind(owner)
+            .bind(now + ttl.as_millis() as i64)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|e| self.db(e))?;
+            if leased.is_none() {
+                return Ok(false);
+            }
+            let taken = sqlx::query(
+                "INSERT INTO schedule_ticks (pipeline, scheduled_for, owner, claimed_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            )
+            .bind(pipeline)
+            .bind(ts_text(scheduled_for))
+            .bind(owner)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.db(e))?
+            .rows_affected();
+            if taken == 0 {
+                return Ok(false);
+            }
+            tx.commit().await.map_err(|e| self.db(e))?;
+            Ok(true)
+        })
+    }
+
+    fn renew_lease<'a>(
+        &'a self,
+        pipeline: &'a str,
+        owner: &'a str,
+        ttl: std::time::Duration,
+    ) -> BoxFuture<'a, Result<bool, LoadError>> {
+        Box::pin(async move {
+            let n = sqlx::query(
+                "UPDATE schedule_leases SET expires_at = ? WHERE pipeline = ? AND owner = ?",
+            )
+            .bind(Utc::now().timestamp_millis() + ttl.as_millis() as i64)
+            .bind(pipeline)
+            .bind(owner)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.db(e))?
+            .rows_affected();
+            Ok(n == 1)
+        })
+    }
+
+    fn release_lease<'a>(
+        &'a self,
+        pipeline: &'a str,
+        owner: &'a str,
+    ) -> BoxFuture<'a, Result<(), LoadError>> {
+        Box::pin(async move {
+            sqlx::query("DELETE FROM schedule_leases WHERE pipeline = ? AND owner = ?")
+                .bind(pipeline)
+                .bind(owner)
+                .execute(&self.pool)
+                .await
+                .map_err(|e| self.db(e))?;
+            Ok(())
+        })
+    }
+
+    fn shares_schedules(&self) -> bool {
+        false
     }
 }

@@ -1,7 +1,11 @@
 //! mobiflux schedules: cron expressions with seconds, evaluated in a timezone.
 //!
-//! This scope is parsing and next-tick computation, used by `mobiflux validate`;
-//! the daemon (no overlap, catch-up, jitter, leases) builds on [`Schedule`].
+//! [`Schedule`] parses and computes ticks (used by `mobiflux validate` too); [`clock`] turns
+//! ticks into decisions (catch-up, no overlap, jitter) on a controllable clock; [`daemon`]
+//! runs every pipeline on its clock, claiming each tick in the warehouse first.
+
+pub mod clock;
+pub mod daemon;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -63,12 +67,13 @@ impl Schedule {
         self.tz
     }
 
-    /// The first tick strictly after `t`.
+    /// The first tick strictly after `t` (ticks fall on whole seconds).
     pub fn next_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        use chrono::SubsecRound;
         self.cron
-            .find_next_occurrence(&t.with_timezone(&self.tz), false)
+            .find_next_occurrence(&t.trunc_subsecs(0).with_timezone(&self.tz), false)
             .ok()
-            .map(|d| d.with_timezone(&Utc))
+            .map(|d| d.with_timezone(&Utc).trunc_subsecs(0))
     }
 }
 
@@ -106,6 +111,17 @@ mod tests {
         assert_eq!(
             s.next_after(t),
             Some(Utc.with_ymd_and_hms(2026, 3, 29, 1, 0, 0).unwrap())
+        );
+    }
+
+    #[test]
+    fn ticks_fall_on_whole_seconds() {
+        let s = Schedule::parse("* * * * * *", "UTC").unwrap();
+        let t = Utc.with_ymd_and_hms(2026, 3, 29, 0, 59, 30).unwrap()
+            + chrono::Duration::milliseconds(203);
+        assert_eq!(
+            s.next_after(t),
+            Some(Utc.with_ymd_and_hms(2026, 3, 29, 0, 59, 31).unwrap())
         );
     }
 

@@ -1,0 +1,190 @@
+//! `mobiflux schedule` as real processes: ticks run once each, a graceful stop on SIGTERM,
+//! several daemons sharing one PostgreSQL warehouse, and a pipeline taken over after its
+//! daemon is killed.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+fn daemon(env: &[(String, String)], extra: &[&str]) -> Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mobiflux"));
+    cmd.arg("schedule")
+        .args(extra)
+        .env_remove("MOBIFLUX_FAILPOINTS")
+        .env("MOBIFLUX_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().unwrap()
+}
+
+fn signal(child: &Child, sig: i32) {
+    // SAFETY: kill(2) on our own child's pid.
+    let rc = unsafe { libc::kill(child.id() as i32, sig) };
+    assert_eq!(rc, 0);
+}
+
+fn finish(child: Child) -> (bool, String, String) {
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `n` GBFS pipelines ticking every second, served by `sim`.
+fn every_second(dir: &std::path::Path, base: &str, n: usize) {
+    for i in 0..n {
+        std::fs::write(
+            dir.join(format!("p{i}.toml")),
+            format!(
+                "name = \"p{i}\"\npartner = \"p{i}\"\nformat = \"gbfs\"\nurl = \"{base}/gbfs/v2.3/gbfs.json\"\nschedule = \"* * * * * *\"\nsoft_ttl = 1\nhard_ttl = 60\n"
+            ),
+        )
+        .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_tick_runs_once_and_sigterm_lets_the_run_in_flight_finish() {
+    let sim = msp().await;
+    let pipelines = temp_dir("sched-defs");
+    every_second(&pipelines, &sim.base_url(), 1);
+    let work = temp_dir("sched-work");
+    let (mut env, wh_url) = local_dest(&pipelines, &work);
+    env.push((
+        "MOBIFLUX_CACHE_URL".into(),
+        format!("sqlite://{}/cache.db", work.display()),
+    ));
+    let child = daemon(&env, &[]);
+    tokio::time::sleep(Duration::from_millis(4_500)).await;
+    signal(&child, libc::SIGTERM);
+    let (ok, stdout, stderr) = finish(child);
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("SQLite: run one scheduler instance at a time"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("stopping: no new runs"), "{stdout}");
+    assert!(stdout.trim_end().ends_with("stopped"), "{stdout}");
+    let pool = sqlx::SqlitePool::connect(&wh_url).await.unwrap();
+    let runs: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT scheduled_for, status, trigger FROM etl_runs WHERE pipeline = 'p0' ORDER BY scheduled_for",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert!((3..=6).contains(&runs.len()), "{runs:?}");
+    let ticks: std::collections::BTreeSet<&String> = runs.iter().map(|r| &r.0).collect();
+    assert_eq!(ticks.len(), runs.len(), "each tick once: {runs:?}");
+    for (tick, status, trigger) in &runs {
+        assert_eq!(status, "succeeded", "no run cut short: {runs:?}");
+        assert_eq!(trigger, "schedule");
+        assert!(tick.ends_with(".000000Z"), "ticks on whole seconds: {tick}");
+    }
+    // The lease was released on the way out.
+    let leases: i64 = sqlx::query_scalar("SELECT count(*) FROM schedule_leases")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(leases, 0);
+}
+
+/// (ticks claimed, distinct ticks, runs) per pipeline, and the owners that ran it.
+async fn ledger(pg: &str) -> Vec<(String, i64, i64, i64, Vec<String>)> {
+    let pool = sqlx::PgPool::connect(pg).await.unwrap();
+    sqlx::query_as(
+        "SELECT t.pipeline, count(*), count(DISTINCT t.scheduled_for), \
+                (SELECT count(*) FROM etl_runs r WHERE r.pipeline = t.pipeline AND r.trigger = 'schedule'), \
+                array_agg(DISTINCT t.owner ORDER BY t.owner) \
+         FROM schedule_ticks t GROUP BY t.pipeline ORDER BY t.pipeline",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemons_on_one_postgres_run_every_tick_once_and_take_over_a_killed_one() {
+    let sim = msp().await;
+    let pipelines = temp_dir("sched-pg-defs");
+    every_second(&pipelines, &sim.base_url(), 4);
+    let pg = pg_database().await;
+    let work = temp_dir("sched-pg-work");
+    let mut env = dest(&pipelines, work.join("raw").to_str().unwrap(), &pg);
+    env.push((
+        "MOBIFLUX_CACHE_URL".into(),
+        format!("sqlite://{}/cache.db", work.display()),
+    ));
+    // Migrate once before the daemons start racing for the pipelines.
+    let out = mobiflux(&["migrate"], &env).await;
+    assert!(out.status.success());
+    let lease = ["--lease-secs", "2"];
+    // The first daemon takes every pipeline; the two others find the leases held.
+    let a = daemon(&env, &lease);
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let b = daemon(&env, &lease);
+    let c = daemon(&env, &lease);
+    tokio::time::sleep(Duration::from_millis(3_000)).await;
+    // One daemon dies without a word: its pipelines go on elsewhere once its leases expire.
+    signal(&a, libc::SIGKILL);
+    let (_, a_out, _) = finish(a);
+    let owner_a = a_out
+        .split_whitespace()
+        .skip_while(|w| *w != "as")
+        .nth(1)
+        .unwrap()
+        .to_string();
+    tokio::time::sleep(Duration::from_millis(5_000)).await;
+    signal(&b, libc::SIGTERM);
+    signal(&c, libc::SIGTERM);
+    let (ok_b, out_b, err_b) = finish(b);
+    let (ok_c, out_c, err_c) = finish(c);
+    assert!(ok_b && ok_c, "{out_b}\n{err_b}\n{out_c}\n{err_c}");
+    let rows = ledger(&pg).await;
+    assert_eq!(rows.len(), 4, "{rows:?}");
+    assert!(
+        rows.iter().all(|r| r.4.contains(&owner_a)),
+        "the first daemon ran every pipeline before it died: {rows:?}"
+    );
+    let pool = sqlx::PgPool::connect(&pg).await.unwrap();
+    for (pipeline, claimed, distinct, runs, owners) in &rows {
+        assert_eq!(claimed, distinct, "{pipeline}: a tick claimed twice");
+        assert_eq!(claimed, runs, "{pipeline}: one run per claimed tick");
+        assert!(
+            *claimed >= 6,
+            "{pipeline}: ticks kept running over 9 s: {claimed}"
+        );
+        // Pipelines the killed daemon held went on with another one.
+        if owners.contains(&owner_a) {
+            assert!(owners.len() >= 2, "{pipeline} was taken over: {owners:?}");
+            let after_kill: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM schedule_ticks WHERE pipeline = $1 AND owner <> $2 \
+                 AND scheduled_for > (SELECT max(scheduled_for) FROM schedule_ticks WHERE pipeline = $1 AND owner = $2)",
+            )
+            .bind(pipeline)
+            .bind(&owner_a)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            assert!(
+                after_kill >= 2,
+                "{pipeline}: runs after the takeover: {after_kill}"
+            );
+        }
+    }
+    // Nothing was loaded twice: one station_status snapshot per (station, observed_at).
+    let dupes: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT partner, station_id, observed_at FROM station_status GROUP BY 1, 2, 3 HAVING count(*) > 1) d",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(dupes, 0);
+}
