@@ -103,6 +103,9 @@ enum Command {
         /// Ticks missed while down: run once (the latest), each (up to 10), or skip them.
         #[arg(long, value_enum, default_value_t = CatchUpArg::Once)]
         catch_up: CatchUpArg,
+        /// How often the pipelines folder is checked for added, changed or removed files.
+        #[arg(long, env = "MOBIFLUX_RELOAD_SECS", default_value_t = 2)]
+        reload_secs: u64,
     },
     /// Check every definition; errors name file, line and key.
     Validate {
@@ -311,6 +314,7 @@ async fn dispatch(cmd: Command) -> Result<ExitCode> {
             max_concurrent,
             grace_secs,
             catch_up,
+            reload_secs,
         } => {
             let defs = load_definitions(&dest.pipelines)?;
             let runner = runner(&dest, BTreeMap::new()).await?;
@@ -323,6 +327,8 @@ async fn dispatch(cmd: Command) -> Result<ExitCode> {
                     CatchUpArg::Each => mobiflux_schedules::clock::CatchUp::Each(10),
                     CatchUpArg::Skip => mobiflux_schedules::clock::CatchUp::Skip,
                 },
+                reload: std::time::Duration::from_secs(reload_secs.max(1)),
+                pipelines: dest.pipelines.clone(),
             };
             crate::schedule::run(runner, defs, settings).await?;
             Ok(ExitCode::SUCCESS)

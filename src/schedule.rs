@@ -17,17 +17,24 @@ use crate::runner::Runner;
 
 struct RunnerHost {
     runner: Runner,
-    defs: BTreeMap<String, Definition>,
+    /// The definitions in force; a run keeps the one it started with.
+    defs: std::sync::RwLock<BTreeMap<String, Arc<Definition>>>,
 }
 
 impl Host for RunnerHost {
     fn run(&self, pipeline: &str, scheduled_for: DateTime<Utc>) -> BoxFuture<'_, ()> {
         let pipeline = pipeline.to_string();
         Box::pin(async move {
-            let Some(def) = self.defs.get(&pipeline) else {
+            let def = self
+                .defs
+                .read()
+                .expect("not poisoned")
+                .get(&pipeline)
+                .cloned();
+            let Some(def) = def else {
                 return;
             };
-            let o = self.runner.run_tick(def, Some(scheduled_for)).await;
+            let o = self.runner.run_tick(&def, Some(scheduled_for)).await;
             match &o.error {
                 None => {
                     tracing::info!(pipeline = %o.pipeline, run_id = %o.run_id, %scheduled_for, rows = o.tables.iter().map(|t| t.1).sum::<u64>(), elapsed_ms = o.elapsed.as_millis() as u64, "scheduled run done")
@@ -97,23 +104,105 @@ pub struct Settings {
     pub max_concurrent: usize,
     pub grace: Duration,
     pub catch_up: CatchUp,
+    /// How often the pipelines folder is looked at for changes.
+    pub reload: Duration,
+    pub pipelines: std::path::PathBuf,
+}
+
+fn job(d: &Definition, start: DateTime<Utc>, catch_up: CatchUp) -> Result<Job> {
+    let schedule = Schedule::parse(&d.schedule, &d.timezone)?;
+    Ok(Job {
+        name: d.name.clone(),
+        clock: PipelineClock::new(schedule, start, offset_for(&d.name, d.jitter), catch_up),
+    })
+}
+
+/// Each definition file's content hash: what a reload compares.
+fn fingerprint(dir: &std::path::Path) -> BTreeMap<std::path::PathBuf, u64> {
+    use std::hash::{Hash, Hasher};
+    let mut out = BTreeMap::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.extension().is_some_and(|x| x == "toml")
+            && let Ok(bytes) = std::fs::read(&p)
+        {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            bytes.hash(&mut h);
+            out.insert(p, h.finish());
+        }
+    }
+    out
+}
+
+/// Applies the pipelines folder's changes to the running daemon: new and changed valid
+/// definitions are (re)scheduled, removed ones stop; an invalid file is rejected with its
+/// errors and the definition it replaced (if any) keeps running.
+fn reload(
+    dir: &std::path::Path,
+    seen: &mut BTreeMap<std::path::PathBuf, u64>,
+    host: &RunnerHost,
+    daemon: &mut Daemon,
+    catch_up: CatchUp,
+) {
+    let now = fingerprint(dir);
+    if now == *seen {
+        return;
+    }
+    let changed: std::collections::BTreeSet<&std::path::PathBuf> = now
+        .iter()
+        .filter(|(f, h)| seen.get(*f) != Some(h))
+        .map(|(f, _)| f)
+        .collect();
+    let (defs, errors) = match crate::definitions::load_dir(dir) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(folder = %dir.display(), error = %e, "cannot read the pipelines folder; schedules unchanged");
+            return;
+        }
+    };
+    for e in &errors {
+        tracing::error!(error = %e, "definition rejected; what ran before keeps running");
+    }
+    let current = host.defs.read().expect("not poisoned").clone();
+    let mut next: BTreeMap<String, Arc<Definition>> = defs
+        .into_iter()
+        .map(|d| (d.name.clone(), Arc::new(d)))
+        .collect();
+    for old in current.values() {
+        let broken = errors.iter().any(|e| e.file == old.file);
+        if broken && !next.contains_key(&old.name) {
+            next.insert(old.name.clone(), old.clone());
+        }
+    }
+    *host.defs.write().expect("not poisoned") = next.clone();
+    let start = Utc::now();
+    for name in current.keys().filter(|n| !next.contains_key(*n)) {
+        daemon.remove(name);
+        tracing::warn!(pipeline = %name, "pipeline removed from the schedule");
+    }
+    for (name, d) in &next {
+        let fresh = !current.contains_key(name);
+        let edited = !fresh && changed.contains(&d.file) && !Arc::ptr_eq(d, &current[name]);
+        if fresh || edited {
+            match job(d, start, catch_up) {
+                Ok(j) => {
+                    daemon.upsert(j);
+                    tracing::warn!(pipeline = %name, schedule = %d.schedule, "{}", if fresh { "pipeline added to the schedule" } else { "pipeline schedule reloaded" });
+                }
+                Err(e) => tracing::error!(pipeline = %name, error = %e, "not scheduled"),
+            }
+        }
+    }
+    *seen = now;
 }
 
 pub async fn run(runner: Runner, defs: Vec<Definition>, settings: Settings) -> Result<()> {
     let start = Utc::now();
-    let mut jobs = Vec::new();
-    for d in &defs {
-        let schedule = Schedule::parse(&d.schedule, &d.timezone)?;
-        jobs.push(Job {
-            name: d.name.clone(),
-            clock: PipelineClock::new(
-                schedule,
-                start,
-                offset_for(&d.name, d.jitter),
-                settings.catch_up,
-            ),
-        });
-    }
+    let mut seen = fingerprint(&settings.pipelines);
+    let jobs = defs
+        .iter()
+        .map(|d| job(d, start, settings.catch_up))
+        .collect::<Result<Vec<_>>>()?;
     let shares = runner.warehouse.shares_schedules();
     let owner = owner();
     println!(
@@ -128,10 +217,14 @@ pub async fn run(runner: Runner, defs: Vec<Definition>, settings: Settings) -> R
     );
     let host = Arc::new(RunnerHost {
         runner,
-        defs: defs.into_iter().map(|d| (d.name.clone(), d)).collect(),
+        defs: std::sync::RwLock::new(
+            defs.into_iter()
+                .map(|d| (d.name.clone(), Arc::new(d)))
+                .collect(),
+        ),
     });
-    let daemon = Daemon::start(
-        host,
+    let mut daemon = Daemon::start(
+        host.clone(),
         jobs,
         Options {
             owner,
@@ -141,15 +234,21 @@ pub async fn run(runner: Runner, defs: Vec<Definition>, settings: Settings) -> R
         },
     );
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+    let mut every = tokio::time::interval(settings.reload);
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+            _ = every.tick() => {
+                reload(&settings.pipelines, &mut seen, &host, &mut daemon, settings.catch_up);
+            }
+        }
     }
     println!(
         "stopping: no new runs; waiting up to {} s for runs in flight",
         settings.grace.as_secs()
     );
-    let counters = daemon.counters.clone();
+    let counters = daemon.counters().clone();
     daemon.stop().await;
     use std::sync::atomic::Ordering::Relaxed;
     for (name, c) in counters.iter() {

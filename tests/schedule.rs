@@ -1,6 +1,6 @@
 //! `mobiflux schedule` as real processes: ticks run once each, a graceful stop on SIGTERM,
-//! several daemons sharing one PostgreSQL warehouse, and a pipeline taken over after its
-//! daemon is killed.
+//! several daemons sharing one PostgreSQL warehouse, a pipeline taken over after its daemon
+//! is killed, and definitions reloaded while the daemon runs.
 
 mod common;
 
@@ -187,4 +187,91 @@ async fn daemons_on_one_postgres_run_every_tick_once_and_take_over_a_killed_one(
     .await
     .unwrap();
     assert_eq!(dupes, 0);
+}
+
+/// Scheduled runs of a pipeline (its ticks, RFC 3339 text) in a SQLite warehouse.
+async fn ticks_of(wh_url: &str, pipeline: &str) -> Vec<chrono::DateTime<chrono::Utc>> {
+    let pool = sqlx::SqlitePool::connect(wh_url).await.unwrap();
+    let rows: Vec<String> = sqlx::query_scalar(
+        "SELECT scheduled_for FROM etl_runs WHERE pipeline = ? AND trigger = 'schedule' ORDER BY scheduled_for",
+    )
+    .bind(pipeline)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    rows.iter().map(|t| t.parse().unwrap()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn definitions_are_added_changed_rejected_and_removed_without_a_restart() {
+    let sim = msp().await;
+    let base = sim.base_url();
+    let pipelines = temp_dir("reload-defs");
+    every_second(&pipelines, &base, 1);
+    let work = temp_dir("reload-work");
+    let (mut env, wh_url) = local_dest(&pipelines, &work);
+    env.push((
+        "MOBIFLUX_CACHE_URL".into(),
+        format!("sqlite://{}/cache.db", work.display()),
+    ));
+    let child = daemon(&env, &["--reload-secs", "1"]);
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    // A new pipeline, and a broken edit of the running one.
+    every_second(&pipelines, &base, 2);
+    let p0 = pipelines.join("p0.toml");
+    let good = std::fs::read_to_string(&p0).unwrap();
+    std::fs::write(&p0, good.replace("* * * * * *", "every second")).unwrap();
+    let broken_at = chrono::Utc::now();
+    tokio::time::sleep(Duration::from_millis(3_000)).await;
+    // The fix, to every other second; then the new pipeline goes away.
+    let fixed = good
+        .replace("* * * * * *", "*/2 * * * * *")
+        .replace("soft_ttl = 1", "soft_ttl = 2");
+    std::fs::write(&p0, fixed).unwrap();
+    let every_other_at = chrono::Utc::now() + chrono::Duration::seconds(2);
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    std::fs::remove_file(pipelines.join("p1.toml")).unwrap();
+    let removed_at = chrono::Utc::now() + chrono::Duration::seconds(2);
+    tokio::time::sleep(Duration::from_millis(4_000)).await;
+    signal(&child, libc::SIGTERM);
+    let (ok, stdout, stderr) = finish(child);
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("pipeline added to the schedule"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "p0.toml:5: schedule: \"every second\" is not a cron expression with seconds"
+        ),
+        "the rejected file is named with its error: {stderr}"
+    );
+    assert!(stderr.contains("pipeline schedule reloaded"), "{stderr}");
+    assert!(
+        stderr.contains("pipeline removed from the schedule"),
+        "{stderr}"
+    );
+    let p0_ticks = ticks_of(&wh_url, "p0").await;
+    let p1_ticks = ticks_of(&wh_url, "p1").await;
+    // The old definition kept running while the broken one was refused.
+    let while_broken = p0_ticks
+        .iter()
+        .filter(|t| **t > broken_at && **t < broken_at + chrono::Duration::seconds(3))
+        .count();
+    assert!(while_broken >= 2, "p0 kept running: {p0_ticks:?}");
+    // After the fix, only even seconds.
+    let after: Vec<_> = p0_ticks.iter().filter(|t| **t > every_other_at).collect();
+    assert!(!after.is_empty(), "{p0_ticks:?}");
+    assert!(
+        after.iter().all(|t| chrono::Timelike::second(*t) % 2 == 0),
+        "{p0_ticks:?}"
+    );
+    // The added pipeline ran, then stopped.
+    assert!(p1_ticks.len() >= 2, "{p1_ticks:?}");
+    assert!(p1_ticks.iter().all(|t| *t <= removed_at), "{p1_ticks:?}");
+    // Each tick once.
+    for ticks in [&p0_ticks, &p1_ticks] {
+        let distinct: std::collections::BTreeSet<_> = ticks.iter().collect();
+        assert_eq!(distinct.len(), ticks.len(), "{ticks:?}");
+    }
 }

@@ -70,45 +70,103 @@ pub struct Job {
     pub clock: PipelineClock,
 }
 
-/// A running daemon: stop it with [`Daemon::stop`], which waits for in-flight runs.
+/// Why a pipeline's task ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    No,
+    /// A new schedule takes over: the lease stays (the new task holds it next).
+    Replaced,
+    /// Removed or shutting down: the lease is released once the run in flight ends.
+    Stopped,
+}
+
+/// A pipeline's task in the daemon.
+struct Task {
+    stop: watch::Sender<Stop>,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+/// A running daemon: pipelines can be added, replaced and removed while it runs (hot
+/// reload); stop it with [`Daemon::stop`], which waits for in-flight runs.
 pub struct Daemon {
-    stop: watch::Sender<bool>,
-    tasks: Vec<(String, tokio::task::JoinHandle<()>)>,
-    pub counters: Arc<BTreeMap<String, Arc<Counters>>>,
+    host: Arc<dyn Host>,
+    opts: Options,
+    permits: Arc<Semaphore>,
+    tasks: BTreeMap<String, Task>,
+    counters: BTreeMap<String, Arc<Counters>>,
 }
 
 impl Daemon {
     pub fn start(host: Arc<dyn Host>, jobs: Vec<Job>, opts: Options) -> Daemon {
-        let (stop, stopped) = watch::channel(false);
         let permits = Arc::new(Semaphore::new(opts.max_concurrent.max(1)));
-        let mut counters = BTreeMap::new();
-        let mut tasks = Vec::new();
+        let mut d = Daemon {
+            host,
+            opts,
+            permits,
+            tasks: BTreeMap::new(),
+            counters: BTreeMap::new(),
+        };
         for job in jobs {
-            let c = Arc::new(Counters::default());
-            counters.insert(job.name.clone(), c.clone());
-            let name = job.name.clone();
-            let task = tokio::spawn(pipeline_loop(
-                host.clone(),
-                job,
-                opts.clone(),
-                permits.clone(),
-                stopped.clone(),
-                c,
-            ));
-            tasks.push((name, task));
+            d.upsert(job);
         }
-        Daemon {
-            stop,
-            tasks,
-            counters: Arc::new(counters),
+        d
+    }
+
+    /// The pipelines scheduled now.
+    pub fn pipelines(&self) -> Vec<String> {
+        self.tasks.keys().cloned().collect()
+    }
+
+    /// Counters by pipeline (kept for removed pipelines too).
+    pub fn counters(&self) -> &BTreeMap<String, Arc<Counters>> {
+        &self.counters
+    }
+
+    /// Schedules a pipeline, or replaces its schedule: a run in flight is not interrupted,
+    /// and the new schedule's first run waits for it (no overlap across a reload).
+    pub fn upsert(&mut self, job: Job) {
+        let previous = self.tasks.remove(&job.name).map(|t| {
+            let _ = t.stop.send(Stop::Replaced);
+            t.handle
+        });
+        let c = self
+            .counters
+            .entry(job.name.clone())
+            .or_insert_with(|| Arc::new(Counters::default()))
+            .clone();
+        let (stop, stopped) = watch::channel(Stop::No);
+        let name = job.name.clone();
+        let handle = tokio::spawn(pipeline_loop(
+            self.host.clone(),
+            job,
+            self.opts.clone(),
+            self.permits.clone(),
+            stopped,
+            c,
+            previous,
+        ));
+        self.tasks.insert(name, Task { stop, handle });
+    }
+
+    /// Stops scheduling a pipeline; its run in flight finishes (within the grace period) in
+    /// the background, then its lease is released.
+    pub fn remove(&mut self, name: &str) -> bool {
+        match self.tasks.remove(name) {
+            Some(t) => {
+                let _ = t.stop.send(Stop::Stopped);
+                true
+            }
+            None => false,
         }
     }
 
     /// Starts no new run, lets in-flight runs finish within the grace period, releases leases.
     pub async fn stop(self) {
-        let _ = self.stop.send(true);
+        for t in self.tasks.values() {
+            let _ = t.stop.send(Stop::Stopped);
+        }
         for (name, t) in self.tasks {
-            if let Err(e) = t.await {
+            if let Err(e) = t.handle.await {
                 tracing::error!(pipeline = %name, error = %e, "scheduler task ended abnormally");
             }
         }
@@ -120,10 +178,12 @@ async fn pipeline_loop(
     mut job: Job,
     opts: Options,
     permits: Arc<Semaphore>,
-    mut stopped: watch::Receiver<bool>,
+    mut stopped: watch::Receiver<Stop>,
     counters: Arc<Counters>,
+    previous: Option<tokio::task::JoinHandle<()>>,
 ) {
-    let mut running: Option<tokio::task::JoinHandle<()>> = None;
+    // The replaced schedule's run in flight counts as this pipeline's running run.
+    let mut running: Option<tokio::task::JoinHandle<()>> = previous;
     loop {
         let Some(wake) = job.clock.next_wake() else {
             tracing::warn!(pipeline = %job.name, "the schedule never fires again");
@@ -134,7 +194,7 @@ async fn pipeline_loop(
             _ = tokio::time::sleep(wait) => {}
             _ = stopped.changed() => break,
         }
-        if *stopped.borrow() {
+        if *stopped.borrow() != Stop::No {
             break;
         }
         let busy = running.as_ref().is_some_and(|h| !h.is_finished());
@@ -172,7 +232,9 @@ async fn pipeline_loop(
     {
         tracing::error!(pipeline = %job.name, grace_s = opts.shutdown_grace.as_secs(), "run still going at the end of the grace period; abandoned");
     }
-    host.release(&job.name, &opts.owner).await;
+    if *stopped.borrow() != Stop::Replaced {
+        host.release(&job.name, &opts.owner).await;
+    }
 }
 
 async fn run_tick(
