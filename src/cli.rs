@@ -106,6 +106,9 @@ enum Command {
         /// How often the pipelines folder is checked for added, changed or removed files.
         #[arg(long, env = "MOBIFLUX_RELOAD_SECS", default_value_t = 2)]
         reload_secs: u64,
+        /// Address of `/metrics` (Prometheus) and `/health`; port 0 picks a free port.
+        #[arg(long, env = "MOBIFLUX_METRICS_ADDR", default_value = "127.0.0.1:9464")]
+        metrics_addr: String,
     },
     /// Check every definition; errors name file, line and key.
     Validate {
@@ -315,6 +318,7 @@ async fn dispatch(cmd: Command) -> Result<ExitCode> {
             grace_secs,
             catch_up,
             reload_secs,
+            metrics_addr,
         } => {
             let defs = load_definitions(&dest.pipelines)?;
             let runner = runner(&dest, BTreeMap::new()).await?;
@@ -329,6 +333,7 @@ async fn dispatch(cmd: Command) -> Result<ExitCode> {
                 },
                 reload: std::time::Duration::from_secs(reload_secs.max(1)),
                 pipelines: dest.pipelines.clone(),
+                metrics_addr,
             };
             crate::schedule::run(runner, defs, settings).await?;
             Ok(ExitCode::SUCCESS)

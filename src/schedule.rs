@@ -11,6 +11,7 @@ use futures_util::future::BoxFuture;
 use mobiflux_schedules::Schedule;
 use mobiflux_schedules::clock::{CatchUp, PipelineClock, offset_for};
 use mobiflux_schedules::daemon::{Daemon, Host, Job, Options};
+use mobiflux_schedules::metrics::{Metrics, RunReport};
 
 use crate::definitions::Definition;
 use crate::runner::Runner;
@@ -19,6 +20,7 @@ struct RunnerHost {
     runner: Runner,
     /// The definitions in force; a run keeps the one it started with.
     defs: std::sync::RwLock<BTreeMap<String, Arc<Definition>>>,
+    metrics: Arc<Metrics>,
 }
 
 impl Host for RunnerHost {
@@ -35,6 +37,17 @@ impl Host for RunnerHost {
                 return;
             };
             let o = self.runner.run_tick(&def, Some(scheduled_for)).await;
+            self.metrics.record(
+                &o.pipeline,
+                RunReport {
+                    ok: o.ok(),
+                    cache_failed: matches!(o.cache, Some(Err(_))),
+                    duration: o.elapsed,
+                    rows: o.tables.iter().map(|t| t.1).sum(),
+                    bytes: o.bytes,
+                    quarantined: o.quarantined,
+                },
+            );
             match &o.error {
                 None => {
                     tracing::info!(pipeline = %o.pipeline, run_id = %o.run_id, %scheduled_for, rows = o.tables.iter().map(|t| t.1).sum::<u64>(), elapsed_ms = o.elapsed.as_millis() as u64, "scheduled run done")
@@ -107,6 +120,8 @@ pub struct Settings {
     /// How often the pipelines folder is looked at for changes.
     pub reload: Duration,
     pub pipelines: std::path::PathBuf,
+    /// Where `/metrics` and `/health` are served (port 0: any free port).
+    pub metrics_addr: String,
 }
 
 fn job(d: &Definition, start: DateTime<Utc>, catch_up: CatchUp) -> Result<Job> {
@@ -222,6 +237,7 @@ pub async fn run(runner: Runner, defs: Vec<Definition>, settings: Settings) -> R
                 .map(|d| (d.name.clone(), Arc::new(d)))
                 .collect(),
         ),
+        metrics: Arc::new(Metrics::default()),
     });
     let mut daemon = Daemon::start(
         host.clone(),
@@ -233,6 +249,14 @@ pub async fn run(runner: Runner, defs: Vec<Definition>, settings: Settings) -> R
             shutdown_grace: settings.grace,
         },
     );
+    let bound = mobiflux_schedules::metrics::serve(
+        &settings.metrics_addr,
+        host.metrics.clone(),
+        daemon.counters(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("metrics address {}: {e}", settings.metrics_addr))?;
+    println!("metrics on http://{bound}/metrics, health on http://{bound}/health");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut every = tokio::time::interval(settings.reload);
     loop {
@@ -248,10 +272,10 @@ pub async fn run(runner: Runner, defs: Vec<Definition>, settings: Settings) -> R
         "stopping: no new runs; waiting up to {} s for runs in flight",
         settings.grace.as_secs()
     );
-    let counters = daemon.counters().clone();
+    let counters = daemon.counters();
     daemon.stop().await;
     use std::sync::atomic::Ordering::Relaxed;
-    for (name, c) in counters.iter() {
+    for (name, c) in counters.lock().expect("not poisoned").iter() {
         println!(
             "{name}: {} runs started, {} ticks taken elsewhere, {} skipped (overlap), {} missed",
             c.started.load(Relaxed),

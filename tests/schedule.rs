@@ -15,12 +15,29 @@ fn daemon(env: &[(String, String)], extra: &[&str]) -> Child {
         .args(extra)
         .env_remove("MOBIFLUX_FAILPOINTS")
         .env("MOBIFLUX_LOG", "warn")
+        .env("MOBIFLUX_METRICS_ADDR", "127.0.0.1:0")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     for (k, v) in env {
         cmd.env(k, v);
     }
     cmd.spawn().unwrap()
+}
+
+/// A GET on the daemon's metrics server: (status line, body).
+fn get(addr: &str, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    let (head, body) = reply.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_string(), body.to_string())
+}
+
+fn free_port() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().to_string()
 }
 
 fn signal(child: &Child, sig: i32) {
@@ -62,8 +79,17 @@ async fn each_tick_runs_once_and_sigterm_lets_the_run_in_flight_finish() {
         "MOBIFLUX_CACHE_URL".into(),
         format!("sqlite://{}/cache.db", work.display()),
     ));
-    let child = daemon(&env, &[]);
+    let addr = free_port();
+    let child = daemon(&env, &["--metrics-addr", &addr]);
     tokio::time::sleep(Duration::from_millis(4_500)).await;
+    let (status, health) = get(&addr, "/health");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(
+        health.starts_with("{\"status\":\"ok\",\"pipelines\":1,"),
+        "{health}"
+    );
+    let (status, metrics) = get(&addr, "/metrics");
+    assert_eq!(status, "HTTP/1.1 200 OK");
     signal(&child, libc::SIGTERM);
     let (ok, stdout, stderr) = finish(child);
     assert!(ok, "{stdout}\n{stderr}");
@@ -73,6 +99,43 @@ async fn each_tick_runs_once_and_sigterm_lets_the_run_in_flight_finish() {
     );
     assert!(stdout.contains("stopping: no new runs"), "{stdout}");
     assert!(stdout.trim_end().ends_with("stopped"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("metrics on http://{addr}/metrics")),
+        "{stdout}"
+    );
+    // Metrics while running: successes, a duration histogram, rows, lease, last success.
+    let value = |prefix: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("{prefix} in\n{metrics}"))
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let succeeded = value("mobiflux_runs_total{pipeline=\"p0\",outcome=\"succeeded\"}");
+    assert!(succeeded >= 2.0, "{metrics}");
+    assert_eq!(
+        value("mobiflux_runs_total{pipeline=\"p0\",outcome=\"failed\"}"),
+        0.0
+    );
+    assert_eq!(
+        value("mobiflux_run_duration_seconds_count{pipeline=\"p0\"}"),
+        succeeded
+    );
+    assert_eq!(
+        value("mobiflux_run_duration_seconds_bucket{pipeline=\"p0\",le=\"+Inf\"}"),
+        succeeded
+    );
+    assert!(
+        value("mobiflux_rows_loaded_total{pipeline=\"p0\"}") >= 11.0 * succeeded - 11.0,
+        "{metrics}"
+    );
+    assert_eq!(value("mobiflux_lease_owned{pipeline=\"p0\"}"), 1.0);
+    assert!(value("mobiflux_last_success_timestamp_seconds{pipeline=\"p0\"}") > 1.7e9);
+    assert!(metrics.contains("# TYPE mobiflux_run_duration_seconds histogram"));
     let pool = sqlx::SqlitePool::connect(&wh_url).await.unwrap();
     let runs: Vec<(String, String, String)> = sqlx::query_as(
         "SELECT scheduled_for, status, trigger FROM etl_runs WHERE pipeline = 'p0' ORDER BY scheduled_for",

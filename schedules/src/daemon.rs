@@ -62,6 +62,8 @@ pub struct Counters {
     pub missed: AtomicU64,
     /// Claims that failed (warehouse unreachable).
     pub claim_errors: AtomicU64,
+    /// 1 while this instance holds the pipeline's lease (as far as it knows).
+    pub lease_owned: AtomicU64,
 }
 
 /// One pipeline to schedule.
@@ -93,8 +95,11 @@ pub struct Daemon {
     opts: Options,
     permits: Arc<Semaphore>,
     tasks: BTreeMap<String, Task>,
-    counters: BTreeMap<String, Arc<Counters>>,
+    counters: SharedCounters,
 }
+
+/// Counters by pipeline, shared with whoever reports them (the metrics endpoint).
+pub type SharedCounters = Arc<std::sync::Mutex<BTreeMap<String, Arc<Counters>>>>;
 
 impl Daemon {
     pub fn start(host: Arc<dyn Host>, jobs: Vec<Job>, opts: Options) -> Daemon {
@@ -104,7 +109,7 @@ impl Daemon {
             opts,
             permits,
             tasks: BTreeMap::new(),
-            counters: BTreeMap::new(),
+            counters: SharedCounters::default(),
         };
         for job in jobs {
             d.upsert(job);
@@ -118,8 +123,8 @@ impl Daemon {
     }
 
     /// Counters by pipeline (kept for removed pipelines too).
-    pub fn counters(&self) -> &BTreeMap<String, Arc<Counters>> {
-        &self.counters
+    pub fn counters(&self) -> SharedCounters {
+        self.counters.clone()
     }
 
     /// Schedules a pipeline, or replaces its schedule: a run in flight is not interrupted,
@@ -131,6 +136,8 @@ impl Daemon {
         });
         let c = self
             .counters
+            .lock()
+            .expect("not poisoned")
             .entry(job.name.clone())
             .or_insert_with(|| Arc::new(Counters::default()))
             .clone();
@@ -234,6 +241,7 @@ async fn pipeline_loop(
     }
     if *stopped.borrow() != Stop::Replaced {
         host.release(&job.name, &opts.owner).await;
+        counters.lease_owned.store(0, Ordering::Relaxed);
     }
 }
 
@@ -249,8 +257,9 @@ async fn run_tick(
         return;
     };
     match host.claim(name, tick, &opts.owner, opts.lease_ttl).await {
-        Ok(true) => {}
+        Ok(true) => counters.lease_owned.store(1, Ordering::Relaxed),
         Ok(false) => {
+            counters.lease_owned.store(0, Ordering::Relaxed);
             counters.elsewhere.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(pipeline = %name, %tick, "tick taken by another instance");
             return;

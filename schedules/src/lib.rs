@@ -6,6 +6,7 @@
 
 pub mod clock;
 pub mod daemon;
+pub mod metrics;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;

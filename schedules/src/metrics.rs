@@ -1,0 +1,307 @@
+//! The daemon's observability: Prometheus metrics (`/metrics`, text format 0.0.4) and a
+//! health check (`/health`), served on one address (`MOBIFLUX_METRICS_ADDR`; port 0 picks a
+//! free one, so several daemons can share a host).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::daemon::{Counters, SharedCounters};
+
+/// Upper bounds of the run duration histogram, in seconds.
+const BUCKETS: &[f64] = &[
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+];
+
+#[derive(Debug, Default, Clone)]
+struct PerPipeline {
+    succeeded: u64,
+    failed: u64,
+    cache_failed: u64,
+    rows: u64,
+    bytes: u64,
+    quarantined: u64,
+    /// Count per bucket (last one: +Inf), and the sum of durations.
+    buckets: Vec<u64>,
+    duration_sum: f64,
+    last_success: Option<f64>,
+}
+
+/// What one finished run reports.
+#[derive(Debug, Clone, Copy)]
+pub struct RunReport {
+    pub ok: bool,
+    pub cache_failed: bool,
+    pub duration: Duration,
+    pub rows: u64,
+    pub bytes: u64,
+    pub quarantined: u64,
+}
+
+pub struct Metrics {
+    started: Instant,
+    runs: Mutex<BTreeMap<String, PerPipeline>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            started: Instant::now(),
+            runs: Mutex::new(BTreeMap::new()),
+        }
+    }
+}
+
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+impl Metrics {
+    pub fn record(&self, pipeline: &str, r: RunReport) {
+        let mut all = self.runs.lock().expect("not poisoned");
+        let p = all.entry(pipeline.to_string()).or_default();
+        if p.buckets.is_empty() {
+            p.buckets = vec![0; BUCKETS.len() + 1];
+        }
+        if r.ok {
+            p.succeeded += 1;
+            p.last_success = Some(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs_f64())
+                    .unwrap_or(0.0),
+            );
+        } else {
+            p.failed += 1;
+        }
+        p.cache_failed += r.cache_failed as u64;
+        p.rows += r.rows;
+        p.bytes += r.bytes;
+        p.quarantined += r.quarantined;
+        let secs = r.duration.as_secs_f64();
+        let i = BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(BUCKETS.len());
+        p.buckets[i] += 1;
+        p.duration_sum += secs;
+    }
+
+    /// The Prometheus text exposition of everything known, with the daemon's counters.
+    pub fn render(&self, counters: &BTreeMap<String, Arc<Counters>>) -> String {
+        let runs = self.runs.lock().expect("not poisoned").clone();
+        let mut out = String::new();
+        let mut section = |name: &str, kind: &str, help: &str, body: String| {
+            let _ = writeln!(
+                out,
+                "# HELP mobiflux_{name} {help}\n# TYPE mobiflux_{name} {kind}"
+            );
+            out.push_str(&body);
+        };
+        let mut by_outcome = String::new();
+        for (p, r) in &runs {
+            let p = label(p);
+            for (outcome, n) in [("succeeded", r.succeeded), ("failed", r.failed)] {
+                let _ = writeln!(
+                    by_outcome,
+                    "mobiflux_runs_total{{pipeline=\"{p}\",outcome=\"{outcome}\"}} {n}"
+                );
+            }
+        }
+        section(
+            "runs_total",
+            "counter",
+            "Scheduled runs by outcome.",
+            by_outcome,
+        );
+        let per = |f: &dyn Fn(&PerPipeline) -> Option<String>, metric: &str| {
+            let mut b = String::new();
+            for (p, r) in &runs {
+                if let Some(v) = f(r) {
+                    let _ = writeln!(b, "mobiflux_{metric}{{pipeline=\"{}\"}} {v}", label(p));
+                }
+            }
+            b
+        };
+        section(
+            "cache_publish_failures_total",
+            "counter",
+            "Runs whose gateway-cache step failed.",
+            per(
+                &|r| Some(r.cache_failed.to_string()),
+                "cache_publish_failures_total",
+            ),
+        );
+        section(
+            "rows_loaded_total",
+            "counter",
+            "Rows loaded into the warehouse.",
+            per(&|r| Some(r.rows.to_string()), "rows_loaded_total"),
+        );
+        section(
+            "bytes_fetched_total",
+            "counter",
+            "Bytes landed in the raw zone.",
+            per(&|r| Some(r.bytes.to_string()), "bytes_fetched_total"),
+        );
+        section(
+            "rows_quarantined_total",
+            "counter",
+            "Records quarantined.",
+            per(
+                &|r| Some(r.quarantined.to_string()),
+                "rows_quarantined_total",
+            ),
+        );
+        section(
+            "last_success_timestamp_seconds",
+            "gauge",
+            "End of the last successful run (Unix time).",
+            per(
+                &|r| r.last_success.map(|t| format!("{t:.3}")),
+                "last_success_timestamp_seconds",
+            ),
+        );
+        let mut h = String::new();
+        for (p, r) in &runs {
+            let p = label(p);
+            let mut cum = 0;
+            for (i, b) in BUCKETS.iter().enumerate() {
+                cum += r.buckets[i];
+                let _ = writeln!(
+                    h,
+                    "mobiflux_run_duration_seconds_bucket{{pipeline=\"{p}\",le=\"{b}\"}} {cum}"
+                );
+            }
+            cum += r.buckets[BUCKETS.len()];
+            let _ = writeln!(
+                h,
+                "mobiflux_run_duration_seconds_bucket{{pipeline=\"{p}\",le=\"+Inf\"}} {cum}"
+            );
+            let _ = writeln!(
+                h,
+                "mobiflux_run_duration_seconds_sum{{pipeline=\"{p}\"}} {:.6}",
+                r.duration_sum
+            );
+            let _ = writeln!(
+                h,
+                "mobiflux_run_duration_seconds_count{{pipeline=\"{p}\"}} {cum}"
+            );
+        }
+        section(
+            "run_duration_seconds",
+            "histogram",
+            "Duration of scheduled runs.",
+            h,
+        );
+        let mut t = String::new();
+        let mut l = String::new();
+        for (p, c) in counters {
+            let p = label(p);
+            for (reason, v) in [
+                ("overlap", &c.overlapped),
+                ("elsewhere", &c.elsewhere),
+                ("missed", &c.missed),
+                ("claim_error", &c.claim_errors),
+            ] {
+                let _ = writeln!(
+                    t,
+                    "mobiflux_ticks_not_run_total{{pipeline=\"{p}\",reason=\"{reason}\"}} {}",
+                    v.load(Ordering::Relaxed)
+                );
+            }
+            let _ = writeln!(
+                l,
+                "mobiflux_lease_owned{{pipeline=\"{p}\"}} {}",
+                c.lease_owned.load(Ordering::Relaxed)
+            );
+        }
+        section(
+            "ticks_not_run_total",
+            "counter",
+            "Ticks this instance did not run, by reason (overlap: the previous run was going; elsewhere: another instance took it; missed: while down).",
+            t,
+        );
+        section(
+            "lease_owned",
+            "gauge",
+            "1 when this instance holds the pipeline's lease.",
+            l,
+        );
+        section(
+            "uptime_seconds",
+            "gauge",
+            "Since the daemon started.",
+            format!(
+                "mobiflux_uptime_seconds {:.3}\n",
+                self.started.elapsed().as_secs_f64()
+            ),
+        );
+        out
+    }
+}
+
+/// Serves `/metrics` and `/health` until the process ends; returns the bound address.
+pub async fn serve(
+    addr: &str,
+    metrics: Arc<Metrics>,
+    counters: SharedCounters,
+) -> std::io::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let (metrics, counters) = (metrics.clone(), counters.clone());
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let n = match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+                    .await
+                {
+                    Ok(Ok(n)) => n,
+                    _ => return,
+                };
+                let head = String::from_utf8_lossy(&buf[..n]);
+                let path = head.split_whitespace().nth(1).unwrap_or("/");
+                let (status, kind, body) = match path {
+                    "/metrics" => (
+                        "200 OK",
+                        "text/plain; version=0.0.4",
+                        metrics.render(&counters.lock().expect("not poisoned").clone()),
+                    ),
+                    "/health" => {
+                        let pipelines = counters.lock().expect("not poisoned").len();
+                        (
+                            "200 OK",
+                            "application/json",
+                            format!(
+                                "{{\"status\":\"ok\",\"pipelines\":{pipelines},\"uptime_seconds\":{:.0}}}\n",
+                                metrics.started.elapsed().as_secs_f64()
+                            ),
+                        )
+                    }
+                    _ => (
+                        "404 Not Found",
+                        "text/plain",
+                        "see /metrics and /health\n".into(),
+                    ),
+                };
+                let reply = format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(reply.as_bytes()).await;
+            });
+        }
+    });
+    Ok(bound)
+}
