@@ -109,6 +109,15 @@ enum Command {
         /// Address of `/metrics` (Prometheus) and `/health`; port 0 picks a free port.
         #[arg(long, env = "MOBIFLUX_METRICS_ADDR", default_value = "127.0.0.1:9464")]
         metrics_addr: String,
+        /// Runs at once against one MSP host (hundreds of feeds on one host never hammer it).
+        #[arg(long, env = "MOBIFLUX_PER_HOST", default_value_t = 4)]
+        per_host: usize,
+        /// Failed runs in a row that open an MSP host's circuit (its pipelines then fail
+        /// fast, and one run probes it after the cool-down, doubled at each failed probe).
+        #[arg(long, default_value_t = 5)]
+        breaker_failures: u32,
+        #[arg(long, default_value_t = 30)]
+        breaker_cooldown_secs: u64,
     },
     /// Check every definition; errors name file, line and key.
     Validate {
@@ -319,6 +328,9 @@ async fn dispatch(cmd: Command) -> Result<ExitCode> {
             catch_up,
             reload_secs,
             metrics_addr,
+            per_host,
+            breaker_failures,
+            breaker_cooldown_secs,
         } => {
             let defs = load_definitions(&dest.pipelines)?;
             let runner = runner(&dest, BTreeMap::new()).await?;
@@ -334,6 +346,9 @@ async fn dispatch(cmd: Command) -> Result<ExitCode> {
                 reload: std::time::Duration::from_secs(reload_secs.max(1)),
                 pipelines: dest.pipelines.clone(),
                 metrics_addr,
+                per_host,
+                breaker_failures,
+                breaker_cooldown: std::time::Duration::from_secs(breaker_cooldown_secs.max(1)),
             };
             crate::schedule::run(runner, defs, settings).await?;
             Ok(ExitCode::SUCCESS)

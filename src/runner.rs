@@ -507,6 +507,44 @@ impl Runner {
         outcome
     }
 
+    /// Records a tick that was not run because its MSP host's circuit is open: a failed
+    /// `etl_runs` row saying why, and no request to the MSP.
+    pub async fn refuse_tick(
+        &self,
+        def: &Definition,
+        scheduled_for: chrono::DateTime<Utc>,
+        reason: &str,
+    ) -> Outcome {
+        let run_id = RunId::new();
+        let mut record = new_record(&run_id, &def.name, &def.partner, &def.format, "schedule");
+        record.scheduled_for = Some(scheduled_for);
+        record.manifest = None;
+        record.status = "failed".into();
+        record.finished_at = Some(Utc::now());
+        let message = format!("pipeline {}: {reason}", def.name);
+        record.error = Some(message.clone());
+        if let Err(e) = self.warehouse.fail_run(&record).await {
+            tracing::error!(error = %e, "could not record the refused tick in etl_runs");
+        }
+        let mut outcome = Outcome::new(&def.name, run_id);
+        outcome.error = Some(message);
+        outcome
+    }
+
+    /// The MSP host a definition's runs call (`host:port`), for per-host limits and circuit
+    /// breakers; `None` for local files and S3 objects.
+    pub fn msp_host(&self, def: &Definition) -> Option<String> {
+        let (url, _) = resolve(&def.url, "url", &self.vars).ok()?;
+        let u = url::Url::parse(&url).ok()?;
+        matches!(u.scheme(), "http" | "https").then(|| {
+            format!(
+                "{}:{}",
+                u.host_str().unwrap_or(""),
+                u.port_or_known_default().unwrap_or(0)
+            )
+        })
+    }
+
     /// Publishes a run's gateway documents; a failure is reported, never raised: the
     /// warehouse load stands and the entries already in the cache stay as they were.
     async fn publish(

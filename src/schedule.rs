@@ -9,6 +9,7 @@ use anyhow::Result;
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
 use mobiflux_schedules::Schedule;
+use mobiflux_schedules::breaker::{Admit, Breaker};
 use mobiflux_schedules::clock::{CatchUp, PipelineClock, offset_for};
 use mobiflux_schedules::daemon::{Daemon, Host, Job, Options};
 use mobiflux_schedules::metrics::{Metrics, RunReport};
@@ -21,6 +22,42 @@ struct RunnerHost {
     /// The definitions in force; a run keeps the one it started with.
     defs: std::sync::RwLock<BTreeMap<String, Arc<Definition>>>,
     metrics: Arc<Metrics>,
+    /// Runs at once per MSP host, and the host's circuit breaker.
+    hosts: std::sync::Mutex<BTreeMap<String, (Arc<tokio::sync::Semaphore>, Breaker)>>,
+    per_host: usize,
+    breaker: (u32, Duration),
+}
+
+impl RunnerHost {
+    /// The host's permit pool, and the breaker's decision for a run starting now.
+    fn admit(&self, host: &str) -> (Arc<tokio::sync::Semaphore>, Admit) {
+        let mut hosts = self.hosts.lock().expect("not poisoned");
+        let (permits, breaker) = hosts.entry(host.to_string()).or_insert_with(|| {
+            let (threshold, cooldown) = self.breaker;
+            let cooldown = chrono::Duration::from_std(cooldown).unwrap_or_default();
+            (
+                Arc::new(tokio::sync::Semaphore::new(self.per_host.max(1))),
+                Breaker::new(threshold, cooldown, cooldown * 20),
+            )
+        });
+        let admit = breaker.admit(Utc::now());
+        self.metrics.set_breaker(host, breaker.gauge());
+        (permits.clone(), admit)
+    }
+
+    fn outcome(&self, host: &str, ok: bool) {
+        let mut hosts = self.hosts.lock().expect("not poisoned");
+        if let Some((_, breaker)) = hosts.get_mut(host) {
+            let before = breaker.gauge();
+            breaker.record(ok, Utc::now());
+            if breaker.gauge() == 2 && before != 2 {
+                tracing::warn!(%host, "circuit opened: this host's pipelines fail fast until a probe succeeds");
+            } else if breaker.gauge() == 0 && before != 0 {
+                tracing::warn!(%host, "circuit closed: the probe succeeded");
+            }
+            self.metrics.set_breaker(host, breaker.gauge());
+        }
+    }
 }
 
 impl Host for RunnerHost {
@@ -36,7 +73,35 @@ impl Host for RunnerHost {
             let Some(def) = def else {
                 return;
             };
-            let o = self.runner.run_tick(&def, Some(scheduled_for)).await;
+            let host = self.runner.msp_host(&def);
+            let mut permit = None;
+            let mut refused = None;
+            if let Some(h) = &host {
+                let (permits, admit) = self.admit(h);
+                match admit {
+                    Admit::Refused { until } => refused = Some(until),
+                    Admit::Go | Admit::Probe => {
+                        permit = permits.acquire_owned().await.ok();
+                    }
+                }
+            }
+            let o = match (refused, &host) {
+                (Some(until), Some(h)) => {
+                    let reason = format!(
+                        "not run: the circuit for {h} is open after repeated failures (next probe after {})",
+                        until.format("%H:%M:%S UTC")
+                    );
+                    self.runner.refuse_tick(&def, scheduled_for, &reason).await
+                }
+                _ => {
+                    let o = self.runner.run_tick(&def, Some(scheduled_for)).await;
+                    if let Some(h) = &host {
+                        self.outcome(h, o.ok());
+                    }
+                    o
+                }
+            };
+            drop(permit);
             self.metrics.record(
                 &o.pipeline,
                 RunReport {
@@ -122,6 +187,11 @@ pub struct Settings {
     pub pipelines: std::path::PathBuf,
     /// Where `/metrics` and `/health` are served (port 0: any free port).
     pub metrics_addr: String,
+    /// Runs at once per MSP host.
+    pub per_host: usize,
+    /// Failed runs in a row that open a host's circuit, and the first cool-down.
+    pub breaker_failures: u32,
+    pub breaker_cooldown: Duration,
 }
 
 fn job(d: &Definition, start: DateTime<Utc>, catch_up: CatchUp) -> Result<Job> {
@@ -238,6 +308,9 @@ pub async fn run(runner: Runner, defs: Vec<Definition>, settings: Settings) -> R
                 .collect(),
         ),
         metrics: Arc::new(Metrics::default()),
+        hosts: std::sync::Mutex::new(BTreeMap::new()),
+        per_host: settings.per_host,
+        breaker: (settings.breaker_failures, settings.breaker_cooldown),
     });
     let mut daemon = Daemon::start(
         host.clone(),

@@ -338,3 +338,93 @@ async fn definitions_are_added_changed_rejected_and_removed_without_a_restart() 
         assert_eq!(distinct.len(), ticks.len(), "{ticks:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_host_opens_its_circuit_and_fails_fast_while_other_hosts_run() {
+    let down = msp().await;
+    let up = msp().await;
+    down.set_fault(
+        "/gbfs/v2.3/gbfs.json",
+        mobiflux::simulator::Fault::Status(503),
+    );
+    let pipelines = temp_dir("breaker-defs");
+    for (name, base) in [("down", down.base_url()), ("up", up.base_url())] {
+        std::fs::write(
+            pipelines.join(format!("{name}.toml")),
+            format!(
+                "name = \"{name}\"\npartner = \"{name}\"\nformat = \"gbfs\"\nurl = \"{base}/gbfs/v2.3/gbfs.json\"\nschedule = \"* * * * * *\"\nsoft_ttl = 1\nhard_ttl = 60\n"
+            ),
+        )
+        .unwrap();
+    }
+    let work = temp_dir("breaker-work");
+    let (mut env, wh_url) = local_dest(&pipelines, &work);
+    env.push((
+        "MOBIFLUX_CACHE_URL".into(),
+        format!("sqlite://{}/cache.db", work.display()),
+    ));
+    let addr = free_port();
+    let child = daemon(
+        &env,
+        &[
+            "--breaker-failures",
+            "2",
+            "--breaker-cooldown-secs",
+            "3",
+            "--metrics-addr",
+            &addr,
+        ],
+    );
+    tokio::time::sleep(Duration::from_millis(4_400)).await;
+    let (_, metrics) = get(&addr, "/metrics");
+    tokio::time::sleep(Duration::from_millis(2_200)).await;
+    signal(&child, libc::SIGTERM);
+    let (ok, stdout, stderr) = finish(child);
+    assert!(ok, "{stdout}\n{stderr}");
+    let pool = sqlx::SqlitePool::connect(&wh_url).await.unwrap();
+    let runs: Vec<(String, String, Option<String>)> = sqlx::query_as(
+        "SELECT pipeline, status, error FROM etl_runs WHERE trigger = 'schedule' ORDER BY scheduled_for",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let of = |p: &str| runs.iter().filter(|r| r.0 == p).collect::<Vec<_>>();
+    let host = down.base_url().trim_start_matches("http://").to_string();
+    let refused: Vec<_> = of("down")
+        .into_iter()
+        .filter(|r| {
+            r.2.as_deref()
+                .is_some_and(|e| e.contains(&format!("the circuit for {host} is open")))
+        })
+        .collect();
+    assert!(of("down").len() >= 5, "{runs:?}");
+    assert!(of("down").iter().all(|r| r.1 == "failed"), "{runs:?}");
+    assert!(refused.len() >= 2, "ticks failed fast: {runs:?}");
+    // Two failures opened the circuit; after the 3 s cool-down at most one probe (whether
+    // it came before the stop depends on when the daemon's first tick fell).
+    let calls = down
+        .requests()
+        .iter()
+        .filter(|p| p.as_str() == "/gbfs/v2.3/gbfs.json")
+        .count();
+    assert!(
+        (2..=3).contains(&calls),
+        "requests to the failing host: {calls}; runs {runs:?}"
+    );
+    assert_eq!(calls + refused.len(), of("down").len());
+    // The other host was not affected.
+    assert!(
+        of("up").len() >= 5 && of("up").iter().all(|r| r.1 == "succeeded"),
+        "{runs:?}"
+    );
+    assert!(stderr.contains("circuit opened"), "{stderr}");
+    assert!(
+        metrics.contains(&format!("mobiflux_breaker_state{{host=\"{host}\"}} 2")),
+        "{metrics}"
+    );
+    let up_host = up.base_url().trim_start_matches("http://").to_string();
+    assert!(
+        metrics.contains(&format!("mobiflux_breaker_state{{host=\"{up_host}\"}} 0")),
+        "{metrics}"
+    );
+}

@@ -4,6 +4,7 @@
 //! ticks into decisions (catch-up, no overlap, jitter) on a controllable clock; [`daemon`]
 //! runs every pipeline on its clock, claiming each tick in the warehouse first.
 
+pub mod breaker;
 pub mod clock;
 pub mod daemon;
 pub mod metrics;

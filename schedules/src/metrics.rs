@@ -46,6 +46,8 @@ pub struct RunReport {
 pub struct Metrics {
     started: Instant,
     runs: Mutex<BTreeMap<String, PerPipeline>>,
+    /// Circuit breaker state per MSP host (0 closed, 1 half-open, 2 open).
+    breakers: Mutex<BTreeMap<String, u8>>,
 }
 
 impl Default for Metrics {
@@ -53,6 +55,7 @@ impl Default for Metrics {
         Metrics {
             started: Instant::now(),
             runs: Mutex::new(BTreeMap::new()),
+            breakers: Mutex::new(BTreeMap::new()),
         }
     }
 }
@@ -92,6 +95,13 @@ impl Metrics {
             .unwrap_or(BUCKETS.len());
         p.buckets[i] += 1;
         p.duration_sum += secs;
+    }
+
+    pub fn set_breaker(&self, host: &str, state: u8) {
+        self.breakers
+            .lock()
+            .expect("not poisoned")
+            .insert(host.to_string(), state);
     }
 
     /// The Prometheus text exposition of everything known, with the daemon's counters.
@@ -234,6 +244,20 @@ impl Metrics {
             "gauge",
             "1 when this instance holds the pipeline's lease.",
             l,
+        );
+        let mut b = String::new();
+        for (host, state) in self.breakers.lock().expect("not poisoned").iter() {
+            let _ = writeln!(
+                b,
+                "mobiflux_breaker_state{{host=\"{}\"}} {state}",
+                label(host)
+            );
+        }
+        section(
+            "breaker_state",
+            "gauge",
+            "Circuit breaker per MSP host: 0 closed, 1 half-open (probing), 2 open (failing fast).",
+            b,
         );
         section(
             "uptime_seconds",
