@@ -119,6 +119,18 @@ enum Command {
         #[arg(long, default_value_t = 30)]
         breaker_cooldown_secs: u64,
     },
+    /// Per pipeline: last run, freshness against its schedule, recent failures and
+    /// quarantined rows (from `etl_runs`).
+    Status {
+        #[command(flatten)]
+        dest: Destinations,
+        /// How far back to look.
+        #[arg(long, default_value_t = 24)]
+        hours: i64,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Check every definition; errors name file, line and key.
     Validate {
         #[arg(
@@ -351,6 +363,15 @@ async fn dispatch(cmd: Command) -> Result<ExitCode> {
                 breaker_cooldown: std::time::Duration::from_secs(breaker_cooldown_secs.max(1)),
             };
             crate::schedule::run(runner, defs, settings).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { dest, hours, json } => {
+            let defs = definitions::load_dir(&dest.pipelines)
+                .map(|(d, _)| d)
+                .unwrap_or_default();
+            let wh = mobiflux_loaders::open(&dest.warehouse).await?;
+            wh.migrate().await?;
+            crate::status::run(wh.as_ref(), &defs, hours.max(1), json).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate {

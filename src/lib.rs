@@ -10,3 +10,4 @@ pub mod definitions;
 pub mod runner;
 pub mod schedule;
 pub mod simulator;
+pub mod status;

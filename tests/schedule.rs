@@ -151,6 +151,14 @@ async fn each_tick_runs_once_and_sigterm_lets_the_run_in_flight_finish() {
         assert_eq!(trigger, "schedule");
         assert!(tick.ends_with(".000000Z"), "ticks on whole seconds: {tick}");
     }
+    // `mobiflux status` reports the daemon's runs.
+    let out = mobiflux(&["status", "--json"], &env).await;
+    assert!(out.status.success(), "{}", text(&out).1);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status[0]["pipeline"], "p0");
+    assert_eq!(status[0]["freshness"], "fresh");
+    assert_eq!(status[0]["runs"], runs.len());
+    assert_eq!(status[0]["failures"], 0);
     // The lease was released on the way out.
     let leases: i64 = sqlx::query_scalar("SELECT count(*) FROM schedule_leases")
         .fetch_one(&pool)

@@ -197,6 +197,11 @@ pub trait Warehouse: Send + Sync {
     ) -> BoxFuture<'a, Result<Option<String>, LoadError>>;
     /// The `etl_runs` row of a run.
     fn run<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<Option<RunRecord>, LoadError>>;
+    /// Every run started since then, oldest first.
+    fn runs_since<'a>(
+        &'a self,
+        since: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<Vec<RunRecord>, LoadError>>;
     /// A table's content for comparisons and checks.
     fn dump<'a>(
         &'a self,

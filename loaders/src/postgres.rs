@@ -560,26 +560,27 @@ impl Warehouse for PostgresWarehouse {
             .await
             .map_err(|e| self.db(e))?;
             let Some(r) = row else { return Ok(None) };
-            let rec = (|| {
-                Ok::<_, sqlx::Error>(RunRecord {
-                    run_id: r.try_get(0)?,
-                    pipeline: r.try_get(1)?,
-                    partner: r.try_get(2)?,
-                    format: r.try_get(3)?,
-                    trigger: r.try_get(4)?,
-                    scheduled_for: r.try_get(5)?,
-                    started_at: r.try_get(6)?,
-                    finished_at: r.try_get(7)?,
-                    status: r.try_get(8)?,
-                    rows_loaded: r.try_get(9)?,
-                    rows_quarantined: r.try_get(10)?,
-                    bytes: r.try_get(11)?,
-                    error: r.try_get(12)?,
-                    manifest: r.try_get(13)?,
-                })
-            })()
-            .map_err(|e| self.db(e))?;
+            let rec = record_of(&r).map_err(|e| self.db(e))?;
             Ok(Some(rec))
+        })
+    }
+
+    fn runs_since<'a>(
+        &'a self,
+        since: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<Vec<RunRecord>, LoadError>> {
+        Box::pin(async move {
+            let rows = sqlx::query(AssertSqlSafe(format!(
+                "SELECT {} FROM etl_runs WHERE started_at >= $1 ORDER BY started_at",
+                sql::ETL_RUN_COLUMNS
+            )))
+            .bind(since)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.db(e))?;
+            rows.iter()
+                .map(|r| record_of(r).map_err(|e| self.db(e)))
+                .collect()
         })
     }
 
@@ -704,4 +705,24 @@ impl Warehouse for PostgresWarehouse {
     fn shares_schedules(&self) -> bool {
         true
     }
+}
+
+/// An `etl_runs` row read with `sql::ETL_RUN_COLUMNS`.
+fn record_of(r: &sqlx::postgres::PgRow) -> Result<RunRecord, sqlx::Error> {
+    Ok(RunRecord {
+        run_id: r.try_get(0)?,
+        pipeline: r.try_get(1)?,
+        partner: r.try_get(2)?,
+        format: r.try_get(3)?,
+        trigger: r.try_get(4)?,
+        scheduled_for: r.try_get(5)?,
+        started_at: r.try_get(6)?,
+        finished_at: r.try_get(7)?,
+        status: r.try_get(8)?,
+        rows_loaded: r.try_get(9)?,
+        rows_quarantined: r.try_get(10)?,
+        bytes: r.try_get(11)?,
+        error: r.try_get(12)?,
+        manifest: r.try_get(13)?,
+    })
 }

@@ -377,26 +377,27 @@ impl Warehouse for SqliteWarehouse {
             .await
             .map_err(|e| self.db(e))?;
             let Some(r) = row else { return Ok(None) };
-            let rec = (|| {
-                Ok::<_, sqlx::Error>(RunRecord {
-                    run_id: r.try_get(0)?,
-                    pipeline: r.try_get(1)?,
-                    partner: r.try_get(2)?,
-                    format: r.try_get(3)?,
-                    trigger: r.try_get(4)?,
-                    scheduled_for: parse_ts(r.try_get(5)?),
-                    started_at: parse_ts(r.try_get(6)?).unwrap_or_default(),
-                    finished_at: parse_ts(r.try_get(7)?),
-                    status: r.try_get(8)?,
-                    rows_loaded: r.try_get(9)?,
-                    rows_quarantined: r.try_get(10)?,
-                    bytes: r.try_get(11)?,
-                    error: r.try_get(12)?,
-                    manifest: r.try_get(13)?,
-                })
-            })()
-            .map_err(|e| self.db(e))?;
+            let rec = record_of(&r).map_err(|e| self.db(e))?;
             Ok(Some(rec))
+        })
+    }
+
+    fn runs_since<'a>(
+        &'a self,
+        since: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<Vec<RunRecord>, LoadError>> {
+        Box::pin(async move {
+            let rows = sqlx::query(AssertSqlSafe(format!(
+                "SELECT {} FROM etl_runs WHERE started_at >= ? ORDER BY started_at",
+                sql::ETL_RUN_COLUMNS
+            )))
+            .bind(ts_text(since))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.db(e))?;
+            rows.iter()
+                .map(|r| record_of(r).map_err(|e| self.db(e)))
+                .collect()
         })
     }
 
@@ -523,4 +524,24 @@ impl Warehouse for SqliteWarehouse {
     fn shares_schedules(&self) -> bool {
         false
     }
+}
+
+/// An `etl_runs` row read with `sql::ETL_RUN_COLUMNS`.
+fn record_of(r: &SqliteRow) -> Result<RunRecord, sqlx::Error> {
+    Ok(RunRecord {
+        run_id: r.try_get(0)?,
+        pipeline: r.try_get(1)?,
+        partner: r.try_get(2)?,
+        format: r.try_get(3)?,
+        trigger: r.try_get(4)?,
+        scheduled_for: parse_ts(r.try_get(5)?),
+        started_at: parse_ts(r.try_get(6)?).unwrap_or_default(),
+        finished_at: parse_ts(r.try_get(7)?),
+        status: r.try_get(8)?,
+        rows_loaded: r.try_get(9)?,
+        rows_quarantined: r.try_get(10)?,
+        bytes: r.try_get(11)?,
+        error: r.try_get(12)?,
+        manifest: r.try_get(13)?,
+    })
 }
