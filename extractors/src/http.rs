@@ -222,7 +222,7 @@ impl Http {
         if attempt > self.opts.retries {
             return None;
         }
-        let backoff = Duration::from_secs(1u64 << (attempt - 1).min(6));
+        let backoff = jittered(Duration::from_secs(1u64 << (attempt - 1).min(6)));
         let wait = match e {
             FetchError::Status {
                 status: 429 | 502 | 503 | 504,
@@ -504,6 +504,22 @@ enum PostBody<'a> {
     Json(&'a str),
 }
 
+/// Exponential backoff with "equal jitter": half the delay, plus a random share of the
+/// other half, so partners failing together are not retried in lockstep. (`Retry-After`
+/// is honoured as given.)
+fn jittered(d: Duration) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|t| t.as_nanos())
+            .unwrap_or(0),
+    );
+    let share = (h.finish() % 1_000_001) as f64 / 1_000_000.0;
+    d / 2 + d.mul_f64(0.5 * share)
+}
+
 /// `Retry-After` in seconds: a delay, or an HTTP date (seconds from now, 0 if past).
 fn retry_after_secs(v: &str) -> Option<u64> {
     let v = v.trim();
@@ -548,4 +564,18 @@ pub fn expect_json(resp: &Response) -> Result<serde_json::Value, FetchError> {
         message: e.to_string(),
         head: head(&resp.body),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_jittered_between_half_and_the_whole_delay() {
+        let d = Duration::from_secs(4);
+        let waits: Vec<Duration> = (0..50).map(|_| jittered(d)).collect();
+        assert!(waits.iter().all(|w| *w >= d / 2 && *w <= d), "{waits:?}");
+        let distinct: std::collections::BTreeSet<_> = waits.iter().collect();
+        assert!(distinct.len() > 10, "spread: {distinct:?}");
+    }
 }
