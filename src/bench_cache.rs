@@ -90,6 +90,7 @@ pub async fn run(runs: usize, n: usize, cache_url: &str, fixtures: &Path) -> Res
         warehouse: Arc::from(warehouse),
         cache: Some(cache.clone()),
         vars: BTreeMap::new(),
+        host_rate: None,
     };
     println!(
         "gateway cache freshness: {runs} runs of a GBFS partner with {n} moving vehicles, cache {}",

@@ -59,6 +59,10 @@ struct Destinations {
         default_value = "sqlite://./var/cache.db"
     )]
     cache: String,
+    /// At most this many requests per second to one MSP host, across all runs (no limit
+    /// when unset).
+    #[arg(long = "host-rate", env = "MOBIFLUX_HOST_RATE")]
+    host_rate: Option<f64>,
     /// Folder of pipeline definitions (*.toml).
     #[arg(
         long = "pipelines",
@@ -499,6 +503,7 @@ async fn runner(dest: &Destinations, vars: BTreeMap<String, String>) -> Result<R
         warehouse: Arc::from(warehouse),
         cache: Some(Arc::from(cache)),
         vars,
+        host_rate: dest.host_rate,
     })
 }
 

@@ -49,6 +49,8 @@ pub struct Runner {
     pub cache: Option<Arc<dyn GatewayCache>>,
     /// Consulted before the environment when resolving `${VAR}` (the demo's simulator URL).
     pub vars: BTreeMap<String, String>,
+    /// Requests per second per MSP host across the process's runs (`MOBIFLUX_HOST_RATE`).
+    pub host_rate: Option<f64>,
 }
 
 /// What became of one pipeline run.
@@ -375,6 +377,7 @@ impl Runner {
                 timeout: def.timeout,
                 max_body_bytes: def.max_body_bytes,
                 retries: def.retries,
+                host_rate: self.host_rate,
                 ..HttpOptions::default()
             };
             if let Some(ua) = &def.user_agent {

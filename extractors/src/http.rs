@@ -21,6 +21,9 @@ pub struct HttpOptions {
     /// Largest body accepted, after decompression.
     pub max_body_bytes: u64,
     pub user_agent: String,
+    /// At most this many requests per second to one host, across every run of the process
+    /// (hundreds of feeds of one MSP never hammer it); `None`: no limit.
+    pub host_rate: Option<f64>,
 }
 
 impl Default for HttpOptions {
@@ -32,6 +35,7 @@ impl Default for HttpOptions {
             connect_timeout: Duration::from_secs(10),
             max_body_bytes: 64 * 1024 * 1024,
             user_agent: concat!("mobiflux/", env!("CARGO_PKG_VERSION")).to_string(),
+            host_rate: None,
         }
     }
 }
@@ -352,6 +356,16 @@ impl Http {
         post: Option<&Post<'_>>,
         sink: &mut dyn Sink,
     ) -> Result<Meta, FetchError> {
+        if let Some(rate) = self.opts.host_rate.filter(|r| *r > 0.0)
+            && let Ok(u) = url::Url::parse(url)
+        {
+            let host = format!(
+                "{}:{}",
+                u.host_str().unwrap_or(""),
+                u.port_or_known_default().unwrap_or(0)
+            );
+            pace(&host, Duration::from_secs_f64(1.0 / rate)).await;
+        }
         let shown = src.redacted(url);
         let method = if post.is_some() { "POST" } else { "GET" };
         // Errors name the request: method and URL (secrets masked).
@@ -504,6 +518,31 @@ enum PostBody<'a> {
     Json(&'a str),
 }
 
+/// The next request slot of each host, shared by every client of the process.
+static SLOTS: std::sync::OnceLock<
+    std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+> = std::sync::OnceLock::new();
+
+/// Waits for the host's next slot (`interval` after the previous one) and takes it.
+async fn pace(host: &str, interval: Duration) {
+    let wait = {
+        let mut slots = SLOTS
+            .get_or_init(Default::default)
+            .lock()
+            .expect("not poisoned");
+        let now = std::time::Instant::now();
+        let slot = slots
+            .get(host)
+            .map(|last| (*last + interval).max(now))
+            .unwrap_or(now);
+        slots.insert(host.to_string(), slot);
+        slot - now
+    };
+    if !wait.is_zero() {
+        tokio::time::sleep(wait).await;
+    }
+}
+
 /// Exponential backoff with "equal jitter": half the delay, plus a random share of the
 /// other half, so partners failing together are not retried in lockstep. (`Retry-After`
 /// is honoured as given.)
@@ -569,6 +608,33 @@ pub fn expect_json(resp: &Response) -> Result<serde_json::Value, FetchError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn requests_to_one_host_are_paced_across_clients() {
+        let start = std::time::Instant::now();
+        let both = futures_util::future::join_all((0..6).map(|i| async move {
+            let host = if i % 2 == 0 {
+                "a.example:443"
+            } else {
+                "b.example:443"
+            };
+            pace(host, Duration::from_millis(100)).await;
+            (host, start.elapsed())
+        }))
+        .await;
+        let mut a: Vec<Duration> = both
+            .iter()
+            .filter(|(h, _)| *h == "a.example:443")
+            .map(|x| x.1)
+            .collect();
+        a.sort();
+        // Three requests to one host: at 0, 100 and 200 ms; the other host is not slowed.
+        assert!(a[2] >= Duration::from_millis(195), "{a:?}");
+        assert!(
+            a[1] >= Duration::from_millis(95) && a[0] < Duration::from_millis(50),
+            "{a:?}"
+        );
+    }
 
     #[test]
     fn backoff_is_jittered_between_half_and_the_whole_delay() {
