@@ -224,6 +224,11 @@ fn run_measured(cmd: &mut Command) -> Result<Measured> {
     })
 }
 
+/// Runs one statement with psql (creating and dropping benchmark databases).
+pub(crate) fn psql_admin(url: &str, sql: &str) -> Result<()> {
+    psql(url, sql)
+}
+
 fn psql(url: &str, sql: &str) -> Result<()> {
     let out = Command::new("psql")
         .args([url, "-v", "ON_ERROR_STOP=1", "-q", "-c", sql])

@@ -221,6 +221,31 @@ pub enum CacheWhat {
 
 #[derive(Subcommand)]
 enum BenchWhat {
+    /// Many simulated GBFS systems polled every minute: mobiflux's scheduler, then a Python
+    /// asyncio + psycopg reference poller; cycle times, CPU, RSS, throughput side by side.
+    Soak {
+        #[arg(long, default_value_t = 1_000)]
+        systems: usize,
+        /// Minutes per side.
+        #[arg(long, default_value_t = 10)]
+        minutes: u64,
+        /// PostgreSQL server (a role that may create databases).
+        #[arg(
+            long = "warehouse",
+            env = "MOBIFLUX_BENCH_PG_URL",
+            default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+        )]
+        warehouse: String,
+        #[arg(
+            long = "cache",
+            env = "MOBIFLUX_BENCH_CACHE_URL",
+            default_value = "redis://127.0.0.1:6379?prefix=mobiflux-soak"
+        )]
+        cache: String,
+        /// Only mobiflux (no reference run).
+        #[arg(long)]
+        no_reference: bool,
+    },
     /// Gateway cache freshness: from an MSP change to the updated entry, over N runs.
     Cache {
         #[arg(long, default_value_t = 100)]
@@ -430,6 +455,26 @@ async fn dispatch(cmd: Command) -> Result<ExitCode> {
         } => {
             tokio::task::spawn_blocking(move || crate::bench::csv(rows, &warehouse, work, repeat))
                 .await??;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
+            what:
+                BenchWhat::Soak {
+                    systems,
+                    minutes,
+                    warehouse,
+                    cache,
+                    no_reference,
+                },
+        } => {
+            crate::bench_soak::run(crate::bench_soak::Options {
+                systems,
+                minutes,
+                pg_admin: warehouse,
+                cache,
+                reference: !no_reference,
+            })
+            .await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench {

@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod bench_cache;
+pub mod bench_soak;
 pub mod cache_cli;
 pub mod cli;
 pub mod definitions;

@@ -1,0 +1,458 @@
+//! `mobiflux bench soak`: many simulated GBFS systems polled every minute, mobiflux's
+//! scheduler against a straightforward Python asyncio + psycopg poller doing the same
+//! fetch-parse-load, one after the other on the same machine, with the same simulator.
+//!
+//! The systems are GBFS 2.3 feeds (system information, vehicle types, stations, station
+//! status, free-floating vehicles) whose sizes follow a long-tailed distribution like the
+//! systems of `fixtures/gbfs/systems.csv` (most small, a few with thousands of vehicles);
+//! every vehicle moves between two ticks. Printed per side: per-cycle completion time
+//! (p50/p99/max, from the tick to the last system loaded), CPU, RSS over time, and systems
+//! loaded per CPU-second; then the ratios.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+
+use crate::simulator::Simulator;
+
+const REFERENCE: &str = include_str!("reference.py");
+
+/// Deterministic draws (xorshift), so two runs simulate the same systems.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> f64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+    /// Log-normal: median `median`, spread `sigma`.
+    fn lognormal(&mut self, median: f64, sigma: f64) -> f64 {
+        let (u1, u2) = (self.next().max(1e-12), self.next());
+        let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+        median * (sigma * z).exp()
+    }
+}
+
+/// One simulated system: its folder and sizes.
+struct System {
+    dir: PathBuf,
+    vehicles: usize,
+    stations: usize,
+    lat: f64,
+    lon: f64,
+}
+
+fn write_json(path: &Path, v: &Value) -> Result<()> {
+    std::fs::write(path, serde_json::to_vec(v)?).with_context(|| path.display().to_string())
+}
+
+fn envelope(data: Value) -> Value {
+    json!({ "last_updated": chrono::Utc::now().timestamp(), "ttl": 60, "version": "2.3", "data": data })
+}
+
+impl System {
+    fn write_static(&self, i: usize) -> Result<()> {
+        let feeds: Vec<Value> = [
+            "system_information",
+            "vehicle_types",
+            "station_information",
+            "station_status",
+            "free_bike_status",
+        ]
+        .iter()
+        .map(|n| json!({ "name": n, "url": format!("https://test.com/{n}") }))
+        .collect();
+        write_json(
+            &self.dir.join("gbfs.json"),
+            &envelope(json!({ "en": { "feeds": feeds } })),
+        )?;
+        write_json(
+            &self.dir.join("system_information.json"),
+            &envelope(
+                json!({ "system_id": format!("soak-{i}"), "language": "en", "name": format!("Soak {i}"), "timezone": "Europe/Paris" }),
+            ),
+        )?;
+        write_json(
+            &self.dir.join("vehicle_types.json"),
+            &envelope(json!({ "vehicle_types": [
+                { "vehicle_type_id": "bike", "form_factor": "bicycle", "propulsion_type": "human", "name": "Bike" },
+                { "vehicle_type_id": "scooter", "form_factor": "scooter", "propulsion_type": "electric", "max_range_meters": 20000, "name": "Scooter" }
+            ] })),
+        )?;
+        let stations: Vec<Value> = (0..self.stations)
+            .map(|s| {
+                json!({ "station_id": format!("s{s}"), "name": format!("Station {s}"),
+                        "lat": self.lat + (s as f64 * 0.37).sin() * 0.02, "lon": self.lon + (s as f64 * 0.37).cos() * 0.03,
+                        "capacity": 20 })
+            })
+            .collect();
+        write_json(
+            &self.dir.join("station_information.json"),
+            &envelope(json!({ "stations": stations })),
+        )
+    }
+
+    /// The moving parts, for minute `m`.
+    fn write_dynamic(&self, m: u64) -> Result<()> {
+        let status: Vec<Value> = (0..self.stations)
+            .map(|s| {
+                let bikes = (s as u64 * 7 + m * 3) % 15;
+                json!({ "station_id": format!("s{s}"), "num_bikes_available": bikes, "num_docks_available": 20 - bikes,
+                        "is_installed": true, "is_renting": true, "is_returning": true, "last_reported": chrono::Utc::now().timestamp() })
+            })
+            .collect();
+        write_json(
+            &self.dir.join("station_status.json"),
+            &envelope(json!({ "stations": status })),
+        )?;
+        let bikes: Vec<Value> = (0..self.vehicles)
+            .map(|v| {
+                let a = v as f64 * 0.618_033_988 * std::f64::consts::TAU + m as f64 * 0.01;
+                let r = 0.002 + (v % 97) as f64 * 0.0003;
+                json!({ "bike_id": format!("v{v}"), "lat": self.lat + r * a.sin(), "lon": self.lon + r * a.cos() * 1.5,
+                        "is_reserved": v % 31 == 0, "is_disabled": v % 23 == 0,
+                        "vehicle_type_id": if v % 3 == 0 { "bike" } else { "scooter" },
+                        "current_range_meters": 1000.0 + ((v as u64 + m) % 50) as f64 * 300.0 })
+            })
+            .collect();
+        write_json(
+            &self.dir.join("free_bike_status.json"),
+            &envelope(json!({ "bikes": bikes })),
+        )
+    }
+}
+
+/// CPU seconds (user + system) and RSS (KiB) of a live process, from /proc.
+fn sample(pid: u32) -> Option<(f64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // Fields 14 and 15 (utime, stime) are the 12th and 13th after the command name.
+    let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let rss = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some((ticks / hz, rss))
+}
+
+/// What one side did.
+struct Side {
+    name: &'static str,
+    /// Completion time of each full cycle, in seconds.
+    cycles: Vec<f64>,
+    /// Systems loaded over the whole run.
+    loaded: u64,
+    cpu: f64,
+    rss_kib: Vec<u64>,
+}
+
+impl Side {
+    fn print(&self) {
+        let mut c = self.cycles.clone();
+        c.sort_by(f64::total_cmp);
+        let pct = |p: f64| {
+            c.get(((c.len() as f64 - 1.0) * p).round() as usize)
+                .copied()
+                .unwrap_or(f64::NAN)
+        };
+        let (min, max) = (
+            self.rss_kib.iter().min().copied().unwrap_or(0) as f64 / 1024.0,
+            self.rss_kib.iter().max().copied().unwrap_or(0) as f64 / 1024.0,
+        );
+        println!(
+            "{:<10} cycles {:>3}  p50 {:>6.1} s  p99 {:>6.1} s  max {:>6.1} s  CPU {:>7.1} s  systems/CPU-s {:>7.1}  RSS {:.0}-{:.0} MB",
+            self.name,
+            c.len(),
+            pct(0.5),
+            pct(0.99),
+            c.last().copied().unwrap_or(f64::NAN),
+            self.cpu,
+            self.loaded as f64 / self.cpu.max(1e-9),
+            min,
+            max
+        );
+        let series: Vec<String> = self
+            .rss_kib
+            .iter()
+            .map(|k| format!("{}", k / 1024))
+            .collect();
+        println!("{:<10} RSS MB every 30 s: {}", "", series.join(" "));
+    }
+}
+
+/// Watches a child until `until`, sampling CPU and RSS every 30 s; returns the last CPU.
+async fn watch(pid: u32, until: Instant, rss: &mut Vec<u64>) -> f64 {
+    let mut cpu = 0.0;
+    let mut next_rss = Instant::now();
+    while Instant::now() < until {
+        if let Some((c, r)) = sample(pid) {
+            cpu = c;
+            if Instant::now() >= next_rss {
+                rss.push(r);
+                next_rss += Duration::from_secs(30);
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    cpu
+}
+
+fn psql_rows(url: &str, sql: &str) -> Result<Vec<Vec<String>>> {
+    let out = Command::new("psql")
+        .args([url, "-v", "ON_ERROR_STOP=1", "-Atc", sql, "-F", "\t"])
+        .output()
+        .context("running psql")?;
+    if !out.status.success() {
+        bail!("psql: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split('\t').map(str::to_string).collect())
+        .collect())
+}
+
+fn venv(tools: &Path) -> Result<PathBuf> {
+    let dir = tools.join("soak-venv");
+    let python = dir.join("bin/python");
+    let ready = Command::new(&python)
+        .args(["-c", "import aiohttp, psycopg"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ready {
+        println!(
+            "installing the reference's aiohttp and psycopg into {}",
+            dir.display()
+        );
+        let ok = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&dir)
+            .status()?
+            .success()
+            && Command::new(dir.join("bin/pip"))
+                .args(["install", "-q", "aiohttp", "psycopg[binary]"])
+                .status()?
+                .success();
+        if !ok {
+            bail!("could not install aiohttp and psycopg for the reference poller");
+        }
+    }
+    Ok(python)
+}
+
+pub struct Options {
+    pub systems: usize,
+    pub minutes: u64,
+    pub pg_admin: String,
+    pub cache: String,
+    pub reference: bool,
+}
+
+pub async fn run(o: Options) -> Result<()> {
+    if o.systems == 0 || o.minutes < 2 {
+        bail!("--systems at least 1 and --minutes at least 2");
+    }
+    let work = std::env::temp_dir().join(format!("mobiflux-soak-{}", std::process::id()));
+    let feed = work.join("feed");
+    let defs = work.join("pipelines");
+    std::fs::create_dir_all(&defs)?;
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let mut systems = Vec::new();
+    for i in 0..o.systems {
+        let vehicles = rng.lognormal(120.0, 1.1).clamp(5.0, 5_000.0) as usize;
+        let s = System {
+            dir: feed.join(format!("sys{i}")),
+            vehicles,
+            stations: (vehicles / 8).clamp(1, 400),
+            lat: 43.0 + rng.next() * 6.0,
+            lon: -1.0 + rng.next() * 8.0,
+        };
+        std::fs::create_dir_all(&s.dir)?;
+        s.write_static(i)?;
+        s.write_dynamic(0)?;
+        systems.push(s);
+    }
+    let total_vehicles: usize = systems.iter().map(|s| s.vehicles).sum();
+    let sim = Simulator::start(&feed, "127.0.0.1:0").await?;
+    let base = sim.base_url();
+    let mut urls = BTreeMap::new();
+    for i in 0..o.systems {
+        let url = format!("{base}/sys{i}/gbfs.json");
+        std::fs::write(
+            defs.join(format!("soak-{i:04}.toml")),
+            format!(
+                "name = \"soak-{i:04}\"\npartner = \"soak-{i:04}\"\nformat = \"gbfs\"\nurl = \"{url}\"\nschedule = \"0 * * * * *\"\n"
+            ),
+        )?;
+        urls.insert(format!("soak-{i:04}"), url);
+    }
+    let systems_file = work.join("systems.json");
+    std::fs::write(&systems_file, serde_json::to_vec(&urls)?)?;
+    println!(
+        "soak: {} GBFS systems ({} vehicles, largest {}), polled every 60 s for {} min per side",
+        o.systems,
+        total_vehicles,
+        systems.iter().map(|s| s.vehicles).max().unwrap_or(0),
+        o.minutes
+    );
+    // Vehicles move half-way between ticks.
+    let movers = std::sync::Arc::new(systems);
+    let mover = {
+        let systems = movers.clone();
+        tokio::spawn(async move {
+            let mut m = 1;
+            loop {
+                let now = chrono::Utc::now().timestamp();
+                let next = (now / 60) * 60 + 30 + if now % 60 >= 30 { 60 } else { 0 };
+                tokio::time::sleep(Duration::from_secs((next - now).max(1) as u64)).await;
+                let systems = systems.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    for s in systems.iter() {
+                        let _ = s.write_dynamic(m);
+                    }
+                })
+                .await;
+                m += 1;
+            }
+        })
+    };
+    let exe = std::env::current_exe()?;
+    let base_pg = o
+        .pg_admin
+        .rsplit_once('/')
+        .map(|(b, _)| b.to_string())
+        .unwrap_or(o.pg_admin.clone());
+    let mut sides = Vec::new();
+
+    // mobiflux
+    let db = format!("mobiflux_soak_{}", std::process::id());
+    crate::bench::psql_admin(&o.pg_admin, &format!("DROP DATABASE IF EXISTS {db}"))?;
+    crate::bench::psql_admin(&o.pg_admin, &format!("CREATE DATABASE {db}"))?;
+    let pg = format!("{base_pg}/{db}");
+    let status = Command::new(&exe)
+        .args(["migrate", "--warehouse", &pg])
+        .stdout(Stdio::null())
+        .status()?;
+    if !status.success() {
+        bail!("migrating {pg}");
+    }
+    let mut child = Command::new(&exe)
+        .args([
+            "schedule",
+            "--max-concurrent",
+            "16",
+            "--per-host",
+            "64",
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ])
+        .env("MOBIFLUX_PIPELINES", &defs)
+        .env("MOBIFLUX_WAREHOUSE_URL", &pg)
+        .env("MOBIFLUX_RAW_URL", work.join("raw"))
+        .env("MOBIFLUX_CACHE_URL", &o.cache)
+        .env("MOBIFLUX_LOG", "error")
+        .stdout(Stdio::null())
+        .spawn()?;
+    let until = Instant::now() + Duration::from_secs(o.minutes * 60);
+    let mut rss = Vec::new();
+    let cpu = watch(child.id(), until, &mut rss).await;
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let _ = child.wait();
+    let rows = psql_rows(
+        &pg,
+        "SELECT count(*), count(*) FILTER (WHERE status = 'succeeded'), extract(epoch FROM max(finished_at) - scheduled_for) \
+         FROM etl_runs WHERE trigger = 'schedule' GROUP BY scheduled_for ORDER BY scheduled_for",
+    )?;
+    let mut cycles = Vec::new();
+    let mut loaded = 0;
+    for r in &rows {
+        let (n, ok): (usize, u64) = (r[0].parse()?, r[1].parse()?);
+        loaded += ok;
+        if n == o.systems {
+            cycles.push(r[2].parse::<f64>()?);
+        }
+    }
+    sides.push(Side {
+        name: "mobiflux",
+        cycles,
+        loaded,
+        cpu,
+        rss_kib: rss,
+    });
+    crate::bench::psql_admin(&o.pg_admin, &format!("DROP DATABASE IF EXISTS {db}"))?;
+
+    // The reference
+    if o.reference {
+        let tools = std::env::var("MOBIFLUX_TOOLS")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| {
+                PathBuf::from(std::env::var("HOME").unwrap_or_default())
+                    .join(".cache/mobiflux-tools")
+            });
+        let python = venv(&tools)?;
+        let script = work.join("reference.py");
+        std::fs::write(&script, REFERENCE)?;
+        let db = format!("mobiflux_soak_ref_{}", std::process::id());
+        crate::bench::psql_admin(&o.pg_admin, &format!("DROP DATABASE IF EXISTS {db}"))?;
+        crate::bench::psql_admin(&o.pg_admin, &format!("CREATE DATABASE {db}"))?;
+        let pg = format!("{base_pg}/{db}");
+        let child = Command::new(&python)
+            .arg(&script)
+            .arg(&systems_file)
+            .arg(&pg)
+            .arg((o.minutes + 1).to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let until = Instant::now() + Duration::from_secs(o.minutes * 60);
+        let mut rss = Vec::new();
+        let cpu = watch(child.id(), until, &mut rss).await;
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let out = child.wait_with_output()?;
+        let mut cycles = Vec::new();
+        let mut loaded = 0;
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let v: Value = serde_json::from_str(line)?;
+            let ok = v["ok"].as_u64().unwrap_or(0);
+            loaded += ok;
+            if ok + v["failed"].as_u64().unwrap_or(0) == o.systems as u64 {
+                cycles.push(v["secs"].as_f64().unwrap_or(f64::NAN));
+            }
+        }
+        sides.push(Side {
+            name: "reference",
+            cycles,
+            loaded,
+            cpu,
+            rss_kib: rss,
+        });
+        crate::bench::psql_admin(&o.pg_admin, &format!("DROP DATABASE IF EXISTS {db}"))?;
+    }
+    mover.abort();
+    for s in &sides {
+        s.print();
+    }
+    if let [m, r] = &sides[..] {
+        let per_cpu = |s: &Side| s.loaded as f64 / s.cpu.max(1e-9);
+        println!(
+            "ratio: mobiflux loads {:.2}x the reference's systems per CPU-second (target >= 5x); cycle p99 target <= 15 s",
+            per_cpu(m) / per_cpu(r)
+        );
+    }
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(())
+}
