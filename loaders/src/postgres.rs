@@ -44,7 +44,11 @@ const COPY_CHUNK: usize = 1 << 20;
 pub struct PostgresWarehouse {
     pool: PgPool,
     target: String,
+    /// Day partitions known to exist: loads into them take no lock and run no DDL.
+    partitions: Partitions,
 }
+
+type Partitions = std::sync::Arc<std::sync::Mutex<BTreeSet<String>>>;
 
 impl PostgresWarehouse {
     pub async fn connect(url: &str) -> Result<Self, LoadError> {
@@ -65,7 +69,11 @@ impl PostgresWarehouse {
                 target: target.clone(),
                 message: format!("cannot connect: {e}"),
             })?;
-        Ok(PostgresWarehouse { pool, target })
+        Ok(PostgresWarehouse {
+            pool,
+            target,
+            partitions: Partitions::default(),
+        })
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -158,9 +166,13 @@ async fn copy_frame(
     Ok(())
 }
 
-/// Day partitions (`{table}_pYYYYMMDD`) for every day present in the frame.
+/// Day partitions (`{table}_pYYYYMMDD`) for every day present in the frame. A partition
+/// seen before (by this process, or in the catalog) costs nothing; a missing one is created
+/// under a per-table lock held to commit (once a day per table), so loads of different
+/// partners into an existing day never wait for each other.
 async fn ensure_partitions(
     conn: &mut sqlx::PgConnection,
+    known: &Partitions,
     schema: &'static TableSchema,
     cols: &[ColRef<'_>],
     height: usize,
@@ -176,7 +188,24 @@ async fn ensure_partitions(
             _ => None,
         })
         .collect();
-    if days.is_empty() {
+    let name = |day: &chrono::NaiveDate| format!("{}_p{}", schema.name, day.format("%Y%m%d"));
+    let mut missing = Vec::new();
+    for day in days {
+        let part = name(&day);
+        if known.lock().expect("not poisoned").contains(&part) {
+            continue;
+        }
+        let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+            .bind(&part)
+            .fetch_one(&mut *conn)
+            .await?;
+        if exists {
+            known.lock().expect("not poisoned").insert(part);
+        } else {
+            missing.push(day);
+        }
+    }
+    if missing.is_empty() {
         return Ok(());
     }
     // Two loaders creating the same partition would race: one lock per table, held to commit.
@@ -184,7 +213,7 @@ async fn ensure_partitions(
         .bind(format!("mobiflux.partition.{}", schema.name))
         .execute(&mut *conn)
         .await?;
-    for day in days {
+    for day in missing {
         let next = day.succ_opt().expect("a next day");
         let ddl = format!(
             "CREATE TABLE IF NOT EXISTS {t}_p{d} PARTITION OF {t} FOR VALUES FROM ('{day} 00:00:00+00') TO ('{next} 00:00:00+00')",
@@ -241,6 +270,7 @@ fn dump_cell(row: &PgRow, i: usize, ty: ColType) -> Result<Option<String>, sqlx:
 /// merges into the real tables run at commit, in load order.
 struct PgLoad {
     tx: sqlx::Transaction<'static, sqlx::Postgres>,
+    partitions: Partitions,
     run: RunRecord,
     /// Tables with a staging table, merged at commit.
     staged: Vec<&'static TableSchema>,
@@ -354,7 +384,8 @@ impl LoadTx for PgLoad {
                 return Ok(());
             }
             if schema.kind == TableKind::Snapshot {
-                let r = ensure_partitions(&mut self.tx, schema, &cols, height).await;
+                let r =
+                    ensure_partitions(&mut self.tx, &self.partitions, schema, &cols, height).await;
                 r.map_err(|e| self.rolled_back(schema.name, e))?;
             }
             let direct = self.direct(schema, &cols, height).await;
@@ -524,6 +555,7 @@ impl Warehouse for PostgresWarehouse {
                 .map_err(|e| self.db(e))?;
             Ok(Box::new(PgLoad {
                 tx,
+                partitions: self.partitions.clone(),
                 run: run.clone(),
                 staged: Vec::new(),
                 locked: Vec::new(),

@@ -1,10 +1,12 @@
 //! The gateway's pivot format: unified frames (and, for carpooling, the pseudonymized
 //! standard answers) to the documents the Mon Compte Mobilité gateway serves to MaaS apps.
 //!
-//! The shapes are the gateway's own: every document starts from the skeleton of the
-//! gateway's payload (`fixtures/mcm-gateway/gateway-api__mock__*.json`, every field present,
-//! `null` until known) and is filled from the unified rows, so a field the gateway serves
-//! is never missing and never renamed.
+//! The shapes are the gateway's own: a document is built sparse (only what the feed gives)
+//! and written out against the template of the gateway's payload
+//! (`fixtures/mcm-gateway/gateway-api__mock__*.json`): every field the gateway serves is
+//! present, in the gateway's kind (map, list, value), `null` or empty until known, and no
+//! other field is written. Writing straight from the template, rather than filling a full
+//! tree per record, keeps a fleet of thousands of vehicles cheap to publish.
 
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
@@ -26,55 +28,194 @@ fn shape(text: &str) -> Value {
     }
 }
 
-/// The gateway's documents, as skeletons; `*_template` keep one element's skeleton in
-/// each list, to complete lists copied from a partner's answer.
+/// A document's template: the gateway's fields, in order, with their keys pre-encoded.
+#[derive(Debug, Clone)]
+pub enum Template {
+    /// A value of the gateway's (text, number, boolean or `null` in its example).
+    Leaf,
+    /// A free-form map (`additionalProp…` in the gateway's OpenAPI examples): written whole.
+    Free,
+    Object(Vec<Field>),
+    /// A list, with the template of its elements when the gateway's example has one.
+    List(Option<Box<Template>>),
+}
+
+#[derive(Debug, Clone)]
+pub struct Field {
+    name: String,
+    /// `"name":`, JSON-encoded.
+    key: Vec<u8>,
+    template: Template,
+}
+
+impl Template {
+    /// The template of a gateway example document.
+    pub fn of(v: &Value) -> Template {
+        match v {
+            Value::Object(m)
+                if !m.is_empty() && m.keys().all(|k| k.starts_with("additionalProp")) =>
+            {
+                Template::Free
+            }
+            Value::Object(m) => Template::Object(
+                m.iter()
+                    .map(|(k, v)| Field {
+                        name: k.clone(),
+                        key: format!("{}:", Value::from(k.as_str())).into_bytes(),
+                        template: Template::of(v),
+                    })
+                    .collect(),
+            ),
+            Value::Array(a) => Template::List(a.first().map(|e| Box::new(Template::of(e)))),
+            _ => Template::Leaf,
+        }
+    }
+
+    fn field(&self, name: &str) -> Option<&Template> {
+        match self {
+            Template::Object(fields) => fields.iter().find(|f| f.name == name).map(|f| &f.template),
+            _ => None,
+        }
+    }
+
+    /// The template without some fields (an asset type without its assets).
+    fn without(&self, names: &[&str]) -> Template {
+        match self {
+            Template::Object(fields) => Template::Object(
+                fields
+                    .iter()
+                    .filter(|f| !names.contains(&f.name.as_str()))
+                    .cloned()
+                    .collect(),
+            ),
+            t => t.clone(),
+        }
+    }
+
+    /// Writes the template's fields empty: `null`, `[]`, `{}`.
+    fn write_blank(&self, out: &mut Vec<u8>) {
+        match self {
+            Template::Leaf => out.extend_from_slice(b"null"),
+            Template::Free => out.extend_from_slice(b"{}"),
+            Template::List(_) => out.extend_from_slice(b"[]"),
+            Template::Object(fields) => {
+                out.push(b'{');
+                for (i, f) in fields.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    out.extend_from_slice(&f.key);
+                    f.template.write_blank(out);
+                }
+                out.push(b'}');
+            }
+        }
+    }
+
+    /// Writes `v` in the template's shape: every field of the template (from `v` when it has
+    /// it, empty otherwise), nothing else; a value of another kind than the template's map or
+    /// list is written empty; an explicit `null` stays `null`.
+    pub fn write(&self, out: &mut Vec<u8>, v: Option<&Value>) {
+        let write_value = |out: &mut Vec<u8>, v: &Value| {
+            serde_json::to_writer(&mut *out, v).expect("JSON values serialize");
+        };
+        match (self, v) {
+            (_, None) => self.write_blank(out),
+            (_, Some(Value::Null)) => out.extend_from_slice(b"null"),
+            (Template::Leaf, Some(v)) => write_value(out, v),
+            (Template::Free, Some(v @ Value::Object(_))) => write_value(out, v),
+            (Template::Object(fields), Some(Value::Object(m))) => {
+                out.push(b'{');
+                for (i, f) in fields.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    out.extend_from_slice(&f.key);
+                    f.template.write(out, m.get(&f.name));
+                }
+                out.push(b'}');
+            }
+            (Template::List(element), Some(Value::Array(items))) => {
+                out.push(b'[');
+                for (i, it) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    match element {
+                        Some(t) => t.write(out, Some(it)),
+                        None => write_value(out, it),
+                    }
+                }
+                out.push(b']');
+            }
+            _ => self.write_blank(out),
+        }
+    }
+
+    /// The document `v` written in this shape.
+    pub fn render(&self, v: &Value) -> String {
+        let mut out = Vec::with_capacity(256);
+        self.write(&mut out, Some(v));
+        String::from_utf8(out).expect("JSON is UTF-8")
+    }
+}
+
+/// The gateway's documents, as templates.
 struct Shapes {
-    station_template: Value,
-    asset_template: Value,
-    asset_type_template: Value,
-    station: Value,
-    station_status: Value,
-    asset: Value,
-    asset_type: Value,
-    pricing: Value,
-    fare_part: Value,
-    zones: Value,
-    zone: Value,
-    partner: Value,
+    stations: Template,
+    station: Template,
+    stations_status: Template,
+    assets: Template,
+    asset: Template,
+    available_assets: Template,
+    asset_type: Template,
+    vehicle_types: Template,
+    pricing_plans: Template,
+    zones: Template,
+    partner: Template,
     global_view: Value,
-    /// The carpooling standard's answers, per endpoint (resource name).
-    carpool: Vec<(&'static str, Value)>,
+    /// The carpooling standard's answers, per endpoint (resource name), as lists.
+    carpool: Vec<(&'static str, Template)>,
 }
 
 static SHAPES: LazyLock<Shapes> = LazyLock::new(|| {
-    let available = shape(include_str!(
+    let list = |text: &str| -> Value {
+        match serde_json::from_str(text).expect("the gateway's shapes are JSON") {
+            a @ Value::Array(_) => a,
+            v => Value::Array(vec![v]),
+        }
+    };
+    let available = list(include_str!(
         "../../../fixtures/mcm-gateway/gateway-api__mock__getPartnerAvailableAssetsMock.json"
     ));
-    let zones = shape(include_str!(
-        "../../../fixtures/mcm-gateway/gateway-api__mock__getPartnerZoneMock.json"
-    ));
-    let pricing = available["applicablePricings"][0].clone();
-    let stations = shape(include_str!(
+    let stations = list(include_str!(
         "../../../fixtures/mcm-gateway/gateway-api__mock__getPartnerStationsMock.json"
     ));
-    let assets = shape(include_str!(
+    let assets = list(include_str!(
         "../../../fixtures/mcm-gateway/gateway-api__mock__getPartnerAssetsMock.json"
     ));
+    let pricing = Value::Array(vec![available[0]["applicablePricings"][0].clone()]);
+    let asset_type = Template::of(&available[0]);
     Shapes {
-        station_template: template(&stations),
-        asset_template: template(&assets),
-        asset_type_template: template(&available),
-        station: skeleton(&stations),
-        station_status: skeleton(&shape(include_str!(
+        station: Template::of(&stations[0]),
+        stations: Template::of(&stations),
+        stations_status: Template::of(&list(include_str!(
             "../../../fixtures/mcm-gateway/gateway-api__mock__getPartnerStationsStatusMock.json"
         ))),
-        asset: skeleton(&assets),
-        asset_type: skeleton(&available),
-        fare_part: skeleton(&pricing["fare"]["parts"][0]),
-        pricing: skeleton(&pricing),
-        zone: skeleton(&zones["zones"][0]),
-        zones: skeleton(&zones),
-        partner: skeleton(&shape(include_str!(
+        asset: Template::of(&assets[0]),
+        assets: Template::of(&assets),
+        available_assets: Template::of(&available),
+        vehicle_types: Template::List(Some(Box::new(asset_type.without(&[
+            "assets",
+            "nrAvailable",
+            "stationId",
+        ])))),
+        asset_type,
+        pricing_plans: Template::of(&pricing),
+        zones: Template::of(&shape(include_str!(
+            "../../../fixtures/mcm-gateway/gateway-api__mock__getPartnerZoneMock.json"
+        ))),
+        partner: Template::of(&shape(include_str!(
             "../../../fixtures/mcm-gateway/gateway-api__mock__getPartnersMock.json"
         ))),
         global_view: skeleton(&shape(include_str!(
@@ -83,25 +224,25 @@ static SHAPES: LazyLock<Shapes> = LazyLock::new(|| {
         carpool: vec![
             (
                 "driver-journeys",
-                skeleton(&shape(include_str!(
+                Template::of(&list(include_str!(
                     "../../../fixtures/mcm-gateway/gateway-api__mock__getDriverJourneys.json"
                 ))),
             ),
             (
                 "passenger-journeys",
-                skeleton(&shape(include_str!(
+                Template::of(&list(include_str!(
                     "../../../fixtures/mcm-gateway/gateway-api__mock__getPassengerJourneys.json"
                 ))),
             ),
             (
                 "driver-regular-trips",
-                skeleton(&shape(include_str!(
+                Template::of(&list(include_str!(
                     "../../../fixtures/mcm-gateway/gateway-api__mock__getDriverRegularTrip.json"
                 ))),
             ),
             (
                 "passenger-regular-trips",
-                skeleton(&shape(include_str!(
+                Template::of(&list(include_str!(
                     "../../../fixtures/mcm-gateway/gateway-api__mock__getPassengerRegularTrip.json"
                 ))),
             ),
@@ -137,39 +278,16 @@ fn blank(t: &Value) -> Value {
     }
 }
 
-/// Adds the fields of `shape` (a skeleton or a template) that `doc` lacks, as `null`, at
-/// every level where both are objects, and in every element of a list when `shape` is a
-/// template (a pseudonymized journey keeps the gateway's `firstName`, empty).
-fn fill_missing(doc: &mut Value, shape: &Value) {
-    match (doc, shape) {
-        (Value::Object(d), Value::Object(s)) => {
-            for (k, v) in s {
-                match d.get_mut(k) {
-                    Some(mine) => fill_missing(mine, v),
-                    None => {
-                        d.insert(k.clone(), blank(v));
-                    }
-                }
-            }
-        }
-        (Value::Array(items), Value::Array(t)) => {
-            if let Some(t0) = t.first() {
-                for it in items {
-                    fill_missing(it, t0);
-                }
-            }
-        }
-        _ => {}
-    }
-}
-
 /// The skeleton of the territory view (`partners/global-view`).
 pub fn global_view() -> Value {
     SHAPES.global_view.clone()
 }
 
-/// Sets a field at a path of object keys (the skeleton has every object on the way).
+/// Sets a field at a path of object keys, making the maps on the way.
 fn put(doc: &mut Value, path: &[&str], v: impl Into<Value>) {
+    if !doc.is_object() {
+        *doc = obj();
+    }
     let mut at = doc;
     for k in &path[..path.len() - 1] {
         if !at[*k].is_object() {
@@ -178,6 +296,11 @@ fn put(doc: &mut Value, path: &[&str], v: impl Into<Value>) {
         at = &mut at[*k];
     }
     at[path[path.len() - 1]] = v.into();
+}
+
+/// An empty (sparse) document.
+fn obj() -> Value {
+    Value::Object(Map::new())
 }
 
 /// A frame read by column name.
@@ -289,11 +412,14 @@ pub fn build(
     };
     let frame = |name: &str| tables.iter().find(|(s, _)| s.name == name);
     let mut out = Vec::new();
-    let doc = |name: &str, v: Value, geo: Option<(&'static str, Vec<Point>)>| Resource {
-        name: name.to_string(),
-        payload: v.to_string(),
-        geo,
+    let doc = |name: &str, shape: &Template, v: Value, geo: Option<(&'static str, Vec<Point>)>| {
+        Resource {
+            name: name.to_string(),
+            payload: shape.render(&v),
+            geo,
+        }
     };
+    let sh = &*SHAPES;
     let types = match frame("vehicle_types") {
         Some((s, df)) => vehicle_types(partner, &Rows::new(s, df)?),
         None => BTreeMap::new(),
@@ -301,16 +427,31 @@ pub fn build(
     if let Some((s, df)) = frame("system_info") {
         let rows = Rows::new(s, df)?;
         if rows.len > 0 {
-            out.push(doc("partner", system_info(partner, &rows), None));
+            out.push(doc(
+                "partner",
+                &sh.partner,
+                system_info(partner, &rows),
+                None,
+            ));
         }
     }
     if !types.is_empty() {
         let list: Vec<Value> = types.values().cloned().collect();
-        out.push(doc("vehicle-types", Value::Array(list), None));
+        out.push(doc(
+            "vehicle-types",
+            &sh.vehicle_types,
+            Value::Array(list),
+            None,
+        ));
     }
     if let Some((s, df)) = frame("pricing_plans") {
         let rows = Rows::new(s, df)?;
-        out.push(doc("pricing-plans", pricing_plans(&rows), None));
+        out.push(doc(
+            "pricing-plans",
+            &sh.pricing_plans,
+            pricing_plans(&rows),
+            None,
+        ));
     }
     if let Some((s, df)) = frame("stations") {
         let rows = Rows::new(s, df)?;
@@ -320,15 +461,19 @@ pub fn build(
                 .as_str()
                 .and_then(|id| tomp.stations.get(id))
             {
-                overlay(st, r);
-                fill_missing(st, &SHAPES.station_template);
+                overlay(st, r, &sh.station);
             }
         }
-        out.push(doc("stations", v, Some(("stations", points))));
+        out.push(doc("stations", &sh.stations, v, Some(("stations", points))));
     }
     if let Some((s, df)) = frame("station_status") {
         let rows = Rows::new(s, df)?;
-        out.push(doc("stations-status", station_status(partner, &rows), None));
+        out.push(doc(
+            "stations-status",
+            &sh.stations_status,
+            station_status(partner, &rows),
+            None,
+        ));
     }
     if let Some((s, df)) = frame("vehicles") {
         let rows = Rows::new(s, df)?;
@@ -345,15 +490,19 @@ pub fn build(
                         o.remove(k);
                     }
                 }
-                overlay(g, &r);
+                overlay(g, &r, &sh.asset_type);
             }
             for a in g["assets"].as_array_mut().into_iter().flatten() {
                 tomp.asset(a);
             }
-            fill_missing(g, &SHAPES.asset_type_template);
         }
-        out.push(doc("assets", assets, None));
-        out.push(doc("available-assets", grouped, Some(("vehicles", points))));
+        out.push(doc("assets", &sh.assets, assets, None));
+        out.push(doc(
+            "available-assets",
+            &sh.available_assets,
+            grouped,
+            Some(("vehicles", points)),
+        ));
     }
     if let Some((s, df)) = frame("geofencing_zones") {
         let rows = Rows::new(s, df)?;
@@ -361,40 +510,60 @@ pub fn build(
             let name = frame("system_info")
                 .and_then(|(s, df)| Rows::new(s, df).ok()?.text(0, "name"))
                 .unwrap_or_else(|| partner.name.to_string());
-            out.push(doc("zones", zones(partner, &name, fetched_at, &rows), None));
+            out.push(doc(
+                "zones",
+                &sh.zones,
+                zones(partner, &name, fetched_at, &rows),
+                None,
+            ));
         }
     }
     if raw.format == "covoiturage" {
         for (resource, list) in carpool_answers(raw.docs) {
-            out.push(doc(&resource, Value::Array(list), None));
+            let shape = sh.carpool.iter().find(|(r, _)| *r == resource);
+            let payload = match shape {
+                Some((_, t)) => t.render(&Value::Array(list)),
+                None => Value::Array(list).to_string(),
+            };
+            out.push(Resource {
+                name: resource,
+                payload,
+                geo: None,
+            });
         }
     }
     Ok(out)
 }
 
-/// Writes the values of `raw` over `doc`, for the fields `doc` has (the gateway's): objects
-/// field by field (free-form maps whole), anything else whole; `null`s of `raw`, and values
-/// that are not the list or map the gateway has there, change nothing.
-fn overlay(doc: &mut Value, raw: &Value) {
-    let (Value::Object(d), Value::Object(r)) = (doc, raw) else {
+/// Writes the values of `raw` over `doc`, for the fields the gateway serves (`shape`'s):
+/// maps field by field (free-form maps whole), anything else whole; `null`s of `raw`, and
+/// values that are not the list or map the gateway has there, change nothing.
+fn overlay(doc: &mut Value, raw: &Value, shape: &Template) {
+    let Value::Object(r) = raw else {
         return;
     };
+    if !doc.is_object() {
+        *doc = obj();
+    }
+    let d = doc.as_object_mut().expect("a map");
     for (k, v) in r {
-        let Some(mine) = d.get_mut(k) else {
+        let Some(t) = shape.field(k) else {
             continue;
         };
-        match (&*mine, v) {
+        match (t, v) {
             (_, Value::Null) => {}
-            (Value::Object(m), Value::Object(_)) if m.is_empty() => *mine = v.clone(),
-            (Value::Object(_), Value::Object(_)) => overlay(mine, v),
-            (Value::Object(_), _) | (Value::Array(_), _) if !same_kind(mine, v) => {}
-            _ => *mine = v.clone(),
+            (Template::Free, Value::Object(_)) | (Template::Leaf, _) => {
+                d.insert(k.clone(), v.clone());
+            }
+            (Template::Object(_), Value::Object(_)) => {
+                overlay(d.entry(k.clone()).or_insert_with(obj), v, t);
+            }
+            (Template::List(_), Value::Array(_)) => {
+                d.insert(k.clone(), v.clone());
+            }
+            _ => {}
         }
     }
-}
-
-fn same_kind(a: &Value, b: &Value) -> bool {
-    std::mem::discriminant(a) == std::mem::discriminant(b)
 }
 
 /// A TOMP operator's stations, asset types and assets by id, with TOMP's field names
@@ -463,14 +632,13 @@ impl Tomp {
     fn asset(&self, a: &mut Value) {
         if let Some(r) = a["assetId"].as_str().and_then(|id| self.assets.get(id)) {
             let r = r.clone();
-            overlay(a, &r);
-            fill_missing(a, &SHAPES.asset_template);
+            overlay(a, &r, &SHAPES.asset);
         }
     }
 }
 
 fn system_info(p: &Partner, rows: &Rows) -> Value {
-    let mut d = SHAPES.partner.clone();
+    let mut d = obj();
     put(&mut d, &["partnerId"], p.id);
     put(&mut d, &["partnerType"], "MSP");
     put(
@@ -488,7 +656,7 @@ fn vehicle_types(p: &Partner, rows: &Rows) -> BTreeMap<String, Value> {
     (0..rows.len)
         .filter_map(|i| {
             let id = rows.text(i, "vehicle_type_id")?;
-            let mut d = SHAPES.asset_type.clone();
+            let mut d = obj();
             put(&mut d, &["assetTypeId"], id.as_str());
             put(&mut d, &["partnerId"], p.id);
             let form = rows.text(i, "form_factor").unwrap_or_default();
@@ -515,7 +683,7 @@ fn vehicle_types(p: &Partner, rows: &Rows) -> BTreeMap<String, Value> {
                 );
             }
             if let Some(plan) = rows.text(i, "default_pricing_plan_id") {
-                let mut pr = SHAPES.pricing.clone();
+                let mut pr = obj();
                 put(&mut pr, &["planId"], plan);
                 put(&mut d, &["applicablePricings"], json!([pr]));
             }
@@ -531,7 +699,7 @@ fn vehicle_types(p: &Partner, rows: &Rows) -> BTreeMap<String, Value> {
 
 fn pricing_plans(rows: &Rows) -> Value {
     let list = (0..rows.len).map(|i| {
-        let mut d = SHAPES.pricing.clone();
+        let mut d = obj();
         put(&mut d, &["planId"], opt(rows.text(i, "plan_id")));
         put(&mut d, &["name"], opt(rows.text(i, "name")));
         put(&mut d, &["description"], opt(rows.text(i, "description")));
@@ -539,7 +707,7 @@ fn pricing_plans(rows: &Rows) -> Value {
         let currency = rows.text(i, "currency");
         let mut parts = Vec::new();
         let mut part = |amount: f64, kind: &str, unit: Option<(&str, f64, f64, Option<f64>)>| {
-            let mut pt = SHAPES.fare_part.clone();
+            let mut pt = obj();
             put(&mut pt, &["amount"], amount);
             put(&mut pt, &["currencyCode"], opt(currency.clone()));
             put(&mut pt, &["type"], kind);
@@ -582,7 +750,7 @@ fn stations(p: &Partner, rows: &Rows) -> (Value, Vec<Point>) {
     let mut points = Vec::new();
     let list = (0..rows.len)
         .map(|i| {
-            let mut d = SHAPES.station.clone();
+            let mut d = obj();
             let id = rows.text(i, "station_id").unwrap_or_default();
             let (lat, lon) = (rows.float(i, "lat"), rows.float(i, "lon"));
             put(&mut d, &["partnerId"], p.id);
@@ -638,7 +806,7 @@ fn station_status(p: &Partner, rows: &Rows) -> Value {
     let list = latest
         .into_iter()
         .map(|(id, i)| {
-            let mut d = SHAPES.station_status.clone();
+            let mut d = obj();
             put(&mut d, &["partnerId"], p.id);
             put(&mut d, &["stationId"], id);
             put(
@@ -701,7 +869,7 @@ fn vehicles(
         let station = rows.text(i, "station_id");
         let reserved = rows.bool(i, "is_reserved");
         let disabled = rows.bool(i, "is_disabled");
-        let mut a = SHAPES.asset.clone();
+        let mut a = obj();
         put(&mut a, &["partnerId"], p.id);
         put(&mut a, &["assetId"], id.as_str());
         put(&mut a, &["assetType"], opt(vtype.clone()));
@@ -752,7 +920,7 @@ fn vehicles(
     let grouped = groups
         .into_iter()
         .map(|((vtype, station), (assets, available))| {
-            let mut d = SHAPES.asset_type.clone();
+            let mut d = obj();
             if let Some(t) = types.get(&vtype) {
                 for (k, v) in t.as_object().into_iter().flatten() {
                     d[k.as_str()] = v.clone();
@@ -805,7 +973,7 @@ fn zone_type(rules: &Value) -> &'static str {
 }
 
 fn zones(p: &Partner, name: &str, fetched_at: DateTime<Utc>, rows: &Rows) -> Value {
-    let mut d = SHAPES.zones.clone();
+    let mut d = obj();
     put(&mut d, &["partnerId"], p.id);
     put(&mut d, &["partner"], name);
     put(&mut d, &["status"], "AVAILABLE");
@@ -816,7 +984,7 @@ fn zones(p: &Partner, name: &str, fetched_at: DateTime<Utc>, rows: &Rows) -> Val
     );
     let list = (0..rows.len)
         .map(|i| {
-            let mut z = SHAPES.zone.clone();
+            let mut z = obj();
             let rules: Value = rows
                 .text(i, "rules")
                 .and_then(|t| serde_json::from_str(&t).ok())
@@ -850,17 +1018,8 @@ fn carpool_answers(carpool: &[(&str, &[u8])]) -> Vec<(String, Vec<Value>)> {
         let Ok(Value::Array(items)) = serde_json::from_slice::<Value>(bytes) else {
             continue;
         };
-        let name = resource.replace('_', "-");
-        let shape = SHAPES
-            .carpool
-            .iter()
-            .find(|(r, _)| *r == name)
-            .map(|(_, s)| s);
-        let (list, seen) = out.entry(name).or_default();
-        for mut it in items {
-            if let Some(shape) = shape {
-                fill_missing(&mut it, shape);
-            }
+        let (list, seen) = out.entry(resource.replace('_', "-")).or_default();
+        for it in items {
             let id = it.get("id").map(Value::to_string).unwrap_or_default();
             if id.is_empty() || seen.insert(id) {
                 list.push(it);
@@ -880,6 +1039,33 @@ mod tests {
         assert_eq!(
             skeleton(&v),
             json!({"a": null, "b": {"c": null, "d": []}, "m": {}})
+        );
+    }
+
+    #[test]
+    fn a_sparse_document_is_written_in_the_gateways_shape() {
+        let example = json!({
+            "id": "x", "n": 1, "loc": {"lat": 0, "lng": 0}, "tags": ["a"],
+            "items": [{"k": 1, "v": "s"}], "meta": {"additionalProp1": {}}
+        });
+        let t = Template::of(&example);
+        // Only what is known; an unknown field is dropped; a string where the gateway has a
+        // map is left out; an explicit null stays null.
+        let sparse = json!({
+            "id": "y", "loc": {"lat": 45.5}, "items": [{"v": "w", "extra": 1}, {}],
+            "meta": {"free": true}, "tags": "not a list", "n": null, "other": 3
+        });
+        let written: Value = serde_json::from_str(&t.render(&sparse)).unwrap();
+        assert_eq!(
+            written,
+            json!({
+                "id": "y", "n": null, "loc": {"lat": 45.5, "lng": null}, "tags": [],
+                "items": [{"k": null, "v": "w"}, {"k": null, "v": null}], "meta": {"free": true}
+            })
+        );
+        assert_eq!(
+            serde_json::from_str::<Value>(&t.render(&json!({}))).unwrap(),
+            json!({"id": null, "n": null, "loc": {"lat": null, "lng": null}, "tags": [], "items": [], "meta": {}})
         );
     }
 
