@@ -46,6 +46,8 @@ pub struct Field {
     /// `"name":`, JSON-encoded.
     key: Vec<u8>,
     template: Template,
+    /// The field written empty (`null`, `[]`, `{}` or a map of those), ready to copy.
+    blank: Vec<u8>,
 }
 
 impl Template {
@@ -59,10 +61,16 @@ impl Template {
             }
             Value::Object(m) => Template::Object(
                 m.iter()
-                    .map(|(k, v)| Field {
-                        name: k.clone(),
-                        key: format!("{}:", Value::from(k.as_str())).into_bytes(),
-                        template: Template::of(v),
+                    .map(|(k, v)| {
+                        let template = Template::of(v);
+                        let mut blank = Vec::new();
+                        template.write_blank(&mut blank);
+                        Field {
+                            name: k.clone(),
+                            key: format!("{}:", Value::from(k.as_str())).into_bytes(),
+                            template,
+                            blank,
+                        }
                     })
                     .collect(),
             ),
@@ -105,7 +113,7 @@ impl Template {
                         out.push(b',');
                     }
                     out.extend_from_slice(&f.key);
-                    f.template.write_blank(out);
+                    out.extend_from_slice(&f.blank);
                 }
                 out.push(b'}');
             }
@@ -131,7 +139,10 @@ impl Template {
                         out.push(b',');
                     }
                     out.extend_from_slice(&f.key);
-                    f.template.write(out, m.get(&f.name));
+                    match m.get(&f.name) {
+                        None => out.extend_from_slice(&f.blank),
+                        v => f.template.write(out, v),
+                    }
                 }
                 out.push(b'}');
             }
