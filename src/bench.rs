@@ -15,8 +15,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
-/// Deterministic pseudo-random numbers (xorshift), so two runs generate the same file.
-struct Rng(u64);
+/// Deterministic pseudo-random numbers (xorshift), so two runs generate the same data.
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
     fn next(&mut self) -> u64 {
@@ -24,6 +24,16 @@ impl Rng {
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         self.0
+    }
+    /// Uniform in [0, 1).
+    pub(crate) fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    /// Log-normal: median `median`, spread `sigma`.
+    pub(crate) fn lognormal(&mut self, median: f64, sigma: f64) -> f64 {
+        let (u1, u2) = (self.unit().max(1e-12), self.unit());
+        let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+        median * (sigma * z).exp()
     }
     fn below(&mut self, n: u64) -> u64 {
         self.next() % n
@@ -224,11 +234,6 @@ fn run_measured(cmd: &mut Command) -> Result<Measured> {
     })
 }
 
-/// Runs one statement with psql (creating and dropping benchmark databases).
-pub(crate) fn psql_admin(url: &str, sql: &str) -> Result<()> {
-    psql(url, sql)
-}
-
 fn psql(url: &str, sql: &str) -> Result<()> {
     let out = Command::new("psql")
         .args([url, "-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
@@ -240,17 +245,29 @@ fn psql(url: &str, sql: &str) -> Result<()> {
     Ok(())
 }
 
+/// The value at quantile `p` of sorted measurements (nearest rank); `None` when empty.
+pub(crate) fn percentile<T: Copy>(sorted: &[T], p: f64) -> Option<T> {
+    let last = sorted.len().checked_sub(1)?;
+    let i = (last as f64 * p).round() as usize;
+    Some(sorted[i.min(last)])
+}
+
 /// A database made for one benchmark run and dropped after it, so no earlier run's bloat
 /// or rows weigh on the figures.
-struct FreshDb {
+pub(crate) struct FreshDb {
     admin: String,
     name: String,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl FreshDb {
     fn create(admin: &str) -> Result<Self> {
-        let name = format!("mobiflux_bench_{}", std::process::id());
+        Self::named(admin, "bench")
+    }
+
+    /// `mobiflux_{tag}_{pid}` on the server of `admin`.
+    pub(crate) fn named(admin: &str, tag: &str) -> Result<Self> {
+        let name = format!("mobiflux_{tag}_{}", std::process::id());
         let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(admin);
         psql(admin, &format!("DROP DATABASE IF EXISTS {name}"))?;
         psql(admin, &format!("CREATE DATABASE {name}"))?;

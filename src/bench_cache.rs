@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
+use crate::bench::percentile;
 use crate::definitions;
 use crate::runner::Runner;
 use crate::simulator::Simulator;
@@ -49,11 +50,6 @@ fn vehicles(n: usize, i: usize) -> Value {
         "version": "2.3",
         "data": { "bikes": bikes }
     })
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
 }
 
 pub async fn run(runs: usize, n: usize, cache_url: &str, fixtures: &Path) -> Result<()> {
@@ -143,9 +139,9 @@ pub async fn run(runs: usize, n: usize, cache_url: &str, fixtures: &Path) -> Res
     ] {
         println!(
             "{label:<34} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
-            ms(percentile(v, 0.5)),
-            ms(percentile(v, 0.9)),
-            ms(percentile(v, 0.99)),
+            ms(percentile(v, 0.5).unwrap_or_default()),
+            ms(percentile(v, 0.9).unwrap_or_default()),
+            ms(percentile(v, 0.99).unwrap_or_default()),
             ms(*v.last().unwrap())
         );
     }

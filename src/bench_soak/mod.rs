@@ -17,27 +17,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
+use crate::bench::{FreshDb, Rng, percentile};
 use crate::simulator::Simulator;
 
 const REFERENCE: &str = include_str!("reference.py");
-
-/// Deterministic draws (xorshift), so two runs simulate the same systems.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> f64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 11) as f64 / (1u64 << 53) as f64
-    }
-    /// Log-normal: median `median`, spread `sigma`.
-    fn lognormal(&mut self, median: f64, sigma: f64) -> f64 {
-        let (u1, u2) = (self.next().max(1e-12), self.next());
-        let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
-        median * (sigma * z).exp()
-    }
-}
 
 /// One simulated system: its folder and sizes.
 struct System {
@@ -163,11 +146,7 @@ impl Side {
     fn print(&self) {
         let mut c = self.cycles.clone();
         c.sort_by(f64::total_cmp);
-        let pct = |p: f64| {
-            c.get(((c.len() as f64 - 1.0) * p).round() as usize)
-                .copied()
-                .unwrap_or(f64::NAN)
-        };
+        let pct = |p: f64| percentile(&c, p).unwrap_or(f64::NAN);
         let (min, max) = (
             self.rss_kib.iter().min().copied().unwrap_or(0) as f64 / 1024.0,
             self.rss_kib.iter().max().copied().unwrap_or(0) as f64 / 1024.0,
@@ -276,8 +255,8 @@ pub async fn run(o: Options) -> Result<()> {
             dir: feed.join(format!("sys{i}")),
             vehicles,
             stations: (vehicles / 8).clamp(1, 400),
-            lat: 43.0 + rng.next() * 6.0,
-            lon: -1.0 + rng.next() * 8.0,
+            lat: 43.0 + rng.unit() * 6.0,
+            lon: -1.0 + rng.unit() * 8.0,
         };
         std::fs::create_dir_all(&s.dir)?;
         s.write_static(i)?;
@@ -329,18 +308,11 @@ pub async fn run(o: Options) -> Result<()> {
         })
     };
     let exe = std::env::current_exe()?;
-    let base_pg = o
-        .pg_admin
-        .rsplit_once('/')
-        .map(|(b, _)| b.to_string())
-        .unwrap_or(o.pg_admin.clone());
     let mut sides = Vec::new();
 
     // mobiflux
-    let db = format!("mobiflux_soak_{}", std::process::id());
-    crate::bench::psql_admin(&o.pg_admin, &format!("DROP DATABASE IF EXISTS {db}"))?;
-    crate::bench::psql_admin(&o.pg_admin, &format!("CREATE DATABASE {db}"))?;
-    let pg = format!("{base_pg}/{db}");
+    let db = FreshDb::named(&o.pg_admin, "soak")?;
+    let pg = db.url.clone();
     let status = Command::new(&exe)
         .args(["migrate", "--warehouse", &pg])
         .stdout(Stdio::null())
@@ -392,7 +364,7 @@ pub async fn run(o: Options) -> Result<()> {
         cpu,
         rss_kib: rss,
     });
-    crate::bench::psql_admin(&o.pg_admin, &format!("DROP DATABASE IF EXISTS {db}"))?;
+    drop(db);
 
     // The reference
     if o.reference {
@@ -405,10 +377,8 @@ pub async fn run(o: Options) -> Result<()> {
         let python = venv(&tools)?;
         let script = work.join("reference.py");
         std::fs::write(&script, REFERENCE)?;
-        let db = format!("mobiflux_soak_ref_{}", std::process::id());
-        crate::bench::psql_admin(&o.pg_admin, &format!("DROP DATABASE IF EXISTS {db}"))?;
-        crate::bench::psql_admin(&o.pg_admin, &format!("CREATE DATABASE {db}"))?;
-        let pg = format!("{base_pg}/{db}");
+        let db = FreshDb::named(&o.pg_admin, "soak_ref")?;
+        let pg = db.url.clone();
         let child = Command::new(&python)
             .arg(&script)
             .arg(&systems_file)
@@ -440,7 +410,7 @@ pub async fn run(o: Options) -> Result<()> {
             cpu,
             rss_kib: rss,
         });
-        crate::bench::psql_admin(&o.pg_admin, &format!("DROP DATABASE IF EXISTS {db}"))?;
+        drop(db);
     }
     mover.abort();
     for s in &sides {
