@@ -261,32 +261,12 @@ static SHAPES: LazyLock<Shapes> = LazyLock::new(|| {
     }
 });
 
-/// Every field of a document, `null`; lists empty. Free-form maps (`additionalProp…`
-/// placeholders of the gateway's OpenAPI examples) are empty maps.
+/// Every field of a document, `null`; lists empty; free-form maps (`additionalProp…`
+/// placeholders of the gateway's OpenAPI examples) empty maps: its template written blank.
 pub fn skeleton(v: &Value) -> Value {
-    blank(&template(v))
-}
-
-/// A skeleton whose lists keep the skeleton of their first element.
-fn template(v: &Value) -> Value {
-    match v {
-        Value::Object(m) if !m.is_empty() && m.keys().all(|k| k.starts_with("additionalProp")) => {
-            Value::Object(Map::new())
-        }
-        Value::Object(m) => {
-            Value::Object(m.iter().map(|(k, v)| (k.clone(), template(v))).collect())
-        }
-        Value::Array(a) => Value::Array(a.first().map(template).into_iter().collect()),
-        _ => Value::Null,
-    }
-}
-
-fn blank(t: &Value) -> Value {
-    match t {
-        Value::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), blank(v))).collect()),
-        Value::Array(_) => Value::Array(Vec::new()),
-        _ => Value::Null,
-    }
+    let mut out = Vec::new();
+    Template::of(v).write_blank(&mut out);
+    serde_json::from_slice(&out).expect("a blank document is JSON")
 }
 
 /// The skeleton of the territory view (`partners/global-view`).
