@@ -367,7 +367,7 @@ impl Runner {
         let mut record = new_record(&run_id, &def.name, &def.partner, &def.format, trigger);
         record.scheduled_for = scheduled_for;
         let mut outcome = Outcome::new(&def.name, run_id);
-        let result: Result<(Loaded, EntryMeta), String> = async {
+        let result: Result<(Loaded, Option<EntryMeta>), String> = async {
             self.warehouse
                 .start_run(&record)
                 .await
@@ -477,14 +477,15 @@ impl Runner {
             let loaded = self
                 .transform_and_load(&manifest, Some(def), &mut record, false)
                 .await?;
-            let meta = entry_meta(def, &manifest);
+            // Only a run that publishes needs its entries' metadata (a hash over its objects).
+            let meta = loaded.pivot.is_some().then(|| entry_meta(def, &manifest));
             Ok((loaded, meta))
         }
         .await;
         outcome.elapsed = started.elapsed();
         match result {
             Ok((loaded, meta)) => {
-                if let (Some(cache), Some(docs)) = (&self.cache, loaded.pivot) {
+                if let (Some(cache), Some(docs), Some(meta)) = (&self.cache, loaded.pivot, meta) {
                     outcome.cache = Some(self.publish(cache.as_ref(), def, meta, docs).await);
                 }
                 tracing::info!(
