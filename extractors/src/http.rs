@@ -207,12 +207,24 @@ pub struct Http {
 }
 
 impl Http {
+    /// A client for one run's options. Runs share the process's connection pool (one
+    /// client per connect timeout): a feed polled every minute reuses its MSP connection
+    /// instead of opening one, and the TLS set-up is built once.
     pub fn new(opts: HttpOptions) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
-            .user_agent(opts.user_agent.clone())
-            .connect_timeout(opts.connect_timeout)
-            .gzip(true)
-            .build()?;
+        static CLIENTS: std::sync::Mutex<Vec<(Duration, reqwest::Client)>> =
+            std::sync::Mutex::new(Vec::new());
+        let mut clients = CLIENTS.lock().unwrap_or_else(|e| e.into_inner());
+        let client = match clients.iter().find(|(t, _)| *t == opts.connect_timeout) {
+            Some((_, c)) => c.clone(),
+            None => {
+                let c = reqwest::Client::builder()
+                    .connect_timeout(opts.connect_timeout)
+                    .gzip(true)
+                    .build()?;
+                clients.push((opts.connect_timeout, c.clone()));
+                c
+            }
+        };
         Ok(Http { client, opts })
     }
 
@@ -371,6 +383,15 @@ impl Http {
         // Errors name the request: method and URL (secrets masked).
         let label = format!("{method} {shown}");
         let mut headers = HeaderMap::new();
+        match HeaderValue::from_str(&self.opts.user_agent) {
+            Ok(ua) => headers.insert(reqwest::header::USER_AGENT, ua),
+            Err(_) => {
+                return Err(FetchError::Connect {
+                    url: label,
+                    message: "the user agent is not a valid HTTP header value".into(),
+                });
+            }
+        };
         for (k, v) in &src.headers {
             let (Ok(name), Ok(value)) = (
                 HeaderName::from_bytes(k.as_bytes()),

@@ -280,11 +280,18 @@ pub async fn run(o: Options) -> Result<()> {
     let systems_file = work.join("systems.json");
     std::fs::write(&systems_file, serde_json::to_vec(&urls)?)?;
     println!(
-        "soak: {} GBFS systems ({} vehicles, largest {}), polled every 60 s for {} min per side",
+        "soak: {} GBFS systems ({} vehicles, largest {}), polled every 60 s for {} min per side; mobiflux's gateway cache: {}",
         o.systems,
         total_vehicles,
         systems.iter().map(|s| s.vehicles).max().unwrap_or(0),
-        o.minutes
+        o.minutes,
+        match o.cache.as_str() {
+            "none" => "none (fetch-parse-load, like the reference)".to_string(),
+            url => format!(
+                "{} (fetch-parse-load and publish)",
+                mobiflux_model::redact::url(url, &[])
+            ),
+        }
     );
     // Vehicles move half-way between ticks.
     let movers = std::sync::Arc::new(systems);
@@ -324,7 +331,7 @@ pub async fn run(o: Options) -> Result<()> {
         .args([
             "schedule",
             "--max-concurrent",
-            "16",
+            "64",
             "--per-host",
             "64",
             "--metrics-addr",
