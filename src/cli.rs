@@ -52,7 +52,8 @@ struct Destinations {
         default_value = "sqlite://./var/warehouse.db"
     )]
     warehouse: String,
-    /// Gateway cache: redis://host:port[/db][?prefix=NAME], or sqlite://path (the embedded store).
+    /// Gateway cache: redis://host:port[/db][?prefix=NAME], sqlite://path (the embedded
+    /// store), or `none` (a warehouse-only deployment: nothing published).
     #[arg(
         long = "cache",
         env = "MOBIFLUX_CACHE_URL",
@@ -134,6 +135,46 @@ enum Command {
         /// JSON instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// Statistics for AOM analysts, from the documented stats_* views (`mobiflux stats list`).
+    Stats {
+        /// The statistic, or `list`.
+        name: String,
+        #[arg(
+            long = "warehouse",
+            env = "MOBIFLUX_WAREHOUSE_URL",
+            default_value = "sqlite://./var/warehouse.db"
+        )]
+        warehouse: String,
+        /// From this date (2026-11-01, UTC) or RFC 3339 time, inclusive.
+        #[arg(long)]
+        from: Option<String>,
+        /// Up to this date or time, exclusive.
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long)]
+        partner: Option<String>,
+        /// Only the partners of this territory (AOM).
+        #[arg(long)]
+        territory: Option<String>,
+        /// At most this many rows (the first in the statistic's order).
+        #[arg(long)]
+        limit: Option<u64>,
+        #[arg(long, value_enum, default_value_t = crate::stats_cli::Format::Table)]
+        format: crate::stats_cli::Format,
+        /// Write to this file instead of stdout.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// Create (or extend) a read-only PostgreSQL role that sees only its territories'
+    /// partners, in every table and view (row-level security).
+    GrantAnalyst {
+        role: String,
+        /// The territory (AOM) the role may read; repeat for several.
+        #[arg(long, required = true)]
+        territory: Vec<String>,
+        #[arg(long = "warehouse", env = "MOBIFLUX_WAREHOUSE_URL")]
+        warehouse: String,
     },
     /// Check every definition; errors name file, line and key.
     Validate {
@@ -236,15 +277,36 @@ enum BenchWhat {
             default_value = "postgres://postgres@127.0.0.1:5432/postgres"
         )]
         warehouse: String,
+        /// Where mobiflux publishes its gateway documents: `none` (the default) makes it do
+        /// what the reference does, fetch-parse-load; a cache URL adds the publication
+        /// (e.g. redis://127.0.0.1:6379?prefix=mobiflux-soak).
         #[arg(
             long = "cache",
             env = "MOBIFLUX_BENCH_CACHE_URL",
-            default_value = "redis://127.0.0.1:6379?prefix=mobiflux-soak"
+            default_value = "none"
         )]
         cache: String,
         /// Only mobiflux (no reference run).
         #[arg(long)]
         no_reference: bool,
+    },
+    /// Statistics views under load: N days of minutely status of M stations loaded through
+    /// the loaders into PostgreSQL, then each documented view's example query timed.
+    Stats {
+        #[arg(long, default_value_t = 1_500)]
+        stations: usize,
+        #[arg(long, default_value_t = 30)]
+        days: i64,
+        /// Runs of each query.
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+        /// PostgreSQL server (a role that may create databases).
+        #[arg(
+            long = "warehouse",
+            env = "MOBIFLUX_BENCH_PG_URL",
+            default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+        )]
+        warehouse: String,
     },
     /// Gateway cache freshness: from an MSP change to the updated entry, over N runs.
     Cache {
@@ -325,6 +387,7 @@ async fn dispatch(cmd: Command) -> Result<ExitCode> {
             let started = Instant::now();
             let defs = select(load_definitions(&dest.pipelines)?, &names)?;
             let runner = runner(&dest, BTreeMap::new()).await?;
+            definitions::register(runner.warehouse.as_ref(), &defs).await?;
             Ok(report(&runner.run_all(&defs).await, started))
         }
         Command::Demo { dest, fixtures } => {
@@ -348,6 +411,7 @@ async fn dispatch(cmd: Command) -> Result<ExitCode> {
                 );
             }
             let runner = runner(&dest, vars).await?;
+            definitions::register(runner.warehouse.as_ref(), &defs).await?;
             let outcomes = runner.run_all(&defs).await;
             println!(
                 "raw zone: {}   warehouse: {}   gateway cache: {}",
@@ -374,7 +438,12 @@ async fn dispatch(cmd: Command) -> Result<ExitCode> {
             breaker_cooldown_secs,
         } => {
             let defs = load_definitions(&dest.pipelines)?;
-            let runner = runner(&dest, BTreeMap::new()).await?;
+            let runner = runner_sized(
+                &dest,
+                BTreeMap::new(),
+                (max_concurrent as u32).saturating_add(2),
+            )
+            .await?;
             let settings = crate::schedule::Settings {
                 lease: std::time::Duration::from_secs(lease_secs.max(1)),
                 max_concurrent,
@@ -392,6 +461,66 @@ async fn dispatch(cmd: Command) -> Result<ExitCode> {
                 breaker_cooldown: std::time::Duration::from_secs(breaker_cooldown_secs.max(1)),
             };
             crate::schedule::run(runner, defs, settings).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Stats {
+            name,
+            warehouse,
+            from,
+            to,
+            partner,
+            territory,
+            limit,
+            format,
+            output,
+        } => {
+            let filters = mobiflux_loaders::stats::Filters {
+                from: from
+                    .as_deref()
+                    .map(crate::stats_cli::parse_time)
+                    .transpose()?,
+                to: to
+                    .as_deref()
+                    .map(crate::stats_cli::parse_time)
+                    .transpose()?,
+                partner,
+                territory,
+                limit,
+            };
+            if name == "list" {
+                print!("{}", crate::stats_cli::list());
+                return Ok(ExitCode::SUCCESS);
+            }
+            let wh = mobiflux_loaders::open(&warehouse).await?;
+            wh.migrate().await?;
+            crate::stats_cli::run(wh.as_ref(), &name, &filters, format, output.as_deref()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::GrantAnalyst {
+            role,
+            territory,
+            warehouse,
+        } => {
+            if !warehouse.starts_with("postgres") {
+                bail!(
+                    "grant-analyst needs a PostgreSQL warehouse (roles and row-level security); got {}",
+                    mobiflux_model::redact::url(&warehouse, &[])
+                );
+            }
+            let wh = mobiflux_loaders::PostgresWarehouse::connect(&warehouse).await?;
+            mobiflux_loaders::Warehouse::migrate(&wh).await?;
+            let password = std::env::var("MOBIFLUX_ANALYST_PASSWORD").ok();
+            wh.grant_analyst(&role, &territory, password.as_deref())
+                .await?;
+            println!(
+                "role {role:?} reads territories {} (row-level security on every table and view){}",
+                territory.join(", "),
+                if password.is_some() {
+                    "; password set from MOBIFLUX_ANALYST_PASSWORD"
+                } else {
+                    ""
+                }
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { dest, hours, json } => {
@@ -479,6 +608,24 @@ async fn dispatch(cmd: Command) -> Result<ExitCode> {
         }
         Command::Bench {
             what:
+                BenchWhat::Stats {
+                    stations,
+                    days,
+                    runs,
+                    warehouse,
+                },
+        } => {
+            crate::bench_stats::run(crate::bench_stats::Options {
+                stations,
+                days,
+                runs,
+                pg_admin: warehouse,
+            })
+            .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
+            what:
                 BenchWhat::Cache {
                     runs,
                     vehicles,
@@ -539,14 +686,27 @@ fn select(defs: Vec<Definition>, names: &[String]) -> Result<Vec<Definition>> {
 }
 
 async fn runner(dest: &Destinations, vars: BTreeMap<String, String>) -> Result<Runner> {
+    runner_sized(dest, vars, 8).await
+}
+
+/// A runner whose PostgreSQL pool holds `connections` (one per run at once, plus room for
+/// a scheduler's tick claims and lease renewals).
+async fn runner_sized(
+    dest: &Destinations,
+    vars: BTreeMap<String, String>,
+    connections: u32,
+) -> Result<Runner> {
     let raw = mobiflux_extractors::raw::open(&dest.raw, None).await?;
-    let warehouse = mobiflux_loaders::open(&dest.warehouse).await?;
+    let warehouse = mobiflux_loaders::open_sized(&dest.warehouse, connections.max(8)).await?;
     warehouse.migrate().await?;
-    let cache = mobiflux_loaders::cache::open(&dest.cache).await?;
+    let cache = match dest.cache.as_str() {
+        "none" => None,
+        url => Some(Arc::from(mobiflux_loaders::cache::open(url).await?)),
+    };
     Ok(Runner {
         raw: Arc::from(raw),
         warehouse: Arc::from(warehouse),
-        cache: Some(Arc::from(cache)),
+        cache,
         vars,
         host_rate: dest.host_rate,
     })

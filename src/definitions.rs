@@ -686,6 +686,31 @@ impl Definition {
     pub fn is_file_format(&self) -> bool {
         FILE_FORMATS.contains(&self.format.as_str())
     }
+
+    /// What the warehouse's `pipelines` registry holds of this definition.
+    pub fn pipeline_info(&self) -> mobiflux_loaders::PipelineInfo {
+        let gap = mobiflux_schedules::Schedule::parse(&self.schedule, &self.timezone)
+            .ok()
+            .and_then(|s| s.longest_gap(chrono::Utc::now()));
+        mobiflux_loaders::PipelineInfo {
+            pipeline: self.name.clone(),
+            partner: self.partner.clone(),
+            territory: self.territory.clone(),
+            format: self.format.clone(),
+            schedule: (!self.schedule.is_empty()).then(|| self.schedule.clone()),
+            interval_s: gap.map(|g| g.num_seconds()),
+        }
+    }
+}
+
+/// Registers the definitions in the warehouse's `pipelines` (partners, territories,
+/// schedules), which the statistics views and territory policies read.
+pub async fn register(
+    warehouse: &dyn mobiflux_loaders::Warehouse,
+    defs: &[Definition],
+) -> Result<(), mobiflux_loaders::LoadError> {
+    let infos: Vec<_> = defs.iter().map(Definition::pipeline_info).collect();
+    warehouse.register_pipelines(&infos).await
 }
 
 fn line_of(text: &str, offset: usize) -> usize {

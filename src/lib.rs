@@ -5,10 +5,12 @@
 pub mod bench;
 pub mod bench_cache;
 pub mod bench_soak;
+pub mod bench_stats;
 pub mod cache_cli;
 pub mod cli;
 pub mod definitions;
 pub mod runner;
 pub mod schedule;
 pub mod simulator;
+pub mod stats_cli;
 pub mod status;

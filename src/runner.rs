@@ -90,7 +90,7 @@ impl Outcome {
 }
 
 /// A run's `etl_runs` row as it starts.
-fn new_record(
+pub(crate) fn new_record(
     run_id: &RunId,
     pipeline: &str,
     partner: &str,
@@ -325,6 +325,13 @@ fn gateway_documents(
 }
 
 impl Runner {
+    /// The definition whose run builds gateway documents: one the gateway serves, when this
+    /// runner has a cache to publish them to.
+    fn publishing(&self, def: Option<&Definition>) -> Option<Definition> {
+        def.filter(|d| d.cache.is_some() && self.cache.is_some())
+            .cloned()
+    }
+
     /// Runs the definitions, a few at a time; one failing never stops the others.
     pub async fn run_all(&self, defs: &[Definition]) -> Vec<Outcome> {
         futures_util::stream::iter(defs)
@@ -891,7 +898,7 @@ impl Runner {
         reader: DocReader,
         record: &mut RunRecord,
     ) -> Result<Loaded, String> {
-        let publishing = def.filter(|d| d.cache.is_some()).cloned();
+        let publishing = self.publishing(def);
         let fetched_at = fetched_at(manifest);
         let mut pages = Vec::new();
         for obj in manifest
@@ -988,7 +995,7 @@ impl Runner {
         record: &mut RunRecord,
     ) -> Result<Loaded, String> {
         let language = def.and_then(|d| d.language.as_deref());
-        let publishing = def.filter(|d| d.cache.is_some()).cloned();
+        let publishing = self.publishing(def);
         let fetched_at = fetched_at(manifest);
         let mut blobs: Vec<(String, String, Bytes, chrono::DateTime<Utc>)> = Vec::new();
         for o in manifest.objects.iter().filter(|o| o.usable()) {

@@ -270,10 +270,12 @@ fn reload(
         daemon.remove(name);
         tracing::warn!(pipeline = %name, "pipeline removed from the schedule");
     }
+    let mut registered = Vec::new();
     for (name, d) in &next {
         let fresh = !current.contains_key(name);
         let edited = !fresh && changed.contains(&d.file) && !Arc::ptr_eq(d, &current[name]);
         if fresh || edited {
+            registered.push(Definition::clone(d));
             match job(d, start, catch_up) {
                 Ok(j) => {
                     daemon.upsert(j);
@@ -284,6 +286,14 @@ fn reload(
         }
     }
     *seen = now;
+    if !registered.is_empty() {
+        let warehouse = host.runner.warehouse.clone();
+        tokio::spawn(async move {
+            if let Err(e) = crate::definitions::register(warehouse.as_ref(), &registered).await {
+                tracing::error!(error = %e, "could not register the reloaded pipelines");
+            }
+        });
+    }
 }
 
 pub async fn run(runner: Runner, defs: Vec<Definition>, settings: Settings) -> Result<()> {
@@ -293,6 +303,7 @@ pub async fn run(runner: Runner, defs: Vec<Definition>, settings: Settings) -> R
         .iter()
         .map(|d| job(d, start, settings.catch_up))
         .collect::<Result<Vec<_>>>()?;
+    crate::definitions::register(runner.warehouse.as_ref(), &defs).await?;
     let shares = runner.warehouse.shares_schedules();
     let owner = owner();
     println!(

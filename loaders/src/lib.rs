@@ -8,8 +8,10 @@
 pub mod cache;
 mod cells;
 mod postgres;
+mod rollup;
 mod sql;
 mod sqlite;
+pub mod stats;
 
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
@@ -121,6 +123,31 @@ pub(crate) struct TxCounts {
     last_rejected: Option<(String, String)>,
     /// (sha256, source_object) of the raw objects loaded.
     pub(crate) objects: Vec<(String, String)>,
+    /// Snapshots (table, observed_at) this load counted in the rollups: a later chunk of the
+    /// same snapshot is new too, though its first rows are already in the table.
+    pub(crate) rolled: std::collections::HashSet<(&'static str, i64)>,
+}
+
+impl TxCounts {
+    /// Of a frame's snapshot times, those the rollups have not counted: neither stored
+    /// before this load (`stored`) nor seen earlier in it. They are marked counted.
+    pub(crate) fn fresh_snapshots(
+        &mut self,
+        table: &'static str,
+        observed: &[i64],
+        stored: &[i64],
+    ) -> std::collections::HashSet<i64> {
+        let mut fresh = std::collections::HashSet::new();
+        for t in observed {
+            if self.rolled.contains(&(table, *t)) {
+                fresh.insert(*t);
+            } else if !stored.contains(t) {
+                self.rolled.insert((table, *t));
+                fresh.insert(*t);
+            }
+        }
+        fresh
+    }
 }
 
 impl TxCounts {
@@ -168,7 +195,25 @@ impl TxCounts {
     }
 }
 
+/// A pipeline as the statistics see it: whose feed, for which territory (AOM), how often.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PipelineInfo {
+    pub pipeline: String,
+    pub partner: String,
+    pub territory: Option<String>,
+    pub format: String,
+    pub schedule: Option<String>,
+    /// The schedule's longest wait between two ticks, in seconds.
+    pub interval_s: Option<i64>,
+}
+
 pub trait Warehouse: Send + Sync {
+    /// Records the pipelines' partners, territories and schedules (`pipelines`), which the
+    /// statistics views and the territory policies read.
+    fn register_pipelines<'a>(
+        &'a self,
+        pipelines: &'a [PipelineInfo],
+    ) -> BoxFuture<'a, Result<(), LoadError>>;
     /// Creates or upgrades the schema; safe to call from several processes at once.
     fn migrate(&self) -> BoxFuture<'_, Result<(), LoadError>>;
     /// Records a run as started (or restarted, for a replay).
@@ -234,12 +279,25 @@ pub trait Warehouse: Send + Sync {
     ) -> BoxFuture<'a, Result<(), LoadError>>;
     /// Whether several scheduler instances may share this warehouse (PostgreSQL: yes).
     fn shares_schedules(&self) -> bool;
+    /// A statistic (`stats::STATS`) with its filters.
+    fn stats<'a>(
+        &'a self,
+        stat: &'static stats::Stat,
+        filters: &'a stats::Filters,
+    ) -> BoxFuture<'a, Result<stats::Table, LoadError>>;
 }
 
 /// Opens the warehouse named by a URL: `sqlite://path` (created if missing) or `postgres://…`.
 pub async fn open(url: &str) -> Result<Box<dyn Warehouse>, LoadError> {
+    open_sized(url, postgres::DEFAULT_CONNECTIONS).await
+}
+
+/// [`open`], with a PostgreSQL pool of at most `connections` (SQLite keeps its own).
+pub async fn open_sized(url: &str, connections: u32) -> Result<Box<dyn Warehouse>, LoadError> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Box::new(PostgresWarehouse::connect(url).await?))
+        Ok(Box::new(
+            PostgresWarehouse::connect_sized(url, connections).await?,
+        ))
     } else if let Some(path) = url.strip_prefix("sqlite://") {
         Ok(Box::new(SqliteWarehouse::open(path).await?))
     } else if url == "sqlite::memory:" {

@@ -2,7 +2,7 @@
 //! `INSERT … SELECT … ON CONFLICT` merge; every table of a run, its quarantine and its
 //! `etl_runs` row in one transaction. Snapshot tables get their day partitions on demand.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -16,8 +16,10 @@ use std::str::FromStr;
 
 use crate::cells::{self, Cell, ColRef};
 use crate::{
-    LoadError, LoadStats, LoadTx, RunRecord, TableDump, TxCounts, Warehouse, sql, ts_text,
+    LoadError, LoadStats, LoadTx, PipelineInfo, RunRecord, TableDump, TxCounts, Warehouse, sql,
+    ts_text,
 };
+use crate::{rollup, stats};
 use polars::prelude::DataFrame;
 
 const MIGRATIONS: &[(i32, &str)] = &[
@@ -35,11 +37,45 @@ const MIGRATIONS: &[(i32, &str)] = &[
         5,
         include_str!("../migrations/postgres/0005_schedule_leases.sql"),
     ),
+    (6, include_str!("../migrations/postgres/0006_stats.sql")),
 ];
 /// Serializes migrations across processes (any constant shared by all mobiflux instances).
 const MIGRATION_LOCK: i64 = 0x6d6f_6269_666c_7578;
 /// COPY data is sent in pieces of about this size.
 const COPY_CHUNK: usize = 1 << 20;
+
+/// What an analyst role may read (each under a territory policy, migration 6), besides
+/// the `stats_*` views.
+const ANALYST_TABLES: &[&str] = &[
+    "etl_runs",
+    "quarantine",
+    "pipelines",
+    "analyst_territories",
+    "system_info",
+    "vehicle_types",
+    "stations",
+    "station_status",
+    "vehicles",
+    "pricing_plans",
+    "regions",
+    "geofencing_zones",
+    "charge_points",
+    "charge_point_status",
+    "parking_facilities",
+    "parking_occupancy",
+    "carpool_journeys",
+    "gateway_calls",
+    "fleet_availability_hourly",
+    "fleet_availability_daily",
+    "fleet_snapshots_hourly",
+    "fleet_snapshots_daily",
+    "station_occupancy_hourly",
+    "station_occupancy_daily",
+    "station_last_status",
+];
+
+/// Pool size of a warehouse opened for one-off commands and tests.
+pub const DEFAULT_CONNECTIONS: u32 = 8;
 
 pub struct PostgresWarehouse {
     pool: PgPool,
@@ -52,6 +88,11 @@ type Partitions = std::sync::Arc<std::sync::Mutex<BTreeSet<String>>>;
 
 impl PostgresWarehouse {
     pub async fn connect(url: &str) -> Result<Self, LoadError> {
+        Self::connect_sized(url, DEFAULT_CONNECTIONS).await
+    }
+
+    /// Connects with a pool of at most `connections` (a scheduler sizes it to its runs at once).
+    pub async fn connect_sized(url: &str, connections: u32) -> Result<Self, LoadError> {
         let target = mobiflux_model::redact::url(url, &[]);
         let opts = PgConnectOptions::from_str(url)
             .map_err(|e| LoadError::BadUrl {
@@ -61,7 +102,7 @@ impl PostgresWarehouse {
             // Bulk merges take seconds by design: not worth a warning each.
             .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1));
         let pool = PgPoolOptions::new()
-            .max_connections(8)
+            .max_connections(connections.max(1))
             .acquire_timeout(Duration::from_secs(15))
             .connect_with(opts)
             .await
@@ -78,6 +119,69 @@ impl PostgresWarehouse {
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// Creates the role if needed (LOGIN, read-only), lets it read the analysts' tables and
+    /// every `stats_*` view, and adds the territories it may see (row-level security, see
+    /// migration 6). Day partitions are not granted: an analyst reads snapshots through
+    /// their parent table, where the policies apply.
+    pub async fn grant_analyst(
+        &self,
+        role: &str,
+        territories: &[String],
+        password: Option<&str>,
+    ) -> Result<(), LoadError> {
+        let mut tx = self.pool.begin().await.map_err(|e| self.db(e))?;
+        let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM pg_roles WHERE rolname = $1")
+            .bind(role)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|e| self.db(e))?;
+        let mut statements: Vec<String> = Vec::new();
+        let quoted: String = sqlx::query_scalar("SELECT quote_ident($1)")
+            .bind(role)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| self.db(e))?;
+        if exists.is_none() {
+            statements.push(format!(
+                "CREATE ROLE {quoted} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE"
+            ));
+        }
+        if let Some(p) = password {
+            let literal: String = sqlx::query_scalar("SELECT quote_literal($1)")
+                .bind(p)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|e| self.db(e))?;
+            statements.push(format!("ALTER ROLE {quoted} PASSWORD {literal}"));
+        }
+        statements.push(format!("GRANT USAGE ON SCHEMA public TO {quoted}"));
+        let views: Vec<String> = sqlx::query_scalar(
+            "SELECT quote_ident(viewname) FROM pg_views WHERE schemaname = 'public' \
+             AND (viewname LIKE 'stats\\_%' OR viewname = 'partner_territories')",
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|e| self.db(e))?;
+        for t in ANALYST_TABLES.iter().map(|t| t.to_string()).chain(views) {
+            statements.push(format!("GRANT SELECT ON {t} TO {quoted}"));
+        }
+        for stmt in statements {
+            sqlx::raw_sql(AssertSqlSafe(stmt))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.db(e))?;
+        }
+        for t in territories {
+            sqlx::query("INSERT INTO analyst_territories (role, territory) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                .bind(role)
+                .bind(t)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.db(e))?;
+        }
+        tx.commit().await.map_err(|e| self.db(e))
     }
 
     fn db(&self, e: sqlx::Error) -> LoadError {
@@ -253,6 +357,30 @@ async fn upsert_run(conn: &mut sqlx::PgConnection, r: &RunRecord) -> Result<(), 
     Ok(())
 }
 
+/// A cell of a statistics row as JSON, by its PostgreSQL type.
+fn json_cell(row: &PgRow, i: usize) -> Result<serde_json::Value, sqlx::Error> {
+    use serde_json::Value;
+    use sqlx::{TypeInfo as _, ValueRef as _};
+    let raw = row.try_get_raw(i)?;
+    if raw.is_null() {
+        return Ok(Value::Null);
+    }
+    let ty = raw.type_info().name().to_string();
+    Ok(match ty.as_str() {
+        "INT8" => row.try_get::<i64, _>(i)?.into(),
+        "INT4" => row.try_get::<i32, _>(i)?.into(),
+        "INT2" => row.try_get::<i16, _>(i)?.into(),
+        "FLOAT8" => serde_json::Number::from_f64(row.try_get::<f64, _>(i)?)
+            .map_or(Value::Null, Value::Number),
+        "FLOAT4" => serde_json::Number::from_f64(row.try_get::<f32, _>(i)? as f64)
+            .map_or(Value::Null, Value::Number),
+        "BOOL" => row.try_get::<bool, _>(i)?.into(),
+        "TIMESTAMPTZ" => ts_text(row.try_get::<DateTime<Utc>, _>(i)?).into(),
+        "DATE" => row.try_get::<chrono::NaiveDate, _>(i)?.to_string().into(),
+        _ => row.try_get::<String, _>(i)?.into(),
+    })
+}
+
 fn dump_cell(row: &PgRow, i: usize, ty: ColType) -> Result<Option<String>, sqlx::Error> {
     Ok(match ty {
         ColType::Text => row.try_get::<Option<String>, _>(i)?,
@@ -277,6 +405,80 @@ struct PgLoad {
     /// Tables locked for this partner, and whether their rows may be COPYed straight in.
     locked: Vec<(&'static str, bool)>,
     counts: TxCounts,
+}
+
+fn to_utc(us: i64) -> DateTime<Utc> {
+    Utc.timestamp_micros(us).single().unwrap_or_default()
+}
+
+/// `INSERT … SELECT * FROM UNNEST(…) ON CONFLICT (key) DO UPDATE SET s = s + excluded.s`:
+/// one statement for every row of a rollup delta.
+async fn add_delta(
+    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+    d: &rollup::Delta,
+) -> Result<(), sqlx::Error> {
+    let t = d.table;
+    let names: Vec<&str> = t
+        .keys
+        .iter()
+        .map(|k| k.0)
+        .chain(t.sums.iter().copied())
+        .collect();
+    let mut arrays = Vec::new();
+    for (i, (_, ty)) in t.keys.iter().enumerate() {
+        arrays.push(format!(
+            "${}::{}",
+            i + 1,
+            match ty {
+                rollup::KeyType::Text => "text[]",
+                rollup::KeyType::Ts => "timestamptz[]",
+            }
+        ));
+    }
+    for j in 0..t.sums.len() {
+        arrays.push(format!("${}::float8[]", t.keys.len() + j + 1));
+    }
+    let keys: Vec<&str> = t.keys.iter().map(|k| k.0).collect();
+    let sets: Vec<String> = t
+        .sums
+        .iter()
+        .map(|s| format!("{s} = {}.{s} + EXCLUDED.{s}", t.name))
+        .collect();
+    let stmt = format!(
+        "INSERT INTO {} ({}) SELECT * FROM UNNEST({}) ON CONFLICT ({}) DO UPDATE SET {}",
+        t.name,
+        names.join(", "),
+        arrays.join(", "),
+        keys.join(", "),
+        sets.join(", ")
+    );
+    let mut q = sqlx::query(AssertSqlSafe(stmt));
+    for (i, (_, ty)) in t.keys.iter().enumerate() {
+        let column = d.rows.keys().map(|k| &k[i]);
+        q = match ty {
+            rollup::KeyType::Text => q.bind(
+                column
+                    .map(|k| match k {
+                        rollup::Key::Text(s) => s.clone(),
+                        rollup::Key::Ts(_) => String::new(),
+                    })
+                    .collect::<Vec<_>>(),
+            ),
+            rollup::KeyType::Ts => q.bind(
+                column
+                    .map(|k| match k {
+                        rollup::Key::Ts(t) => to_utc(*t),
+                        rollup::Key::Text(_) => DateTime::<Utc>::default(),
+                    })
+                    .collect::<Vec<_>>(),
+            ),
+        };
+    }
+    for j in 0..t.sums.len() {
+        q = q.bind(d.rows.values().map(|v| v[j]).collect::<Vec<f64>>());
+    }
+    q.execute(&mut **tx).await?;
+    Ok(())
 }
 
 /// The time range of a snapshot frame (UTC microseconds).
@@ -361,6 +563,81 @@ impl PgLoad {
 }
 
 impl PgLoad {
+    /// Adds what the frame's new snapshots change to the rollups (`rollup.rs`), before
+    /// the frame's rows go in: a snapshot already stored counts as not new.
+    async fn roll_up(
+        &mut self,
+        schema: &'static TableSchema,
+        cols: &[ColRef<'_>],
+        height: usize,
+    ) -> Result<(), sqlx::Error> {
+        let partner = self.run.partner.clone();
+        let observed = rollup::observed(schema, cols, height);
+        let at: Vec<DateTime<Utc>> = observed.iter().map(|t| to_utc(*t)).collect();
+        let stored: Vec<DateTime<Utc>> = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT DISTINCT observed_at FROM {} WHERE partner = $1 AND observed_at = ANY($2)",
+            schema.name
+        )))
+        .bind(&partner)
+        .bind(&at)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        let stored: Vec<i64> = stored.iter().map(|t| t.timestamp_micros()).collect();
+        let fresh = self.counts.fresh_snapshots(schema.name, &observed, &stored);
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        let is_new = |t: i64| fresh.contains(&t);
+        let deltas = if schema.name == "vehicles" {
+            rollup::fleet(schema, cols, height, &is_new)
+        } else {
+            let rows = sqlx::query(
+                "SELECT station_id, observed_at, was_empty, was_full, was_renting FROM station_last_status WHERE partner = $1",
+            )
+            .bind(&partner)
+            .fetch_all(&mut *self.tx)
+            .await?;
+            let mut last = HashMap::with_capacity(rows.len());
+            for r in &rows {
+                let at: DateTime<Utc> = r.try_get(1)?;
+                let sample = rollup::Sample {
+                    observed_at: at.timestamp_micros(),
+                    empty: r.try_get(2)?,
+                    full: r.try_get(3)?,
+                    renting: r.try_get(4)?,
+                };
+                last.insert(r.try_get::<String, _>(0)?, sample);
+            }
+            let before = last.clone();
+            let deltas = rollup::stations(schema, cols, height, &is_new, &mut last);
+            let changed: Vec<(&String, &rollup::Sample)> = last
+                .iter()
+                .filter(|(s, v)| before.get(*s) != Some(*v))
+                .collect();
+            if !changed.is_empty() {
+                sqlx::query(
+                    "INSERT INTO station_last_status (partner, station_id, observed_at, was_empty, was_full, was_renting) \
+                     SELECT $1, * FROM UNNEST($2::text[], $3::timestamptz[], $4::bool[], $5::bool[], $6::bool[]) \
+                     ON CONFLICT (partner, station_id) DO UPDATE SET observed_at = EXCLUDED.observed_at, \
+                     was_empty = EXCLUDED.was_empty, was_full = EXCLUDED.was_full, was_renting = EXCLUDED.was_renting",
+                )
+                .bind(&partner)
+                .bind(changed.iter().map(|c| c.0.as_str()).collect::<Vec<_>>())
+                .bind(changed.iter().map(|c| to_utc(c.1.observed_at)).collect::<Vec<_>>())
+                .bind(changed.iter().map(|c| c.1.empty).collect::<Vec<_>>())
+                .bind(changed.iter().map(|c| c.1.full).collect::<Vec<_>>())
+                .bind(changed.iter().map(|c| c.1.renting).collect::<Vec<_>>())
+                .execute(&mut *self.tx)
+                .await?;
+            }
+            deltas
+        };
+        for d in deltas.iter().filter(|d| !d.rows.is_empty()) {
+            add_delta(&mut self.tx, d).await?;
+        }
+        Ok(())
+    }
+
     fn rolled_back(&self, table: &'static str, e: impl std::fmt::Display) -> LoadError {
         LoadError::RolledBack {
             run_id: self.run.run_id.clone(),
@@ -386,6 +663,10 @@ impl LoadTx for PgLoad {
             if schema.kind == TableKind::Snapshot {
                 let r =
                     ensure_partitions(&mut self.tx, &self.partitions, schema, &cols, height).await;
+                r.map_err(|e| self.rolled_back(schema.name, e))?;
+            }
+            if rollup::feeds(schema) {
+                let r = self.roll_up(schema, &cols, height).await;
                 r.map_err(|e| self.rolled_back(schema.name, e))?;
             }
             let direct = self.direct(schema, &cols, height).await;
@@ -540,6 +821,36 @@ impl Warehouse for PostgresWarehouse {
 
     fn fail_run<'a>(&'a self, run: &'a RunRecord) -> BoxFuture<'a, Result<(), LoadError>> {
         self.start_run(run)
+    }
+
+    fn register_pipelines<'a>(
+        &'a self,
+        pipelines: &'a [PipelineInfo],
+    ) -> BoxFuture<'a, Result<(), LoadError>> {
+        Box::pin(async move {
+            let col = |f: &dyn Fn(&PipelineInfo) -> Option<String>| {
+                pipelines.iter().map(f).collect::<Vec<_>>()
+            };
+            sqlx::query(
+                "INSERT INTO pipelines (pipeline, partner, territory, format, schedule, interval_s, updated_at) \
+                 SELECT *, now() FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[]) \
+                 ON CONFLICT (pipeline) DO UPDATE SET partner = EXCLUDED.partner, territory = EXCLUDED.territory, \
+                 format = EXCLUDED.format, schedule = EXCLUDED.schedule, interval_s = EXCLUDED.interval_s, \
+                 updated_at = EXCLUDED.updated_at \
+                 WHERE (pipelines.partner, pipelines.territory, pipelines.format, pipelines.schedule, pipelines.interval_s) \
+                 IS DISTINCT FROM (EXCLUDED.partner, EXCLUDED.territory, EXCLUDED.format, EXCLUDED.schedule, EXCLUDED.interval_s)",
+            )
+            .bind(col(&|p| Some(p.pipeline.clone())))
+            .bind(col(&|p| Some(p.partner.clone())))
+            .bind(col(&|p| p.territory.clone()))
+            .bind(col(&|p| Some(p.format.clone())))
+            .bind(col(&|p| p.schedule.clone()))
+            .bind(pipelines.iter().map(|p| p.interval_s).collect::<Vec<_>>())
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.db(e))?;
+            Ok(())
+        })
     }
 
     fn begin<'a>(
@@ -731,6 +1042,41 @@ impl Warehouse for PostgresWarehouse {
                 .await
                 .map_err(|e| self.db(e))?;
             Ok(())
+        })
+    }
+
+    fn stats<'a>(
+        &'a self,
+        stat: &'static stats::Stat,
+        filters: &'a stats::Filters,
+    ) -> BoxFuture<'a, Result<stats::Table, LoadError>> {
+        Box::pin(async move {
+            let (sql, binds) = stats::query(stat, filters, stats::Dialect::Postgres);
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for b in binds {
+                q = match b {
+                    stats::Bind::Text(t) => q.bind(t),
+                    stats::Bind::Ts(t) => q.bind(t),
+                    stats::Bind::Date(d) => q.bind(d),
+                };
+            }
+            let rows = q.fetch_all(&self.pool).await.map_err(|e| self.db(e))?;
+            let mut table = stats::Table::default();
+            if let Some(r) = rows.first() {
+                table.columns = r
+                    .columns()
+                    .iter()
+                    .map(|c| sqlx::Column::name(c).to_string())
+                    .collect();
+            }
+            for r in &rows {
+                let cells = (0..r.len())
+                    .map(|i| json_cell(r, i))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| self.db(e))?;
+                table.rows.push(cells);
+            }
+            Ok(table)
         })
     }
 

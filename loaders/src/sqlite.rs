@@ -16,8 +16,10 @@ use sqlx::{AssertSqlSafe, ConnectOptions, Row as _, Sqlite};
 
 use crate::cells::{self, Cell, ColRef};
 use crate::{
-    LoadError, LoadStats, LoadTx, RunRecord, TableDump, TxCounts, Warehouse, sql, ts_text,
+    LoadError, LoadStats, LoadTx, PipelineInfo, RunRecord, TableDump, TxCounts, Warehouse, sql,
+    ts_text,
 };
+use crate::{rollup, stats};
 use polars::prelude::DataFrame;
 
 const MIGRATIONS: &[(i32, &str)] = &[
@@ -35,6 +37,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
         5,
         include_str!("../migrations/sqlite/0005_schedule_leases.sql"),
     ),
+    (6, include_str!("../migrations/sqlite/0006_stats.sql")),
 ];
 /// SQLite accepts up to 32,766 bound values per statement; stay well below.
 const MAX_BINDS: usize = 30_000;
@@ -147,6 +150,135 @@ async fn insert_frame(
     Ok(())
 }
 
+fn ts_of(us: i64) -> String {
+    ts_text(Utc.timestamp_micros(us).single().unwrap_or_default())
+}
+
+/// Adds what the frame's new snapshots change to the rollups (`rollup.rs`), before the
+/// frame's rows go in: a snapshot already stored counts as not new.
+async fn roll_up(
+    tx: &mut sqlx::Transaction<'static, Sqlite>,
+    counts: &mut TxCounts,
+    partner: &str,
+    schema: &'static TableSchema,
+    cols: &[ColRef<'_>],
+    height: usize,
+) -> Result<(), sqlx::Error> {
+    let observed = rollup::observed(schema, cols, height);
+    let mut stored = Vec::new();
+    for t in &observed {
+        let found: Option<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT 1 FROM {} WHERE partner = ? AND observed_at = ? LIMIT 1",
+            schema.name
+        )))
+        .bind(partner)
+        .bind(ts_of(*t))
+        .fetch_optional(&mut **tx)
+        .await?;
+        if found.is_some() {
+            stored.push(*t);
+        }
+    }
+    let fresh = counts.fresh_snapshots(schema.name, &observed, &stored);
+    if fresh.is_empty() {
+        return Ok(());
+    }
+    let is_new = |t: i64| fresh.contains(&t);
+    let deltas = if schema.name == "vehicles" {
+        rollup::fleet(schema, cols, height, &is_new)
+    } else {
+        let rows = sqlx::query(
+            "SELECT station_id, observed_at, was_empty, was_full, was_renting FROM station_last_status WHERE partner = ?",
+        )
+        .bind(partner)
+        .fetch_all(&mut **tx)
+        .await?;
+        let mut last = std::collections::HashMap::with_capacity(rows.len());
+        for r in &rows {
+            let at = parse_ts(r.try_get(1)?)
+                .map(|t| t.timestamp_micros())
+                .unwrap_or(0);
+            let sample = rollup::Sample {
+                observed_at: at,
+                empty: r.try_get(2)?,
+                full: r.try_get(3)?,
+                renting: r.try_get(4)?,
+            };
+            last.insert(r.try_get::<String, _>(0)?, sample);
+        }
+        let before = last.clone();
+        let deltas = rollup::stations(schema, cols, height, &is_new, &mut last);
+        for (station, v) in last.iter().filter(|(s, v)| before.get(*s) != Some(*v)) {
+            sqlx::query(
+                "INSERT INTO station_last_status (partner, station_id, observed_at, was_empty, was_full, was_renting) \
+                 VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (partner, station_id) DO UPDATE SET \
+                 observed_at = excluded.observed_at, was_empty = excluded.was_empty, was_full = excluded.was_full, \
+                 was_renting = excluded.was_renting",
+            )
+            .bind(partner)
+            .bind(station)
+            .bind(ts_of(v.observed_at))
+            .bind(v.empty)
+            .bind(v.full)
+            .bind(v.renting)
+            .execute(&mut **tx)
+            .await?;
+        }
+        deltas
+    };
+    for d in deltas.iter().filter(|d| !d.rows.is_empty()) {
+        add_delta(tx, d).await?;
+    }
+    Ok(())
+}
+
+/// Multi-row `INSERT … ON CONFLICT (key) DO UPDATE SET s = s + excluded.s` of a rollup delta.
+async fn add_delta(
+    tx: &mut sqlx::Transaction<'static, Sqlite>,
+    d: &rollup::Delta,
+) -> Result<(), sqlx::Error> {
+    let t = d.table;
+    let names: Vec<&str> = t
+        .keys
+        .iter()
+        .map(|k| k.0)
+        .chain(t.sums.iter().copied())
+        .collect();
+    let keys: Vec<&str> = t.keys.iter().map(|k| k.0).collect();
+    let sets: Vec<String> = t
+        .sums
+        .iter()
+        .map(|s| format!("{s} = {}.{s} + excluded.{s}", t.name))
+        .collect();
+    let rows: Vec<(&Vec<rollup::Key>, &Vec<f64>)> = d.rows.iter().collect();
+    let per_stmt = (MAX_BINDS / names.len()).clamp(1, MAX_ROWS_PER_INSERT);
+    let marks = format!("({})", vec!["?"; names.len()].join(","));
+    for chunk in rows.chunks(per_stmt) {
+        let stmt = format!(
+            "INSERT INTO {} ({}) VALUES {} ON CONFLICT ({}) DO UPDATE SET {}",
+            t.name,
+            names.join(", "),
+            vec![marks.as_str(); chunk.len()].join(","),
+            keys.join(", "),
+            sets.join(", ")
+        );
+        let mut q = sqlx::query(AssertSqlSafe(stmt));
+        for (key, sums) in chunk {
+            for k in key.iter() {
+                q = match k {
+                    rollup::Key::Text(s) => q.bind(s.clone()),
+                    rollup::Key::Ts(us) => q.bind(ts_of(*us)),
+                };
+            }
+            for v in sums.iter() {
+                q = q.bind(*v);
+            }
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
 fn opt_ts(t: Option<DateTime<Utc>>) -> Option<String> {
     t.map(ts_text)
 }
@@ -180,6 +312,24 @@ async fn upsert_run(conn: &mut sqlx::SqliteConnection, r: &RunRecord) -> Result<
 fn parse_ts(s: Option<String>) -> Option<DateTime<Utc>> {
     s.and_then(|s| DateTime::parse_from_rfc3339(&s).ok())
         .map(|t| t.with_timezone(&Utc))
+}
+
+/// A cell of a statistics row as JSON, by the SQLite value's own type (views' computed
+/// columns have none declared).
+fn json_cell(row: &SqliteRow, i: usize) -> Result<serde_json::Value, sqlx::Error> {
+    use serde_json::Value;
+    use sqlx::{TypeInfo as _, ValueRef as _};
+    let raw = row.try_get_raw(i)?;
+    if raw.is_null() {
+        return Ok(Value::Null);
+    }
+    let ty = raw.type_info().name().to_string();
+    Ok(match ty.as_str() {
+        "INTEGER" | "BOOLEAN" => row.try_get_unchecked::<i64, _>(i)?.into(),
+        "REAL" => serde_json::Number::from_f64(row.try_get_unchecked::<f64, _>(i)?)
+            .map_or(Value::Null, Value::Number),
+        _ => row.try_get_unchecked::<String, _>(i)?.into(),
+    })
 }
 
 fn dump_cell(row: &SqliteRow, i: usize, ty: ColType) -> Result<Option<String>, sqlx::Error> {
@@ -221,6 +371,18 @@ impl LoadTx for SqliteLoad {
         Box::pin(async move {
             let cols = cells::columns(schema, df)?;
             self.counts.add(schema.name, df.height());
+            if rollup::feeds(schema) {
+                let r = roll_up(
+                    &mut self.tx,
+                    &mut self.counts,
+                    &self.run.partner,
+                    schema,
+                    &cols,
+                    df.height(),
+                )
+                .await;
+                r.map_err(|e| self.rolled_back(schema.name, e))?;
+            }
             let tx = &mut self.tx;
             let step = async {
                 insert_frame(tx, schema, &cols, df.height()).await?;
@@ -324,6 +486,35 @@ impl Warehouse for SqliteWarehouse {
 
     fn fail_run<'a>(&'a self, run: &'a RunRecord) -> BoxFuture<'a, Result<(), LoadError>> {
         self.start_run(run)
+    }
+
+    fn register_pipelines<'a>(
+        &'a self,
+        pipelines: &'a [PipelineInfo],
+    ) -> BoxFuture<'a, Result<(), LoadError>> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await.map_err(|e| self.db(e))?;
+            let now = ts_text(Utc::now());
+            for p in pipelines {
+                sqlx::query(
+                    "INSERT INTO pipelines (pipeline, partner, territory, format, schedule, interval_s, updated_at) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (pipeline) DO UPDATE SET partner = excluded.partner, \
+                     territory = excluded.territory, format = excluded.format, schedule = excluded.schedule, \
+                     interval_s = excluded.interval_s, updated_at = excluded.updated_at",
+                )
+                .bind(&p.pipeline)
+                .bind(&p.partner)
+                .bind(&p.territory)
+                .bind(&p.format)
+                .bind(&p.schedule)
+                .bind(p.interval_s)
+                .bind(&now)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.db(e))?;
+            }
+            tx.commit().await.map_err(|e| self.db(e))
+        })
     }
 
     fn begin<'a>(
@@ -518,6 +709,41 @@ impl Warehouse for SqliteWarehouse {
                 .await
                 .map_err(|e| self.db(e))?;
             Ok(())
+        })
+    }
+
+    fn stats<'a>(
+        &'a self,
+        stat: &'static stats::Stat,
+        filters: &'a stats::Filters,
+    ) -> BoxFuture<'a, Result<stats::Table, LoadError>> {
+        Box::pin(async move {
+            let (sql, binds) = stats::query(stat, filters, stats::Dialect::Sqlite);
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for b in binds {
+                q = match b {
+                    stats::Bind::Text(t) => q.bind(t),
+                    stats::Bind::Ts(t) => q.bind(ts_text(t)),
+                    stats::Bind::Date(d) => q.bind(d.to_string()),
+                };
+            }
+            let rows = q.fetch_all(&self.pool).await.map_err(|e| self.db(e))?;
+            let mut table = stats::Table::default();
+            if let Some(r) = rows.first() {
+                table.columns = r
+                    .columns()
+                    .iter()
+                    .map(|c| sqlx::Column::name(c).to_string())
+                    .collect();
+            }
+            for r in &rows {
+                let cells = (0..r.len())
+                    .map(|i| json_cell(r, i))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| self.db(e))?;
+                table.rows.push(cells);
+            }
+            Ok(table)
         })
     }
 
