@@ -87,6 +87,8 @@ pub async fn run(runs: usize, n: usize, cache_url: &str, fixtures: &Path) -> Res
         cache: Some(cache.clone()),
         vars: BTreeMap::new(),
         host_rate: None,
+        // Freshness of the gateway cache: the curated zone is not on its path.
+        curated: false,
     };
     println!(
         "gateway cache freshness: {runs} runs of a GBFS partner with {n} moving vehicles, cache {}",

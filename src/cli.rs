@@ -60,6 +60,15 @@ struct Destinations {
         default_value = "sqlite://./var/cache.db"
     )]
     cache: String,
+    /// Write the unified tables as Parquet too, to curated/ beside the raw zone
+    /// (`--curated false` to skip).
+    #[arg(
+        long = "curated",
+        env = "MOBIFLUX_CURATED",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    curated: bool,
     /// At most this many requests per second to one MSP host, across all runs (no limit
     /// when unset).
     #[arg(long = "host-rate", env = "MOBIFLUX_HOST_RATE")]
@@ -709,6 +718,7 @@ async fn runner_sized(
         cache,
         vars,
         host_rate: dest.host_rate,
+        curated: dest.curated,
     })
 }
 

@@ -12,7 +12,8 @@ use futures_util::StreamExt;
 use mobiflux_extractors::raw::{Manifest, manifest_key};
 use mobiflux_extractors::{Http, HttpOptions, RawStore, Source};
 use mobiflux_loaders::cache::{EntryMeta, GatewayCache, Publication, Resource, pivot};
-use mobiflux_loaders::{Batch, RunRecord, Warehouse};
+use mobiflux_loaders::curated::Curated;
+use mobiflux_loaders::{RunRecord, Warehouse};
 use mobiflux_model::RunId;
 use mobiflux_transforms::fixed::FixedMap;
 use mobiflux_transforms::html::PageSpec;
@@ -51,6 +52,8 @@ pub struct Runner {
     pub vars: BTreeMap<String, String>,
     /// Requests per second per MSP host across the process's runs (`MOBIFLUX_HOST_RATE`).
     pub host_rate: Option<f64>,
+    /// Whether loads also write the curated Parquet zone (`curated/` beside the raw zone).
+    pub curated: bool,
 }
 
 /// What became of one pipeline run.
@@ -330,6 +333,39 @@ impl Runner {
     fn publishing(&self, def: Option<&Definition>) -> Option<Definition> {
         def.filter(|d| d.cache.is_some() && self.cache.is_some())
             .cloned()
+    }
+
+    /// The run's curated parts, written beside the load when the zone is on.
+    fn curated(&self, record: &RunRecord) -> Result<Option<Curated>, String> {
+        if !self.curated {
+            return Ok(None);
+        }
+        Curated::new(&record.run_id, record.started_at.date_naive())
+            .map(Some)
+            .map_err(|e| format!("curated zone: {e}"))
+    }
+
+    /// Uploads the run's curated parts, once the warehouse has committed the load.
+    async fn publish_curated(&self, curated: Option<Curated>) -> Result<(), String> {
+        let Some(c) = curated else { return Ok(()) };
+        for p in c.parts() {
+            self.raw
+                .put_file(&p.key, &p.file, "application/vnd.apache.parquet")
+                .await
+                .map_err(|e| {
+                    format!(
+                        "loaded into the warehouse, but the curated zone could not be written: {e}"
+                    )
+                })?;
+        }
+        if !c.parts().is_empty() {
+            tracing::info!(
+                parts = c.parts().len(),
+                rows = c.parts().iter().map(|p| p.rows).sum::<usize>(),
+                "curated zone written"
+            );
+        }
+        Ok(())
     }
 
     /// Runs the definitions, a few at a time; one failing never stops the others.
@@ -798,6 +834,7 @@ impl Runner {
             }
         }
         record.finished_at = Some(Utc::now());
+        let mut curated = self.curated(record)?;
         let mut tx = self
             .warehouse
             .begin(record)
@@ -866,6 +903,10 @@ impl Runner {
             while let Some(chunk) = chunks.recv().await {
                 for (table, df) in &chunk.tables {
                     tx.frame(table, df).await.map_err(|e| e.to_string())?;
+                    if let Some(c) = curated.as_mut() {
+                        c.add(table, df, tx.stale_snapshots())
+                            .map_err(|e| e.to_string())?;
+                    }
                 }
                 let q = quarantine::to_frame(
                     &chunk.quarantine,
@@ -882,6 +923,7 @@ impl Runner {
             tx.record_object(&obj.sha256, &obj.key);
         }
         let stats = tx.commit().await.map_err(|e| e.to_string())?;
+        self.publish_curated(curated).await?;
         Ok(Loaded {
             tables: stats.tables,
             quarantined: stats.quarantined,
@@ -967,9 +1009,14 @@ impl Runner {
             .begin(record)
             .await
             .map_err(|e| e.to_string())?;
+        let mut curated = self.curated(record)?;
         for chunk in &chunks {
             for (table, df) in &chunk.tables {
                 tx.frame(table, df).await.map_err(|e| e.to_string())?;
+                if let Some(c) = curated.as_mut() {
+                    c.add(table, df, tx.stale_snapshots())
+                        .map_err(|e| e.to_string())?;
+                }
             }
             let q = quarantine::to_frame(
                 &chunk.quarantine,
@@ -980,6 +1027,7 @@ impl Runner {
             tx.quarantine(&q).await.map_err(|e| e.to_string())?;
         }
         let stats = tx.commit().await.map_err(|e| e.to_string())?;
+        self.publish_curated(curated).await?;
         Ok(Loaded {
             tables: stats.tables,
             quarantined: stats.quarantined,
@@ -1056,15 +1104,22 @@ impl Runner {
             &manifest.partner,
         );
         record.finished_at = Some(Utc::now());
-        let stats = self
+        let mut curated = self.curated(record)?;
+        let mut tx = self
             .warehouse
-            .load(Batch {
-                run: record,
-                tables: &out.tables,
-                quarantine: &qframe,
-            })
+            .begin(record)
             .await
             .map_err(|e| e.to_string())?;
+        for (table, df) in &out.tables {
+            tx.frame(table, df).await.map_err(|e| e.to_string())?;
+            if let Some(c) = curated.as_mut() {
+                c.add(table, df, tx.stale_snapshots())
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        tx.quarantine(&qframe).await.map_err(|e| e.to_string())?;
+        let stats = tx.commit().await.map_err(|e| e.to_string())?;
+        self.publish_curated(curated).await?;
         Ok(Loaded {
             tables: stats.tables,
             quarantined: stats.quarantined,

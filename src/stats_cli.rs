@@ -15,6 +15,8 @@ pub enum Format {
     Table,
     Csv,
     Json,
+    /// Needs --output.
+    Parquet,
 }
 
 /// `2026-11-01` (midnight UTC) or an RFC 3339 time.
@@ -56,8 +58,17 @@ pub async fn run(
     {
         bail!("--from ({from}) must be before --to ({to}); --to is exclusive");
     }
+    if format == Format::Parquet && output.is_none() {
+        bail!("--format parquet writes a file: give it with --output FILE");
+    }
     let table = warehouse.stats(stat, filters).await?;
+    if let (Format::Parquet, Some(path)) = (format, output) {
+        let file = std::fs::File::create(path).with_context(|| path.display().to_string())?;
+        stats::write_parquet(&table, file)?;
+        return Ok(());
+    }
     let text = match format {
+        Format::Parquet => unreachable!("written above"),
         Format::Table => render_table(&table),
         Format::Csv => render_csv(&table)?,
         Format::Json => serde_json::to_string_pretty(&table.records())? + "\n",

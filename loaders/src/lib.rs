@@ -7,6 +7,7 @@
 
 pub mod cache;
 mod cells;
+pub mod curated;
 mod postgres;
 mod rollup;
 mod sql;
@@ -111,6 +112,11 @@ pub trait LoadTx: Send {
     fn quarantine<'a>(&'a mut self, df: &'a DataFrame) -> BoxFuture<'a, Result<(), LoadError>>;
     /// Records that a raw object's content was loaded by this run (written at commit).
     fn record_object(&mut self, sha256: &str, source_object: &str);
+    /// Of the last frame of a snapshot table, the snapshot times (`observed_at`, UTC
+    /// microseconds) the warehouse held before this load: rows the load leaves as they were.
+    /// Checked for frames of at most [`SNAPSHOT_CHECK_MAX`] distinct times (feeds, pages,
+    /// searches); event tables from files are deduplicated by file content instead.
+    fn stale_snapshots(&self) -> &std::collections::HashSet<i64>;
     /// Merges what was staged, writes the run's final `etl_runs` row and commits.
     fn commit(self: Box<Self>) -> BoxFuture<'static, Result<LoadStats, LoadError>>;
 }
@@ -123,10 +129,16 @@ pub(crate) struct TxCounts {
     last_rejected: Option<(String, String)>,
     /// (sha256, source_object) of the raw objects loaded.
     pub(crate) objects: Vec<(String, String)>,
-    /// Snapshots (table, observed_at) this load counted in the rollups: a later chunk of the
-    /// same snapshot is new too, though its first rows are already in the table.
+    /// Snapshots (table, observed_at) this load found new: a later chunk of the same
+    /// snapshot is new too, though its first rows are already in the table.
     pub(crate) rolled: std::collections::HashSet<(&'static str, i64)>,
+    /// The last frame's snapshot times already stored before this load.
+    pub(crate) stale: std::collections::HashSet<i64>,
 }
+
+/// Frames with more distinct snapshot times than this are not checked one time at a time
+/// against the warehouse (see [`LoadTx::stale_snapshots`]).
+pub const SNAPSHOT_CHECK_MAX: usize = 64;
 
 impl TxCounts {
     /// Of a frame's snapshot times, those the rollups have not counted: neither stored
@@ -138,12 +150,15 @@ impl TxCounts {
         stored: &[i64],
     ) -> std::collections::HashSet<i64> {
         let mut fresh = std::collections::HashSet::new();
+        self.stale.clear();
         for t in observed {
             if self.rolled.contains(&(table, *t)) {
                 fresh.insert(*t);
             } else if !stored.contains(t) {
                 self.rolled.insert((table, *t));
                 fresh.insert(*t);
+            } else {
+                self.stale.insert(*t);
             }
         }
         fresh

@@ -563,8 +563,9 @@ impl PgLoad {
 }
 
 impl PgLoad {
-    /// Adds what the frame's new snapshots change to the rollups (`rollup.rs`), before
-    /// the frame's rows go in: a snapshot already stored counts as not new.
+    /// Of a snapshot frame, before its rows go in: which snapshots the warehouse already
+    /// held (`stale_snapshots`, for the curated zone), and what the new ones change in the
+    /// rollups (`rollup.rs`).
     async fn roll_up(
         &mut self,
         schema: &'static TableSchema,
@@ -573,6 +574,9 @@ impl PgLoad {
     ) -> Result<(), sqlx::Error> {
         let partner = self.run.partner.clone();
         let observed = rollup::observed(schema, cols, height);
+        if observed.len() > crate::SNAPSHOT_CHECK_MAX && !rollup::feeds(schema) {
+            return Ok(());
+        }
         let at: Vec<DateTime<Utc>> = observed.iter().map(|t| to_utc(*t)).collect();
         let stored: Vec<DateTime<Utc>> = sqlx::query_scalar(AssertSqlSafe(format!(
             "SELECT DISTINCT observed_at FROM {} WHERE partner = $1 AND observed_at = ANY($2)",
@@ -584,7 +588,7 @@ impl PgLoad {
         .await?;
         let stored: Vec<i64> = stored.iter().map(|t| t.timestamp_micros()).collect();
         let fresh = self.counts.fresh_snapshots(schema.name, &observed, &stored);
-        if fresh.is_empty() {
+        if fresh.is_empty() || !rollup::feeds(schema) {
             return Ok(());
         }
         let is_new = |t: i64| fresh.contains(&t);
@@ -665,7 +669,8 @@ impl LoadTx for PgLoad {
                     ensure_partitions(&mut self.tx, &self.partitions, schema, &cols, height).await;
                 r.map_err(|e| self.rolled_back(schema.name, e))?;
             }
-            if rollup::feeds(schema) {
+            self.counts.stale.clear();
+            if schema.kind == TableKind::Snapshot {
                 let r = self.roll_up(schema, &cols, height).await;
                 r.map_err(|e| self.rolled_back(schema.name, e))?;
             }
@@ -703,6 +708,10 @@ impl LoadTx for PgLoad {
             }
             Ok(())
         })
+    }
+
+    fn stale_snapshots(&self) -> &std::collections::HashSet<i64> {
+        &self.counts.stale
     }
 
     fn record_object(&mut self, sha256: &str, source_object: &str) {

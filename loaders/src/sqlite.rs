@@ -154,8 +154,9 @@ fn ts_of(us: i64) -> String {
     ts_text(Utc.timestamp_micros(us).single().unwrap_or_default())
 }
 
-/// Adds what the frame's new snapshots change to the rollups (`rollup.rs`), before the
-/// frame's rows go in: a snapshot already stored counts as not new.
+/// Of a snapshot frame, before its rows go in: which snapshots the warehouse already held
+/// (`stale_snapshots`, for the curated zone), and what the new ones change in the rollups
+/// (`rollup.rs`).
 async fn roll_up(
     tx: &mut sqlx::Transaction<'static, Sqlite>,
     counts: &mut TxCounts,
@@ -165,6 +166,9 @@ async fn roll_up(
     height: usize,
 ) -> Result<(), sqlx::Error> {
     let observed = rollup::observed(schema, cols, height);
+    if observed.len() > crate::SNAPSHOT_CHECK_MAX && !rollup::feeds(schema) {
+        return Ok(());
+    }
     let mut stored = Vec::new();
     for t in &observed {
         let found: Option<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
@@ -180,7 +184,7 @@ async fn roll_up(
         }
     }
     let fresh = counts.fresh_snapshots(schema.name, &observed, &stored);
-    if fresh.is_empty() {
+    if fresh.is_empty() || !rollup::feeds(schema) {
         return Ok(());
     }
     let is_new = |t: i64| fresh.contains(&t);
@@ -371,7 +375,8 @@ impl LoadTx for SqliteLoad {
         Box::pin(async move {
             let cols = cells::columns(schema, df)?;
             self.counts.add(schema.name, df.height());
-            if rollup::feeds(schema) {
+            self.counts.stale.clear();
+            if schema.kind == mobiflux_model::TableKind::Snapshot {
                 let r = roll_up(
                     &mut self.tx,
                     &mut self.counts,
@@ -392,6 +397,10 @@ impl LoadTx for SqliteLoad {
             let r = step.await;
             r.map_err(|e| self.rolled_back(schema.name, e))
         })
+    }
+
+    fn stale_snapshots(&self) -> &std::collections::HashSet<i64> {
+        &self.counts.stale
     }
 
     fn record_object(&mut self, sha256: &str, source_object: &str) {

@@ -240,6 +240,40 @@ impl Table {
     }
 }
 
+/// A statistic's answer as Parquet: each column typed by its values (integers, numbers,
+/// booleans, else text; dates and times stay text, as in the CSV and JSON forms).
+pub fn write_parquet(t: &Table, out: impl std::io::Write) -> Result<(), crate::LoadError> {
+    use polars::prelude::*;
+    let bad = |e: PolarsError| crate::LoadError::BadFrame {
+        table: "stats",
+        message: e.to_string(),
+    };
+    let mut columns = Vec::with_capacity(t.columns.len());
+    for (i, name) in t.columns.iter().enumerate() {
+        let values = || t.rows.iter().map(|r| &r[i]);
+        let present = || values().filter(|v| !v.is_null());
+        let name = PlSmallStr::from(name.as_str());
+        let column = if present().all(|v| v.is_i64()) {
+            Column::new(name, values().map(|v| v.as_i64()).collect::<Vec<_>>())
+        } else if present().all(|v| v.is_number()) {
+            Column::new(name, values().map(|v| v.as_f64()).collect::<Vec<_>>())
+        } else if present().all(|v| v.is_boolean()) {
+            Column::new(name, values().map(|v| v.as_bool()).collect::<Vec<_>>())
+        } else {
+            let text = |v: &Value| match v {
+                Value::Null => None,
+                Value::String(s) => Some(s.clone()),
+                other => Some(other.to_string()),
+            };
+            Column::new(name, values().map(text).collect::<Vec<_>>())
+        };
+        columns.push(column);
+    }
+    let mut df = DataFrame::new(t.rows.len(), columns).map_err(bad)?;
+    ParquetWriter::new(out).finish(&mut df).map_err(bad)?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

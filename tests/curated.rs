@@ -1,0 +1,294 @@
+//! The curated Parquet zone read by DuckDB (the `duckdb` package from PyPI, installed into
+//! `~/.cache/mobiflux-tools/duckdb-venv` on first use): after the bundled examples run
+//! twice, DuckDB counts what the warehouse holds, table by table, on both warehouses.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use mobiflux_model::TableKind;
+use mobiflux_model::schema::UNIFIED_TABLES;
+use serde_json::{Value, json};
+
+fn duckdb_python() -> PathBuf {
+    // The tests of this file share one install.
+    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+    let tools = std::env::var("MOBIFLUX_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/mobiflux-tools")
+        });
+    let venv = tools.join("duckdb-venv");
+    let python = venv.join("bin/python");
+    let ready = Command::new(&python)
+        .args(["-c", "import duckdb"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ready {
+        assert!(
+            Command::new("python3")
+                .args(["-m", "venv"])
+                .arg(&venv)
+                .status()
+                .unwrap()
+                .success()
+                && Command::new(venv.join("bin/pip"))
+                    .args(["install", "-q", "duckdb"])
+                    .status()
+                    .unwrap()
+                    .success(),
+            "could not install duckdb from PyPI into {}",
+            venv.display()
+        );
+    }
+    python
+}
+
+/// Per unified table, what DuckDB counts in the curated zone: rows of snapshot tables,
+/// distinct keys of reference tables (their latest version is the warehouse's row).
+fn duckdb_counts(curated: &Path) -> BTreeMap<String, i64> {
+    let spec: Vec<Value> = UNIFIED_TABLES
+        .iter()
+        .map(
+            |t| json!({ "table": t.name, "snapshot": t.kind == TableKind::Snapshot, "key": t.key }),
+        )
+        .collect();
+    let script = r#"
+import duckdb, json, os, sys
+root, spec = sys.argv[1], json.loads(sys.argv[2])
+con = duckdb.connect()
+out = {}
+for t in spec:
+    path = os.path.join(root, t["table"])
+    if not os.path.isdir(path):
+        out[t["table"]] = 0
+        continue
+    src = f"read_parquet('{path}/**/*.parquet', hive_partitioning = true)"
+    if t["snapshot"]:
+        q = f"SELECT count(*) FROM {src}"
+    else:
+        q = f"SELECT count(*) FROM (SELECT DISTINCT {', '.join(t['key'])} FROM {src})"
+    out[t["table"]] = con.execute(q).fetchone()[0]
+print(json.dumps(out))
+"#;
+    let out = Command::new(duckdb_python())
+        .args(["-c", script])
+        .arg(curated)
+        .arg(serde_json::to_string(&spec).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+async fn warehouse_counts(warehouse: &str) -> BTreeMap<String, i64> {
+    let mut out = BTreeMap::new();
+    for t in UNIFIED_TABLES {
+        let sql = format!("SELECT count(*) FROM {}", t.name);
+        let n: i64 = match warehouse.strip_prefix("sqlite://") {
+            Some(path) => {
+                let pool = sqlx::SqlitePool::connect(&format!("sqlite://{path}"))
+                    .await
+                    .unwrap();
+                sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap()
+            }
+            None => {
+                let pool = sqlx::PgPool::connect(warehouse).await.unwrap();
+                sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap()
+            }
+        };
+        out.insert(t.name.to_string(), n);
+    }
+    out
+}
+
+async fn duckdb_counts_what_the_warehouse_holds(warehouse: &str) {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let local = temp_dir("curated");
+    let raw = local.join("raw");
+    let mut env = dest(
+        Path::new(&format!("{root}/pipelines")),
+        raw.to_str().unwrap(),
+        warehouse,
+    );
+    env.push(("MOBIFLUX_FIXTURES".into(), format!("{root}/fixtures")));
+    env.push(("MOBIFLUX_CACHE_URL".into(), "none".into()));
+    // Twice: the feeds' snapshots are the same (same last_updated), the files are skipped
+    // (same content), the reference tables are loaded again.
+    for _ in 0..2 {
+        let out = mobiflux(&["demo"], &env).await;
+        assert!(out.status.success(), "{:?}", text(&out));
+    }
+    let wh = warehouse_counts(warehouse).await;
+    let zone = duckdb_counts(&raw.join("curated"));
+    assert_eq!(zone, wh, "curated zone (DuckDB) vs warehouse");
+    // Something of every kind made it: snapshots, references, files, pages, searches.
+    for t in [
+        "vehicles",
+        "station_status",
+        "stations",
+        "charge_points",
+        "parking_facilities",
+        "parking_occupancy",
+        "carpool_journeys",
+    ] {
+        assert!(wh[t] > 0, "{t}: {wh:?}");
+    }
+    // Hive layout: curated/{table}/date=YYYY-MM-DD/partner={id}/part-….parquet.
+    let files = files_under(&raw.join("curated/station_status"));
+    assert!(!files.is_empty());
+    for f in &files {
+        let rel = f
+            .strip_prefix(raw.join("curated/station_status"))
+            .unwrap()
+            .to_string_lossy()
+            .to_string();
+        let parts: Vec<&str> = rel.split('/').collect();
+        assert_eq!(parts.len(), 3, "{rel}");
+        assert!(
+            parts[0].starts_with("date=") && parts[0].len() == 15,
+            "{rel}"
+        );
+        assert!(parts[1].starts_with("partner="), "{rel}");
+        assert!(
+            parts[2].starts_with("part-") && parts[2].ends_with(".parquet"),
+            "{rel}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duckdb_counts_what_the_sqlite_warehouse_holds() {
+    let dir = temp_dir("curated-sqlite");
+    duckdb_counts_what_the_warehouse_holds(&format!("sqlite://{}/w.db", dir.display())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duckdb_counts_what_the_postgres_warehouse_holds() {
+    duckdb_counts_what_the_warehouse_holds(&pg_database().await).await;
+}
+
+/// A load that rolls back leaves nothing in the curated zone; the next run writes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_rolled_back_writes_no_curated_part() {
+    let sim = msp().await;
+    let pipelines = temp_dir("curated-rollback");
+    define(
+        &pipelines,
+        "gbfs-2-3",
+        &format!("{}/gbfs/v2.3/gbfs.json", sim.base_url()),
+        "",
+    );
+    let local = temp_dir("curated-rollback-out");
+    let (mut env, warehouse) = local_dest(&pipelines, &local);
+    env.push(("MOBIFLUX_CACHE_URL".into(), "none".into()));
+    let mut failing = env.clone();
+    failing.push(("MOBIFLUX_FAILPOINTS".into(), "loader.before_commit".into()));
+    let out = mobiflux(&["run"], &failing).await;
+    assert!(!out.status.success(), "{:?}", text(&out));
+    assert!(
+        !local.join("raw/curated").exists(),
+        "{:?}",
+        files_under(&local.join("raw"))
+    );
+    let out = mobiflux(&["run"], &env).await;
+    assert!(out.status.success(), "{:?}", text(&out));
+    let zone = duckdb_counts(&local.join("raw/curated"));
+    let wh = warehouse_counts(&warehouse).await;
+    assert_eq!(zone, wh);
+    assert!(wh["station_status"] > 0, "{wh:?}");
+}
+
+/// `mobiflux stats NAME --format parquet` gives DuckDB the rows `--format json` gives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statistic_as_parquet_reads_back_in_duckdb() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let local = temp_dir("stats-parquet");
+    let warehouse = format!("sqlite://{}/w.db", local.display());
+    let mut env = dest(
+        Path::new(&format!("{root}/pipelines")),
+        local.join("raw").to_str().unwrap(),
+        &warehouse,
+    );
+    env.push(("MOBIFLUX_FIXTURES".into(), format!("{root}/fixtures")));
+    env.push(("MOBIFLUX_CACHE_URL".into(), "none".into()));
+    let out = mobiflux(&["demo"], &env).await;
+    assert!(out.status.success(), "{:?}", text(&out));
+    let file = local.join("parking.parquet");
+    let out = mobiflux(
+        &[
+            "stats",
+            "parking",
+            "--format",
+            "parquet",
+            "--output",
+            file.to_str().unwrap(),
+            "--warehouse",
+            &warehouse,
+        ],
+        &[],
+    )
+    .await;
+    assert!(out.status.success(), "{:?}", text(&out));
+    let out = mobiflux(
+        &[
+            "stats",
+            "parking",
+            "--format",
+            "json",
+            "--warehouse",
+            &warehouse,
+        ],
+        &[],
+    )
+    .await;
+    let json: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let script = r#"
+import duckdb, json, sys
+rows = duckdb.connect().execute(f"SELECT * FROM read_parquet('{sys.argv[1]}')").fetchall()
+cols = [d[0] for d in duckdb.connect().execute(f"DESCRIBE SELECT * FROM read_parquet('{sys.argv[1]}')").fetchall()]
+print(json.dumps([dict(zip(cols, r)) for r in rows]))
+"#;
+    let out = Command::new(duckdb_python())
+        .args(["-c", script])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let parquet: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(parquet, json);
+    assert_eq!(parquet.len(), 5, "{parquet:#?}");
+    // Parquet needs a file.
+    let out = mobiflux(
+        &[
+            "stats",
+            "parking",
+            "--format",
+            "parquet",
+            "--warehouse",
+            &warehouse,
+        ],
+        &[],
+    )
+    .await;
+    assert!(!out.status.success());
+    assert!(text(&out).1.contains("--output FILE"), "{:?}", text(&out));
+}
