@@ -76,6 +76,14 @@ fn examples(from: DateTime<Utc>, days: i64) -> Vec<(&'static str, String)> {
             ),
         ),
         (
+            "occupancy by hour of day, weekdays (4 weeks)",
+            format!(
+                "SELECT hour_of_day, sum(vehicles_available) / sum(vehicles_available + docks_available) \
+                 FROM stats_occupancy_by_hour WHERE day >= '{end}'::date - 28 AND extract(isodow FROM day) < 6 \
+                 GROUP BY hour_of_day ORDER BY hour_of_day"
+            ),
+        ),
+        (
             "station outages: ten emptiest stations (week)",
             format!(
                 "SELECT partner, station_id, max(name), sum(empty_min) AS empty_min FROM stats_station_outages_daily \

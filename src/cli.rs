@@ -175,6 +175,18 @@ enum Command {
         #[arg(long)]
         output: Option<PathBuf>,
     },
+    /// The statistics as JSON over HTTP and a dashboard page with charts.
+    Serve {
+        #[arg(
+            long = "warehouse",
+            env = "MOBIFLUX_WAREHOUSE_URL",
+            default_value = "sqlite://./var/warehouse.db"
+        )]
+        warehouse: String,
+        /// Address to listen on (port 0 picks a free one, printed at start).
+        #[arg(long, env = "MOBIFLUX_SERVE_ADDR", default_value = "127.0.0.1:8600")]
+        bind: String,
+    },
     /// Create (or extend) a read-only PostgreSQL role that sees only its territories'
     /// partners, in every table and view (row-level security).
     GrantAnalyst {
@@ -503,6 +515,12 @@ async fn dispatch(cmd: Command) -> Result<ExitCode> {
             let wh = mobiflux_loaders::open(&warehouse).await?;
             wh.migrate().await?;
             crate::stats_cli::run(wh.as_ref(), &name, &filters, format, output.as_deref()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve { warehouse, bind } => {
+            let wh = mobiflux_loaders::open(&warehouse).await?;
+            wh.migrate().await?;
+            crate::serve::run(Arc::from(wh), &bind).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::GrantAnalyst {

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod definitions;
 pub mod runner;
 pub mod schedule;
+pub mod serve;
 pub mod simulator;
 pub mod stats_cli;
 pub mod status;

@@ -38,6 +38,10 @@ const MIGRATIONS: &[(i32, &str)] = &[
         include_str!("../migrations/postgres/0005_schedule_leases.sql"),
     ),
     (6, include_str!("../migrations/postgres/0006_stats.sql")),
+    (
+        7,
+        include_str!("../migrations/postgres/0007_occupancy_heat.sql"),
+    ),
 ];
 /// Serializes migrations across processes (any constant shared by all mobiflux instances).
 const MIGRATION_LOCK: i64 = 0x6d6f_6269_666c_7578;

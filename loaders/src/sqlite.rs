@@ -38,6 +38,10 @@ const MIGRATIONS: &[(i32, &str)] = &[
         include_str!("../migrations/sqlite/0005_schedule_leases.sql"),
     ),
     (6, include_str!("../migrations/sqlite/0006_stats.sql")),
+    (
+        7,
+        include_str!("../migrations/sqlite/0007_occupancy_heat.sql"),
+    ),
 ];
 /// SQLite accepts up to 32,766 bound values per statement; stay well below.
 const MAX_BINDS: usize = 30_000;

@@ -52,6 +52,28 @@ pub const STATS: &[Stat] = &[
         order_by: "day, partner, vehicle_type_id, area",
     },
     Stat {
+        name: "fleet-timeline",
+        about: "Vehicles available and on the street on average per hour and partner, all types and areas",
+        view: "stats_fleet_availability_hourly",
+        time: Some(("hour", Period::Hour)),
+        partner: "partner",
+        select: "hour, partner, sum(avg_available) AS available, sum(avg_vehicles) AS vehicles",
+        group_by: Some("hour, partner"),
+        order_by: "hour, partner",
+    },
+    Stat {
+        name: "occupancy-heat",
+        about: "Station occupancy per day and hour of day (UTC), across stations: the dashboard's heat map",
+        view: "stats_occupancy_by_hour",
+        time: Some(("day", Period::Day)),
+        partner: "partner",
+        select: "day, hour_of_day, CAST(sum(stations) AS bigint) AS stations, \
+                 sum(vehicles_available) / NULLIF(sum(vehicles_available + docks_available), 0) AS occupancy, \
+                 sum(empty_min) AS empty_min, sum(full_min) AS full_min",
+        group_by: Some("day, hour_of_day"),
+        order_by: "day, hour_of_day",
+    },
+    Stat {
         name: "station-occupancy",
         about: "Per station and hour: vehicles and docks available on average, occupancy, minutes empty, full or not renting",
         view: "stats_station_occupancy_hourly",

@@ -7,6 +7,7 @@
 pub mod breaker;
 pub mod clock;
 pub mod daemon;
+pub mod httpd;
 pub mod metrics;
 
 use chrono::{DateTime, Utc};

@@ -9,8 +9,6 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
 use crate::daemon::{Counters, SharedCounters};
 
 /// Upper bounds of the run duration histogram, in seconds.
@@ -278,54 +276,27 @@ pub async fn serve(
     metrics: Arc<Metrics>,
     counters: SharedCounters,
 ) -> std::io::Result<SocketAddr> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let bound = listener.local_addr()?;
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let (metrics, counters) = (metrics.clone(), counters.clone());
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 4096];
-                let n = match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
-                    .await
-                {
-                    Ok(Ok(n)) => n,
-                    _ => return,
-                };
-                let head = String::from_utf8_lossy(&buf[..n]);
-                let path = head.split_whitespace().nth(1).unwrap_or("/");
-                let (status, kind, body) = match path {
-                    "/metrics" => (
-                        "200 OK",
-                        "text/plain; version=0.0.4",
-                        metrics.render(&counters.lock().expect("not poisoned").clone()),
-                    ),
-                    "/health" => {
-                        let pipelines = counters.lock().expect("not poisoned").len();
-                        (
-                            "200 OK",
-                            "application/json",
-                            format!(
-                                "{{\"status\":\"ok\",\"pipelines\":{pipelines},\"uptime_seconds\":{:.0}}}\n",
-                                metrics.started.elapsed().as_secs_f64()
-                            ),
-                        )
-                    }
-                    _ => (
-                        "404 Not Found",
-                        "text/plain",
-                        "see /metrics and /health\n".into(),
-                    ),
-                };
-                let reply = format!(
-                    "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = stream.write_all(reply.as_bytes()).await;
-            });
+    crate::httpd::serve(addr, move |r: crate::httpd::Request| {
+        let (metrics, counters) = (metrics.clone(), counters.clone());
+        async move {
+            match r.path.as_str() {
+                "/metrics" => crate::httpd::Response::ok(
+                    "text/plain; version=0.0.4",
+                    metrics.render(&counters.lock().expect("not poisoned").clone()),
+                ),
+                "/health" => {
+                    let pipelines = counters.lock().expect("not poisoned").len();
+                    crate::httpd::Response::ok(
+                        "application/json",
+                        format!(
+                            "{{\"status\":\"ok\",\"pipelines\":{pipelines},\"uptime_seconds\":{:.0}}}\n",
+                            metrics.started.elapsed().as_secs_f64()
+                        ),
+                    )
+                }
+                _ => crate::httpd::Response::text(404, "see /metrics and /health\n"),
+            }
         }
-    });
-    Ok(bound)
+    })
+    .await
 }
