@@ -117,21 +117,12 @@ async fn warehouse_counts(warehouse: &str) -> BTreeMap<String, i64> {
 }
 
 async fn duckdb_counts_what_the_warehouse_holds(warehouse: &str) {
-    let root = env!("CARGO_MANIFEST_DIR");
     let local = temp_dir("curated");
     let raw = local.join("raw");
-    let mut env = dest(
-        Path::new(&format!("{root}/pipelines")),
-        raw.to_str().unwrap(),
-        warehouse,
-    );
-    env.push(("MOBIFLUX_FIXTURES".into(), format!("{root}/fixtures")));
-    env.push(("MOBIFLUX_CACHE_URL".into(), "none".into()));
     // Twice: the feeds' snapshots are the same (same last_updated), the files are skipped
     // (same content), the reference tables are loaded again.
     for _ in 0..2 {
-        let out = mobiflux(&["demo"], &env).await;
-        assert!(out.status.success(), "{:?}", text(&out));
+        run_demo(&raw, warehouse).await;
     }
     let wh = warehouse_counts(warehouse).await;
     let zone = duckdb_counts(&raw.join("curated"));
@@ -216,18 +207,9 @@ async fn a_load_rolled_back_writes_no_curated_part() {
 /// `mobiflux stats NAME --format parquet` gives DuckDB the rows `--format json` gives.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_statistic_as_parquet_reads_back_in_duckdb() {
-    let root = env!("CARGO_MANIFEST_DIR");
     let local = temp_dir("stats-parquet");
     let warehouse = format!("sqlite://{}/w.db", local.display());
-    let mut env = dest(
-        Path::new(&format!("{root}/pipelines")),
-        local.join("raw").to_str().unwrap(),
-        &warehouse,
-    );
-    env.push(("MOBIFLUX_FIXTURES".into(), format!("{root}/fixtures")));
-    env.push(("MOBIFLUX_CACHE_URL".into(), "none".into()));
-    let out = mobiflux(&["demo"], &env).await;
-    assert!(out.status.success(), "{:?}", text(&out));
+    run_demo(&local.join("raw"), &warehouse).await;
     let file = local.join("parking.parquet");
     let out = mobiflux(
         &[

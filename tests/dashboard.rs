@@ -69,19 +69,10 @@ fn artifacts() -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_draws_every_chart_with_data_in_a_browser() {
-    let root = env!("CARGO_MANIFEST_DIR");
     let local = temp_dir("dashboard");
     let warehouse = format!("sqlite://{}/w.db", local.display());
     // The bundled examples (carpooling, parking, charge points, feeds)…
-    let mut env = dest(
-        Path::new(&format!("{root}/pipelines")),
-        local.join("raw").to_str().unwrap(),
-        &warehouse,
-    );
-    env.push(("MOBIFLUX_FIXTURES".into(), format!("{root}/fixtures")));
-    env.push(("MOBIFLUX_CACHE_URL".into(), "none".into()));
-    let out = mobiflux(&["demo"], &env).await;
-    assert!(out.status.success(), "{:?}", text(&out));
+    run_demo(&local.join("raw"), &warehouse).await;
     // …and six hours of a docking-station system, a snapshot every 20 minutes.
     let feed = temp_dir("dashboard-feed");
     let sim = mobiflux::simulator::Simulator::start(&feed, "127.0.0.1:0")

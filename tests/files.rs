@@ -497,23 +497,7 @@ async fn gateway_access_logs_load_into_gateway_calls() {
         "{}/tests/data/access-logs/gateway.access.log.gz",
         env!("CARGO_MANIFEST_DIR")
     );
-    let mapping = r#"log_format = "combined_timed"
-table = "gateway_calls"
-nulls = ["", "-"]
-
-[columns]
-request_id = "line_id"
-observed_at = { from = "time_local", time = "%d/%b/%Y:%H:%M:%S %z" }
-client_id = "remote_user"
-target_partner = { from = "path", regex = '^/v1/partners/([^/]+)/' }
-remote_addr = "remote_addr"
-method = "method"
-endpoint = "path"
-status = "status"
-latency_ms = { from = "request_time", scale = 1000 }
-bytes = "bytes"
-user_agent = "user_agent"
-"#;
+    let mapping = &gateway_log_mapping("\"path\"");
     define_format(&pipelines, "gateway-logs", "access_log", &log, mapping);
     let pg = pg_database().await;
     let raw = temp_dir("logs-raw");

@@ -243,6 +243,24 @@ async fn views_give_the_expected_figures(warehouse: &str, hour: impl Fn(u32) -> 
         ],
     );
 
+    // Occupancy by day and hour across stations: 08:00 averages a 5/5 and b 3.8/6.2, so
+    // 8.8 of 20; both were empty 5 minutes, a full 10. 09:00: a 0/10, b 2/8.
+    let heat = stats(warehouse, &["occupancy-heat"]).await;
+    assert_eq!(heat.len(), 2, "{heat:#?}");
+    assert_eq!(heat[0]["day"], json!("2026-11-02"));
+    assert_eq!(heat[0]["hour_of_day"], json!(8));
+    assert_eq!(heat[0]["stations"], json!(2));
+    check(
+        &heat[0],
+        &[("occupancy", 0.44), ("empty_min", 10.0), ("full_min", 10.0)],
+    );
+    assert_eq!(heat[1]["hour_of_day"], json!(9));
+    check(&heat[1], &[("occupancy", 0.1), ("empty_min", 0.0)]);
+    let timeline = stats(warehouse, &["fleet-timeline"]).await;
+    assert_eq!(timeline.len(), 2, "{timeline:#?}");
+    check(&timeline[0], &[("available", 1.2), ("vehicles", 1.6)]);
+    check(&timeline[1], &[("available", 1.0), ("vehicles", 1.0)]);
+
     // Outages over the day, worst first (a tie: by station).
     let out = stats(
         warehouse,
@@ -514,39 +532,12 @@ async fn an_analyst_reads_only_its_territory() {
     }
 }
 
-/// The access-log pipeline of tests/files.rs, with the endpoint cut to the gateway resource.
-const GATEWAY_LOG_MAPPING: &str = r#"log_format = "combined_timed"
-table = "gateway_calls"
-nulls = ["", "-"]
-
-[columns]
-request_id = "line_id"
-observed_at = { from = "time_local", time = "%d/%b/%Y:%H:%M:%S %z" }
-client_id = "remote_user"
-target_partner = { from = "path", regex = '^/v1/partners/([^/]+)/' }
-remote_addr = "remote_addr"
-method = "method"
-endpoint = { from = "path", regex = '^/v1/partners/[^/]+/([^/?]+)' }
-status = "status"
-latency_ms = { from = "request_time", scale = 1000 }
-bytes = "bytes"
-user_agent = "user_agent"
-"#;
-
 /// The bundled examples (`mobiflux demo`: IRVE, BNLS, carpooling, …) and a gateway access
 /// log: charge points and parking per commune, carpool pairs and gateway usage.
 async fn fixture_views_give_the_expected_figures(warehouse: &str) {
     let root = env!("CARGO_MANIFEST_DIR");
     let local = temp_dir("stats-demo");
-    let mut env = dest(
-        Path::new(&format!("{root}/pipelines")),
-        local.join("raw").to_str().unwrap(),
-        warehouse,
-    );
-    env.push(("MOBIFLUX_FIXTURES".into(), format!("{root}/fixtures")));
-    env.push(("MOBIFLUX_CACHE_URL".into(), "none".into()));
-    let out = mobiflux(&["demo"], &env).await;
-    assert!(out.status.success(), "{:?}", text(&out));
+    run_demo(&local.join("raw"), warehouse).await;
 
     // Twenty calls of one MaaS app to one partner's available assets, 10 to 200 ms, two
     // of them failing; in nginx's combined format with $request_time, as the gateway logs.
@@ -558,25 +549,16 @@ async fn fixture_views_give_the_expected_figures(warehouse: &str) {
             i as f64 * 0.010
         ));
     }
+    // The endpoint cut to the gateway resource (`available-assets`, `stations`, …).
+    let mapping =
+        gateway_log_mapping(r#"{ from = "path", regex = '^/v1/partners/[^/]+/([^/?]+)' }"#);
     let logs = temp_dir("stats-logs");
     std::fs::write(logs.join("gateway.log"), log).unwrap();
     let pipelines = temp_dir("stats-log-defs");
     let files = format!("{}/*.log", logs.display());
-    define_format(
-        &pipelines,
-        "gateway-logs",
-        "access_log",
-        &files,
-        GATEWAY_LOG_MAPPING,
-    );
+    define_format(&pipelines, "gateway-logs", "access_log", &files, &mapping);
     let more = format!("{root}/tests/data/access-logs/gateway.access.log");
-    define_format(
-        &pipelines,
-        "gateway-logs-2",
-        "access_log",
-        &more,
-        GATEWAY_LOG_MAPPING,
-    );
+    define_format(&pipelines, "gateway-logs-2", "access_log", &more, &mapping);
     let mut env = dest(&pipelines, local.join("raw").to_str().unwrap(), warehouse);
     env.push(("MOBIFLUX_CACHE_URL".into(), "none".into()));
     let out = mobiflux(&["run"], &env).await;

@@ -741,22 +741,7 @@ impl Warehouse for SqliteWarehouse {
                 };
             }
             let rows = q.fetch_all(&self.pool).await.map_err(|e| self.db(e))?;
-            let mut table = stats::Table::default();
-            if let Some(r) = rows.first() {
-                table.columns = r
-                    .columns()
-                    .iter()
-                    .map(|c| sqlx::Column::name(c).to_string())
-                    .collect();
-            }
-            for r in &rows {
-                let cells = (0..r.len())
-                    .map(|i| json_cell(r, i))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| self.db(e))?;
-                table.rows.push(cells);
-            }
-            Ok(table)
+            stats::Table::of(&rows, json_cell).map_err(|e| self.db(e))
         })
     }
 

@@ -241,6 +241,28 @@ pub struct Table {
 }
 
 impl Table {
+    /// Rows of either database, each cell read by `cell`.
+    pub(crate) fn of<R: sqlx::Row>(
+        rows: &[R],
+        cell: impl Fn(&R, usize) -> Result<Value, sqlx::Error>,
+    ) -> Result<Table, sqlx::Error> {
+        let mut table = Table::default();
+        if let Some(r) = rows.first() {
+            table.columns = r
+                .columns()
+                .iter()
+                .map(|c| sqlx::Column::name(c).to_string())
+                .collect();
+        }
+        for r in rows {
+            let cells = (0..r.len())
+                .map(|i| cell(r, i))
+                .collect::<Result<Vec<_>, _>>()?;
+            table.rows.push(cells);
+        }
+        Ok(table)
+    }
+
     /// The rows as JSON objects.
     pub fn records(&self) -> Vec<serde_json::Map<String, Value>> {
         self.rows

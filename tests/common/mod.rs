@@ -160,3 +160,42 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// Runs the bundled examples (`mobiflux demo`) into a raw zone and a warehouse, without the
+/// gateway cache.
+pub async fn run_demo(raw: &Path, warehouse: &str) {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut env = dest(
+        Path::new(&format!("{root}/pipelines")),
+        raw.to_str().unwrap(),
+        warehouse,
+    );
+    env.push(("MOBIFLUX_FIXTURES".into(), format!("{root}/fixtures")));
+    env.push(("MOBIFLUX_CACHE_URL".into(), "none".into()));
+    let out = mobiflux(&["demo"], &env).await;
+    assert!(out.status.success(), "{:?}", text(&out));
+}
+
+/// An access-log definition for the gateway's logs (nginx `combined` plus `$request_time`)
+/// into `gateway_calls`; `endpoint` maps the endpoint column.
+pub fn gateway_log_mapping(endpoint: &str) -> String {
+    format!(
+        r#"log_format = "combined_timed"
+table = "gateway_calls"
+nulls = ["", "-"]
+
+[columns]
+request_id = "line_id"
+observed_at = {{ from = "time_local", time = "%d/%b/%Y:%H:%M:%S %z" }}
+client_id = "remote_user"
+target_partner = {{ from = "path", regex = '^/v1/partners/([^/]+)/' }}
+remote_addr = "remote_addr"
+method = "method"
+endpoint = {endpoint}
+status = "status"
+latency_ms = {{ from = "request_time", scale = 1000 }}
+bytes = "bytes"
+user_agent = "user_agent"
+"#
+    )
+}
