@@ -346,9 +346,14 @@ impl Runner {
     }
 
     /// Uploads the run's curated parts, once the warehouse has committed the load.
-    async fn publish_curated(&self, curated: Option<Curated>) -> Result<(), String> {
+    async fn publish_curated(
+        &self,
+        curated: Option<Curated>,
+        stats: &mobiflux_loaders::LoadStats,
+    ) -> Result<(), String> {
         let Some(c) = curated else { return Ok(()) };
-        for p in c.parts() {
+        let parts = c.to_upload(&stats.changed);
+        for p in &parts {
             self.raw
                 .put_file(&p.key, &p.file, "application/vnd.apache.parquet")
                 .await
@@ -358,10 +363,10 @@ impl Runner {
                     )
                 })?;
         }
-        if !c.parts().is_empty() {
+        if !parts.is_empty() {
             tracing::info!(
-                parts = c.parts().len(),
-                rows = c.parts().iter().map(|p| p.rows).sum::<usize>(),
+                parts = parts.len(),
+                rows = parts.iter().map(|p| p.rows).sum::<usize>(),
                 "curated zone written"
             );
         }
@@ -923,7 +928,7 @@ impl Runner {
             tx.record_object(&obj.sha256, &obj.key);
         }
         let stats = tx.commit().await.map_err(|e| e.to_string())?;
-        self.publish_curated(curated).await?;
+        self.publish_curated(curated, &stats).await?;
         Ok(Loaded {
             tables: stats.tables,
             quarantined: stats.quarantined,
@@ -1027,7 +1032,7 @@ impl Runner {
             tx.quarantine(&q).await.map_err(|e| e.to_string())?;
         }
         let stats = tx.commit().await.map_err(|e| e.to_string())?;
-        self.publish_curated(curated).await?;
+        self.publish_curated(curated, &stats).await?;
         Ok(Loaded {
             tables: stats.tables,
             quarantined: stats.quarantined,
@@ -1119,7 +1124,7 @@ impl Runner {
         }
         tx.quarantine(&qframe).await.map_err(|e| e.to_string())?;
         let stats = tx.commit().await.map_err(|e| e.to_string())?;
-        self.publish_curated(curated).await?;
+        self.publish_curated(curated, &stats).await?;
         Ok(Loaded {
             tables: stats.tables,
             quarantined: stats.quarantined,

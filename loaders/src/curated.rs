@@ -8,8 +8,9 @@
 //!   snapshots the warehouse already held before the load (a feed polled twice within its
 //!   `ttl`, a replay): each snapshot is in the zone once, as in the warehouse;
 //! - reference tables (stations, charge points, …): the versions it loaded, under the date
-//!   of the run; the latest version of each key is the warehouse's row, so the number of
-//!   distinct keys is the warehouse's row count.
+//!   of the run, when the load inserted or changed any of their rows; the latest version of
+//!   each key is the warehouse's row, so the number of distinct keys is the warehouse's row
+//!   count.
 //!
 //! Parts are written to a local folder during the load and uploaded only after the
 //! warehouse commits ([`Curated::parts`]); a load that rolls back leaves nothing. Part
@@ -28,6 +29,9 @@ use crate::cells::{self, Cell};
 /// One Parquet file of the run, ready to upload.
 #[derive(Debug, Clone)]
 pub struct Part {
+    pub table: &'static str,
+    /// A reference table's part (versions), not a snapshot's.
+    pub reference: bool,
     pub key: String,
     pub file: PathBuf,
     pub rows: usize,
@@ -112,8 +116,11 @@ impl Curated {
             let file = self.dir.join(format!("{}.parquet", self.parts.len()));
             let out = std::fs::File::create(&file)
                 .map_err(|e| bad(format!("curated part {}: {e}", file.display())))?;
+            // Snappy, every engine reads it and it costs little CPU; one thread: parts are
+            // small and many (a run's snapshot per partner and day).
             ParquetWriter::new(out)
-                .with_compression(ParquetCompression::Zstd(None))
+                .with_compression(ParquetCompression::Snappy)
+                .set_parallel(false)
                 .finish(&mut part)
                 .map_err(|e| bad(format!("curated part: {e}")))?;
             let key = format!(
@@ -124,7 +131,13 @@ impl Curated {
                 self.run_id,
                 self.parts.len()
             );
-            self.parts.push(Part { key, file, rows: n });
+            self.parts.push(Part {
+                table: schema.name,
+                reference: schema.kind != TableKind::Snapshot,
+                key,
+                file,
+                rows: n,
+            });
         }
         Ok(())
     }
@@ -132,6 +145,16 @@ impl Curated {
     /// The parts written, in order.
     pub fn parts(&self) -> &[Part] {
         &self.parts
+    }
+
+    /// The parts worth uploading once the load committed: a reference table's versions only
+    /// when the load inserted or changed rows of it (`changed`, from [`crate::LoadStats`]);
+    /// a feed loaded again unchanged adds nothing.
+    pub fn to_upload(&self, changed: &[(&'static str, u64)]) -> Vec<&Part> {
+        self.parts
+            .iter()
+            .filter(|p| !p.reference || changed.iter().any(|(t, n)| *t == p.table && *n > 0))
+            .collect()
     }
 }
 

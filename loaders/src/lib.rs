@@ -58,6 +58,9 @@ pub struct LoadStats {
     /// Rows offered per table, in load order.
     pub tables: Vec<(&'static str, u64)>,
     pub quarantined: u64,
+    /// Reference tables: rows inserted or changed (a feed loaded again unchanged changes
+    /// none).
+    pub changed: Vec<(&'static str, u64)>,
 }
 
 impl LoadStats {
@@ -166,6 +169,14 @@ impl TxCounts {
 }
 
 impl TxCounts {
+    /// Counts rows of a reference table the load inserted or changed.
+    pub(crate) fn changed(&mut self, table: &'static str, rows: u64) {
+        match self.stats.changed.iter_mut().find(|(t, _)| *t == table) {
+            Some((_, n)) => *n += rows,
+            None => self.stats.changed.push((table, rows)),
+        }
+    }
+
     pub(crate) fn add(&mut self, table: &'static str, rows: usize) {
         match self.stats.tables.iter_mut().find(|(t, _)| *t == table) {
             Some((_, n)) => *n += rows as u64,

@@ -681,6 +681,9 @@ impl LoadTx for PgLoad {
             let direct = self.direct(schema, &cols, height).await;
             let direct = direct.map_err(|e| self.rolled_back(schema.name, e))?;
             if direct {
+                if schema.kind == TableKind::Static {
+                    self.counts.changed(schema.name, height as u64);
+                }
                 let r = async {
                     copy_frame(&mut self.tx, schema.name, schema, &cols, height).await?;
                     failpoint::check("loader.after_copy")?;
@@ -757,7 +760,10 @@ impl LoadTx for PgLoad {
                 )))
                 .execute(&mut *me.tx)
                 .await;
-                r.map_err(|e| me.rolled_back(schema.name, e))?;
+                let done = r.map_err(|e| me.rolled_back(schema.name, e))?;
+                if schema.kind == TableKind::Static {
+                    me.counts.changed(schema.name, done.rows_affected());
+                }
             }
             failpoint::check("loader.before_commit").map_err(|e| me.rolled_back("etl_runs", e))?;
             for (sha, key) in std::mem::take(&mut me.counts.objects) {

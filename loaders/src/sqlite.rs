@@ -123,17 +123,19 @@ fn bind_cell<'q>(q: Args<'q>, cell: Cell) -> Args<'q> {
     }
 }
 
+/// Upserts a frame's rows; returns how many rows were inserted or changed.
 async fn insert_frame(
     conn: &mut sqlx::SqliteConnection,
     schema: &'static TableSchema,
     cols: &[ColRef<'_>],
     height: usize,
-) -> Result<(), sqlx::Error> {
+) -> Result<u64, sqlx::Error> {
     let ncols = schema.columns.len();
     let per_stmt = (MAX_BINDS / ncols).clamp(1, MAX_ROWS_PER_INSERT);
     let row_marks = format!("({})", vec!["?"; ncols].join(","));
     let conflict = sql::on_conflict_sqlite(schema);
     let mut start = 0;
+    let mut changed = 0;
     while start < height {
         let end = (start + per_stmt).min(height);
         let values = vec![row_marks.as_str(); end - start].join(",");
@@ -148,10 +150,10 @@ async fn insert_frame(
                 q = bind_cell(q, c.get(i));
             }
         }
-        q.execute(&mut *conn).await?;
+        changed += q.execute(&mut *conn).await?.rows_affected();
         start = end;
     }
-    Ok(())
+    Ok(changed)
 }
 
 fn ts_of(us: i64) -> String {
@@ -394,12 +396,16 @@ impl LoadTx for SqliteLoad {
             }
             let tx = &mut self.tx;
             let step = async {
-                insert_frame(tx, schema, &cols, df.height()).await?;
+                let n = insert_frame(tx, schema, &cols, df.height()).await?;
                 failpoint::check("loader.after_copy")?;
-                Ok::<(), crate::StepError>(())
+                Ok::<u64, crate::StepError>(n)
             };
             let r = step.await;
-            r.map_err(|e| self.rolled_back(schema.name, e))
+            let n = r.map_err(|e| self.rolled_back(schema.name, e))?;
+            if schema.kind == mobiflux_model::TableKind::Static {
+                self.counts.changed(schema.name, n);
+            }
+            Ok(())
         })
     }
 
@@ -418,7 +424,7 @@ impl LoadTx for SqliteLoad {
             let cols = cells::columns(&QUARANTINE, df)?;
             self.counts.add_quarantine(df)?;
             let r = insert_frame(&mut self.tx, &QUARANTINE, &cols, df.height()).await;
-            r.map_err(|e| self.rolled_back("quarantine", e))
+            r.map(|_| ()).map_err(|e| self.rolled_back("quarantine", e))
         })
     }
 
