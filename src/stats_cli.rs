@@ -64,7 +64,9 @@ pub async fn run(
     let table = warehouse.stats(stat, filters).await?;
     if let (Format::Parquet, Some(path)) = (format, output) {
         let file = std::fs::File::create(path).with_context(|| path.display().to_string())?;
-        stats::write_parquet(&table, file)?;
+        let mut out = std::io::BufWriter::new(file);
+        stats::write_parquet(&table, &mut out)?;
+        out.flush().with_context(|| path.display().to_string())?;
         return Ok(());
     }
     let text = match format {

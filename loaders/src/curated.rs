@@ -114,15 +114,19 @@ impl Curated {
                 .map_err(|e| bad(format!("curated part: {e}")))?;
             let _ = part.drop_in_place("partner");
             let file = self.dir.join(format!("{}.parquet", self.parts.len()));
-            let out = std::fs::File::create(&file)
+            // Buffered: the writer's metadata goes out a few bytes at a time.
+            let mut out = std::fs::File::create(&file)
+                .map(|f| std::io::BufWriter::with_capacity(1 << 16, f))
                 .map_err(|e| bad(format!("curated part {}: {e}", file.display())))?;
             // Snappy, every engine reads it and it costs little CPU; one thread: parts are
             // small and many (a run's snapshot per partner and day).
-            ParquetWriter::new(out)
+            ParquetWriter::new(&mut out)
                 .with_compression(ParquetCompression::Snappy)
                 .set_parallel(false)
                 .finish(&mut part)
                 .map_err(|e| bad(format!("curated part: {e}")))?;
+            std::io::Write::flush(&mut out)
+                .map_err(|e| bad(format!("curated part {}: {e}", file.display())))?;
             let key = format!(
                 "curated/{}/date={}/partner={}/part-{}-{:04}.parquet",
                 schema.name,

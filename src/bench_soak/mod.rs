@@ -280,7 +280,7 @@ pub async fn run(o: Options) -> Result<()> {
     let systems_file = work.join("systems.json");
     std::fs::write(&systems_file, serde_json::to_vec(&urls)?)?;
     println!(
-        "soak: {} GBFS systems ({} vehicles, largest {}), polled every 60 s for {} min per side; mobiflux's gateway cache: {}",
+        "soak: {} GBFS systems ({} vehicles, largest {}), polled every 60 s for {} min per side; mobiflux's gateway cache: {}; mobiflux also writes its raw zone and curated Parquet zone (the reference keeps neither)",
         o.systems,
         total_vehicles,
         systems.iter().map(|s| s.vehicles).max().unwrap_or(0),
