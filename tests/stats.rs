@@ -249,7 +249,7 @@ async fn views_give_the_expected_figures(warehouse: &str, hour: impl Fn(u32) -> 
     assert_eq!(heat.len(), 2, "{heat:#?}");
     assert_eq!(heat[0]["day"], json!("2026-11-02"));
     assert_eq!(heat[0]["hour_of_day"], json!(8));
-    assert_eq!(heat[0]["stations"], json!(2));
+    assert_eq!(heat[0]["samples"], json!(10));
     check(
         &heat[0],
         &[("occupancy", 0.44), ("empty_min", 10.0), ("full_min", 10.0)],

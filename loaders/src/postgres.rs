@@ -76,6 +76,7 @@ const ANALYST_TABLES: &[&str] = &[
     "station_occupancy_hourly",
     "station_occupancy_daily",
     "station_last_status",
+    "station_occupancy_partner_hourly",
 ];
 
 /// Pool size of a warehouse opened for one-off commands and tests.

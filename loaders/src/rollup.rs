@@ -96,6 +96,13 @@ pub const STATIONS_DAILY: RollupTable = RollupTable {
     keys: STATION_KEYS,
     sums: STATION_SUMS,
 };
+/// Station occupancy per partner and hour, all stations together (the heat map's source:
+/// a few rows per hour instead of one per station).
+pub const PARTNER_STATIONS_HOURLY: RollupTable = RollupTable {
+    name: "station_occupancy_partner_hourly",
+    keys: SNAPSHOT_KEYS,
+    sums: STATION_SUMS,
+};
 
 /// Every rollup table (the migrations create them; a test checks the columns).
 #[cfg(test)]
@@ -106,6 +113,7 @@ pub const ALL: &[&RollupTable] = &[
     &SNAPSHOTS_DAILY,
     &STATIONS_HOURLY,
     &STATIONS_DAILY,
+    &PARTNER_STATIONS_HOURLY,
 ];
 
 #[derive(Debug, Clone, PartialEq, PartialOrd, Eq, Ord, Hash)]
@@ -293,6 +301,7 @@ pub fn stations(
     rows.sort_by(|a, b| (text(station.get(a.0)), a.1).cmp(&(text(station.get(b.0)), b.1)));
     let mut hourly = Delta::new(&STATIONS_HOURLY);
     let mut daily = Delta::new(&STATIONS_DAILY);
+    let mut partner_hourly = Delta::new(&PARTNER_STATIONS_HOURLY);
     let mut add = |p: &str, s: &str, t: i64, values: &[f64]| {
         for (delta, unit) in [(&mut hourly, HOUR_US), (&mut daily, DAY_US)] {
             let key = vec![
@@ -302,6 +311,10 @@ pub fn stations(
             ];
             delta.add(key, values);
         }
+        partner_hourly.add(
+            vec![Key::Text(p.to_string()), Key::Ts(floor(t, HOUR_US))],
+            values,
+        );
     };
     for (i, t) in rows {
         let p = text(partner.get(i)).unwrap_or_default();
@@ -350,7 +363,7 @@ pub fn stations(
         }
         last.insert(s.to_string(), now);
     }
-    vec![hourly, daily]
+    vec![hourly, daily, partner_hourly]
 }
 
 #[cfg(test)]
@@ -413,8 +426,16 @@ mod tests {
 
     #[test]
     fn both_migrations_create_every_rollup_column() {
-        let pg = include_str!("../migrations/postgres/0006_stats.sql");
-        let lite = include_str!("../migrations/sqlite/0006_stats.sql");
+        let pg = [
+            include_str!("../migrations/postgres/0006_stats.sql"),
+            include_str!("../migrations/postgres/0007_occupancy_heat.sql"),
+        ]
+        .concat();
+        let lite = [
+            include_str!("../migrations/sqlite/0006_stats.sql"),
+            include_str!("../migrations/sqlite/0007_occupancy_heat.sql"),
+        ]
+        .concat();
         for t in ALL {
             assert!(
                 pg.contains(&format!("CREATE TABLE {} (", t.name)),

@@ -67,7 +67,7 @@ pub const STATS: &[Stat] = &[
         view: "stats_occupancy_by_hour",
         time: Some(("day", Period::Day)),
         partner: "partner",
-        select: "day, hour_of_day, CAST(sum(stations) AS bigint) AS stations, \
+        select: "day, hour_of_day, CAST(sum(samples) AS bigint) AS samples, \
                  sum(vehicles_available) / NULLIF(sum(vehicles_available + docks_available), 0) AS occupancy, \
                  sum(empty_min) AS empty_min, sum(full_min) AS full_min",
         group_by: Some("day, hour_of_day"),
