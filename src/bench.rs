@@ -245,6 +245,44 @@ fn psql(url: &str, sql: &str) -> Result<()> {
     Ok(())
 }
 
+/// A Python virtual environment in the tools folder (`MOBIFLUX_TOOLS`, by default
+/// `~/.cache/mobiflux-tools`, outside any clone) with `packages` installed from PyPI on
+/// first use; its interpreter. Ready when `import {imports}` works.
+pub fn python_venv(name: &str, imports: &str, packages: &[&str]) -> Result<PathBuf> {
+    let tools = std::env::var("MOBIFLUX_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/mobiflux-tools")
+        });
+    let dir = tools.join(name);
+    let python = dir.join("bin/python");
+    let ready = Command::new(&python)
+        .args(["-c", &format!("import {imports}")])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ready {
+        println!("installing {} into {}", packages.join(", "), dir.display());
+        let ok = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&dir)
+            .status()?
+            .success()
+            && Command::new(dir.join("bin/pip"))
+                .args(["install", "-q"])
+                .args(packages)
+                .status()?
+                .success();
+        if !ok {
+            bail!(
+                "could not install {} from PyPI into {}",
+                packages.join(", "),
+                dir.display()
+            );
+        }
+    }
+    Ok(python)
+}
+
 /// The value at quantile `p` of sorted measurements (nearest rank); `None` when empty.
 pub(crate) fn percentile<T: Copy>(sorted: &[T], p: f64) -> Option<T> {
     let last = sorted.len().checked_sub(1)?;

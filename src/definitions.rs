@@ -587,6 +587,9 @@ pub struct Definition {
     pub url: String,
     pub schedule: String,
     pub timezone: String,
+    /// The schedule's longest wait between two ticks (seconds, over the 8 days after the
+    /// definition was read).
+    pub longest_gap: Option<u64>,
     pub language: Option<String>,
     pub system_id: Option<String>,
     pub timeout: Duration,
@@ -689,16 +692,13 @@ impl Definition {
 
     /// What the warehouse's `pipelines` registry holds of this definition.
     pub fn pipeline_info(&self) -> mobiflux_loaders::PipelineInfo {
-        let gap = mobiflux_schedules::Schedule::parse(&self.schedule, &self.timezone)
-            .ok()
-            .and_then(|s| s.longest_gap(chrono::Utc::now()));
         mobiflux_loaders::PipelineInfo {
             pipeline: self.name.clone(),
             partner: self.partner.clone(),
             territory: self.territory.clone(),
             format: self.format.clone(),
             schedule: (!self.schedule.is_empty()).then(|| self.schedule.clone()),
-            interval_s: gap.map(|g| g.num_seconds()),
+            interval_s: self.longest_gap.map(|g| g as i64),
         }
     }
 }
@@ -1457,6 +1457,12 @@ pub fn parse(file: &Path, text: &str) -> Result<Definition, Vec<DefinitionError>
             ("encoding", raw.encoding.is_some()),
         ],
     ));
+    // The schedule's longest wait between two ticks over the next 8 days, once: the cache
+    // TTL rule and the warehouse's `pipelines` registry both read it.
+    let longest_gap = Schedule::parse(raw.schedule.get_ref(), &timezone)
+        .ok()
+        .and_then(|s| s.longest_gap(chrono::Utc::now()))
+        .map(|g| g.num_seconds().max(0) as u64);
     let cache = match CACHE_DEFAULTS
         .iter()
         .find(|(f, _, _)| f == raw.format.get_ref())
@@ -1472,11 +1478,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Definition, Vec<DefinitionError>
                 .as_ref()
                 .map(|v| *v.get_ref())
                 .unwrap_or(hard_default);
-            let gap = Schedule::parse(raw.schedule.get_ref(), &timezone)
-                .ok()
-                .and_then(|s| s.longest_gap(chrono::Utc::now()))
-                .map(|g| g.num_seconds().max(0) as u64);
-            if let Err(m) = check_ttls(soft, hard, gap) {
+            if let Err(m) = check_ttls(soft, hard, longest_gap) {
                 let (span, key) = match (&raw.soft_ttl, &raw.hard_ttl) {
                     (Some(v), _) => (Some(v.span()), "soft_ttl"),
                     (None, Some(v)) => (Some(v.span()), "hard_ttl"),
@@ -1553,6 +1555,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Definition, Vec<DefinitionError>
         url: raw.url.into_inner(),
         schedule: raw.schedule.into_inner(),
         timezone,
+        longest_gap,
         language: raw.language,
         system_id: raw.system_id,
         timeout: Duration::from_secs(timeout),

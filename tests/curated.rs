@@ -17,35 +17,7 @@ fn duckdb_python() -> PathBuf {
     // The tests of this file share one install.
     static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _one = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
-    let tools = std::env::var("MOBIFLUX_TOOLS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/mobiflux-tools")
-        });
-    let venv = tools.join("duckdb-venv");
-    let python = venv.join("bin/python");
-    let ready = Command::new(&python)
-        .args(["-c", "import duckdb"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ready {
-        assert!(
-            Command::new("python3")
-                .args(["-m", "venv"])
-                .arg(&venv)
-                .status()
-                .unwrap()
-                .success()
-                && Command::new(venv.join("bin/pip"))
-                    .args(["install", "-q", "duckdb"])
-                    .status()
-                    .unwrap()
-                    .success(),
-            "could not install duckdb from PyPI into {}",
-            venv.display()
-        );
-    }
-    python
+    mobiflux::bench::python_venv("duckdb-venv", "duckdb", &["duckdb"]).unwrap()
 }
 
 /// Per unified table, what DuckDB counts in the curated zone: rows of snapshot tables,

@@ -617,12 +617,7 @@ impl PgLoad {
                 };
                 last.insert(r.try_get::<String, _>(0)?, sample);
             }
-            let before = last.clone();
-            let deltas = rollup::stations(schema, cols, height, &is_new, &mut last);
-            let changed: Vec<(&String, &rollup::Sample)> = last
-                .iter()
-                .filter(|(s, v)| before.get(*s) != Some(*v))
-                .collect();
+            let (deltas, changed) = rollup::stations(schema, cols, height, &is_new, &mut last);
             if !changed.is_empty() {
                 sqlx::query(
                     "INSERT INTO station_last_status (partner, station_id, observed_at, was_empty, was_full, was_renting) \

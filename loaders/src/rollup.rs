@@ -280,14 +280,15 @@ pub fn fleet(
 }
 
 /// Station occupancy deltas of a `station_status` frame of one partner, given each
-/// station's last stored sample (`last`, updated in place with the frame's later samples).
+/// station's last stored sample (`last`, updated in place with the frame's later samples);
+/// also the stations whose last sample changed, to store back.
 pub fn stations(
     schema: &TableSchema,
     cols: &[ColRef<'_>],
     height: usize,
     is_new: &dyn Fn(i64) -> bool,
     last: &mut HashMap<String, Sample>,
-) -> Vec<Delta> {
+) -> (Vec<Delta>, Vec<(String, Sample)>) {
     let at = |name| &cols[index(schema, name)];
     let (partner, station, observed) = (at("partner"), at("station_id"), at("observed_at"));
     let (vehicles, docks, renting, installed) = (
@@ -302,6 +303,7 @@ pub fn stations(
     let mut hourly = Delta::new(&STATIONS_HOURLY);
     let mut daily = Delta::new(&STATIONS_DAILY);
     let mut partner_hourly = Delta::new(&PARTNER_STATIONS_HOURLY);
+    let mut changed = std::collections::BTreeSet::new();
     let mut add = |p: &str, s: &str, t: i64, values: &[f64]| {
         for (delta, unit) in [(&mut hourly, HOUR_US), (&mut daily, DAY_US)] {
             let key = vec![
@@ -362,8 +364,10 @@ pub fn stations(
             _ => {}
         }
         last.insert(s.to_string(), now);
+        changed.insert(s.to_string());
     }
-    vec![hourly, daily, partner_hourly]
+    let changed = changed.into_iter().map(|s| (s.clone(), last[&s])).collect();
+    (vec![hourly, daily, partner_hourly], changed)
 }
 
 #[cfg(test)]
@@ -467,7 +471,8 @@ mod tests {
         let cols = columns(&STATION_STATUS, &df).unwrap();
         let mut last = HashMap::new();
         let all = |_: i64| true;
-        let d = stations(&STATION_STATUS, &cols, df.height(), &all, &mut last);
+        let (d, changed) = stations(&STATION_STATUS, &cols, df.height(), &all, &mut last);
+        assert_eq!(changed, vec![("a".to_string(), last["a"])]);
         let h0 = row(
             &d[0],
             &[Key::Text("p".into()), Key::Text("a".into()), Key::Ts(hour0)],
@@ -502,7 +507,7 @@ mod tests {
         ]);
         let cols = columns(&STATION_STATUS, &df).unwrap();
         let fresh = |t: i64| t > hour0 + 120 * m;
-        let d = stations(&STATION_STATUS, &cols, df.height(), &fresh, &mut last);
+        let (d, _) = stations(&STATION_STATUS, &cols, df.height(), &fresh, &mut last);
         let h2 = row(
             &d[0],
             &[

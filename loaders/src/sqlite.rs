@@ -216,9 +216,8 @@ async fn roll_up(
             };
             last.insert(r.try_get::<String, _>(0)?, sample);
         }
-        let before = last.clone();
-        let deltas = rollup::stations(schema, cols, height, &is_new, &mut last);
-        for (station, v) in last.iter().filter(|(s, v)| before.get(*s) != Some(*v)) {
+        let (deltas, changed) = rollup::stations(schema, cols, height, &is_new, &mut last);
+        for (station, v) in &changed {
             sqlx::query(
                 "INSERT INTO station_last_status (partner, station_id, observed_at, was_empty, was_full, was_renting) \
                  VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (partner, station_id) DO UPDATE SET \

@@ -203,34 +203,6 @@ fn psql_rows(url: &str, sql: &str) -> Result<Vec<Vec<String>>> {
         .collect())
 }
 
-fn venv(tools: &Path) -> Result<PathBuf> {
-    let dir = tools.join("soak-venv");
-    let python = dir.join("bin/python");
-    let ready = Command::new(&python)
-        .args(["-c", "import aiohttp, psycopg"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ready {
-        println!(
-            "installing the reference's aiohttp and psycopg into {}",
-            dir.display()
-        );
-        let ok = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&dir)
-            .status()?
-            .success()
-            && Command::new(dir.join("bin/pip"))
-                .args(["install", "-q", "aiohttp", "psycopg[binary]"])
-                .status()?
-                .success();
-        if !ok {
-            bail!("could not install aiohttp and psycopg for the reference poller");
-        }
-    }
-    Ok(python)
-}
-
 pub struct Options {
     pub systems: usize,
     pub minutes: u64,
@@ -375,13 +347,11 @@ pub async fn run(o: Options) -> Result<()> {
 
     // The reference
     if o.reference {
-        let tools = std::env::var("MOBIFLUX_TOOLS")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| {
-                PathBuf::from(std::env::var("HOME").unwrap_or_default())
-                    .join(".cache/mobiflux-tools")
-            });
-        let python = venv(&tools)?;
+        let python = crate::bench::python_venv(
+            "soak-venv",
+            "aiohttp, psycopg",
+            &["aiohttp", "psycopg[binary]"],
+        )?;
         let script = work.join("reference.py");
         std::fs::write(&script, REFERENCE)?;
         let db = FreshDb::named(&o.pg_admin, "soak_ref")?;
