@@ -326,8 +326,17 @@ impl Drop for FreshDb {
     }
 }
 
-/// One pair of measured loads of the same file, each in a fresh database.
-fn one_pair(admin: &str, file: &Path, dir: &Path) -> Result<(Measured, Measured)> {
+/// The measured loads of one round: the reference, mobiflux as the issue defines the path
+/// (raw zone, Table Schema, `charge_points`), and mobiflux with its curated Parquet zone on
+/// (the product's default, shown beside it: the reference writes no Parquet).
+struct Round {
+    reference: Measured,
+    mobiflux: Measured,
+    curated: Measured,
+}
+
+/// One round on the same file, each load in a fresh database.
+fn one_round(admin: &str, file: &Path, dir: &Path) -> Result<Round> {
     let db = FreshDb::create(admin)?;
     let warehouse = db.url.as_str();
     // 1. Reference: psql \copy into an untyped staging table.
@@ -351,9 +360,20 @@ fn one_pair(admin: &str, file: &Path, dir: &Path) -> Result<(Measured, Measured)
     if !reference.status.success() {
         bail!("psql \\copy failed");
     }
-    psql(warehouse, "DROP TABLE bench_irve_raw")?;
+    drop(db);
+    let mobiflux = mobiflux_load(admin, file, dir, false)?;
+    let curated = mobiflux_load(admin, file, dir, true)?;
+    Ok(Round {
+        reference,
+        mobiflux,
+        curated,
+    })
+}
 
-    // 2. mobiflux: a fresh raw zone, the same (fresh) warehouse.
+/// `mobiflux run` of an `irve` pipeline on the file: a fresh raw zone, a fresh warehouse.
+fn mobiflux_load(admin: &str, file: &Path, dir: &Path, curated: bool) -> Result<Measured> {
+    let db = FreshDb::create(admin)?;
+    let warehouse = db.url.as_str();
     let pipelines = dir.join("pipelines");
     std::fs::create_dir_all(&pipelines)?;
     std::fs::write(
@@ -374,25 +394,27 @@ fn one_pair(admin: &str, file: &Path, dir: &Path) -> Result<(Measured, Measured)
     if !migrated.status.success() {
         bail!("mobiflux migrate failed");
     }
-    let mobiflux = run_measured(
+    let measured = run_measured(
         Command::new(&exe)
             .args(["run", "bench-irve"])
             .env("MOBIFLUX_PIPELINES", &pipelines)
             .env("MOBIFLUX_RAW_URL", &raw)
             .env("MOBIFLUX_WAREHOUSE_URL", warehouse)
+            .env("MOBIFLUX_CURATED", curated.to_string())
             .stdout(std::process::Stdio::null()),
     )?;
-    if !mobiflux.status.success() {
+    if !measured.status.success() {
         bail!("mobiflux run failed");
     }
     let _ = std::fs::remove_dir_all(&raw);
-    Ok((reference, mobiflux))
+    Ok(measured)
 }
 
 /// The benchmark itself. `admin` is a PostgreSQL URL whose role may create databases.
-/// With `repeat` > 1 the pair is run that many times (reference, then mobiflux, each in a
-/// fresh database) and the median ratio is printed as well: a shared machine's noise moves
-/// both sides of one pair alike far more than it moves runs minutes apart.
+/// With `repeat` > 1 the round is run that many times (reference, then mobiflux without
+/// and with its curated zone, each in a fresh database) and the median ratio is printed as
+/// well: a shared machine's noise moves the loads of one round alike far more than it
+/// moves runs minutes apart.
 pub fn csv(rows: u64, admin: &str, work: Option<PathBuf>, repeat: u32) -> Result<()> {
     if !admin.starts_with("postgres") {
         bail!("the benchmark compares against psql \\copy: --warehouse must be a postgres:// URL");
@@ -415,7 +437,7 @@ pub fn csv(rows: u64, admin: &str, work: Option<PathBuf>, repeat: u32) -> Result
     let mut pairs = Vec::new();
     let mut failure = None;
     for _ in 0..repeat.max(1) {
-        match one_pair(admin, &file, &dir) {
+        match one_round(admin, &file, &dir) {
             Ok(p) => pairs.push(p),
             Err(e) => {
                 failure = Some(e);
@@ -438,15 +460,20 @@ pub fn csv(rows: u64, admin: &str, work: Option<PathBuf>, repeat: u32) -> Result
         "load path", "seconds", "rows/s", "CPU s", "PG CPU s", "RSS MB"
     );
     let mut ratios = Vec::new();
-    for (reference, mobiflux) in &pairs {
+    let mut curated_ratios = Vec::new();
+    for round in &pairs {
         for (name, m) in [
             (
                 "psql \\copy into an untyped staging table (reference)",
-                reference,
+                &round.reference,
             ),
             (
                 "mobiflux run: raw zone + Table Schema + charge_points",
-                mobiflux,
+                &round.mobiflux,
+            ),
+            (
+                "  the same + curated Parquet zone (default)",
+                &round.curated,
             ),
         ] {
             println!(
@@ -459,21 +486,32 @@ pub fn csv(rows: u64, admin: &str, work: Option<PathBuf>, repeat: u32) -> Result
                 m.rss_kib as f64 / 1024.0
             );
         }
-        let ratio = mobiflux.secs / reference.secs;
-        println!("{:<56} {:>7.2}x", "  ratio of this pair", ratio);
+        let ratio = round.mobiflux.secs / round.reference.secs;
+        let with_curated = round.curated.secs / round.reference.secs;
+        println!(
+            "{:<56} {:>7.2}x  ({with_curated:.2}x with the curated zone)",
+            "  ratio of this round", ratio
+        );
         ratios.push(ratio);
+        curated_ratios.push(with_curated);
     }
     ratios.sort_by(f64::total_cmp);
+    curated_ratios.sort_by(f64::total_cmp);
     let median = ratios[ratios.len() / 2];
-    let rss = pairs.iter().map(|(_, m)| m.rss_kib).max().unwrap_or(0);
+    let rss = pairs
+        .iter()
+        .flat_map(|r| [r.mobiflux.rss_kib, r.curated.rss_kib])
+        .max()
+        .unwrap_or(0);
     println!();
     println!(
-        "ratio mobiflux / reference: {median:.2}x the time{} (target <= 1.40x); mobiflux peak RSS {:.1} MB (target <= 256 MB)",
+        "ratio mobiflux / reference: {median:.2}x the time{} (target <= 1.40x; {:.2}x with the curated Parquet zone); mobiflux peak RSS {:.1} MB (target <= 256 MB)",
         if ratios.len() > 1 {
-            format!(" (median of {} pairs)", ratios.len())
+            format!(" (median of {} rounds)", ratios.len())
         } else {
             String::new()
         },
+        curated_ratios[curated_ratios.len() / 2],
         rss as f64 / 1024.0
     );
     Ok(())

@@ -362,7 +362,8 @@ enum BenchWhat {
         /// Folder for the generated file (a temporary one by default).
         #[arg(long)]
         work: Option<PathBuf>,
-        /// Run the pair (reference, mobiflux) this many times; the median ratio is printed.
+        /// Run the round (reference, mobiflux, mobiflux with its curated zone) this many
+        /// times; the median ratio is printed.
         #[arg(long, default_value_t = 1)]
         repeat: u32,
     },

@@ -686,3 +686,212 @@ async fn a_csv_definition_enforces_its_table_schema_before_its_mapping() {
         "{rules:?}"
     );
 }
+
+/// The partitions of a table partitioned by partner, with their bound and whether they
+/// have their primary key.
+async fn partner_partitions(pool: &sqlx::PgPool, table: &str) -> Vec<(String, String, bool)> {
+    sqlx::query_as(
+        "SELECT c.relname::text, pg_get_expr(c.relpartbound, c.oid), \
+                EXISTS (SELECT 1 FROM pg_index x WHERE x.indrelid = c.oid AND x.indisprimary) \
+         FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+         WHERE i.inhparent = $1::regclass ORDER BY 2",
+    )
+    .bind(table)
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_partner_gets_a_partition_built_at_its_first_load_and_a_failed_load_leaves_none() {
+    let pipelines = temp_dir("partitions");
+    let irve = fixture("irve/statique/exemple-valide-statique.csv");
+    define_partner(&pipelines, "irve-a", "irve", &irve, "reseau-a");
+    define_partner(&pipelines, "irve-b", "irve", &irve, "b");
+    let pg = pg_database().await;
+    let dir = temp_dir("partitions-raw");
+    let env = dest(&pipelines, dir.join("raw").to_str().unwrap(), &pg);
+    let out = mobiflux(&["run", "irve-a", "irve-b"], &env).await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("charge_points 4"), "{stdout}");
+    let pool = sqlx::PgPool::connect(&pg).await.unwrap();
+    let parts = partner_partitions(&pool, "charge_points").await;
+    let name = |p: &str| format!("charge_points_x{}", &sha256_hex(p)[..12]);
+    assert_eq!(
+        parts,
+        vec![
+            (name("b"), "FOR VALUES IN ('b')".to_string(), true),
+            (
+                name("reseau-a"),
+                "FOR VALUES IN ('reseau-a')".to_string(),
+                true
+            ),
+        ]
+    );
+    let per_partner: Vec<(String, i64)> =
+        sqlx::query_as("SELECT partner, count(*) FROM charge_points GROUP BY 1 ORDER BY 1")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        per_partner,
+        vec![("b".to_string(), 2), ("reseau-a".to_string(), 2)]
+    );
+    // A second load of a partner merges into its partition (the key holds: no duplicate).
+    let changed = dir.join("changed.csv");
+    std::fs::write(
+        &changed,
+        std::fs::read_to_string(&irve)
+            .unwrap()
+            .replace("2021-04-05,true", "2021-05-01,true"),
+    )
+    .unwrap();
+    define_partner(&pipelines, "irve-b", "irve", changed.to_str().unwrap(), "b");
+    let out = mobiflux(&["run", "irve-b"], &env).await;
+    assert!(out.status.success(), "{:?}", text(&out));
+    let updated: Vec<(String, String)> = sqlx::query_as(
+        "SELECT partner, updated_on::text FROM charge_points \
+         WHERE charge_point_id = 'FRA68E680210015' ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        updated,
+        vec![
+            ("b".to_string(), "2021-05-01".to_string()),
+            ("reseau-a".to_string(), "2021-04-05".to_string())
+        ]
+    );
+    // A new partner's load that fails after its rows went in leaves no table behind.
+    define_partner(&pipelines, "irve-c", "irve", &irve, "c");
+    let mut failing = env.clone();
+    failing.push(("MOBIFLUX_FAILPOINTS".into(), "loader.before_commit".into()));
+    let out = mobiflux(&["run", "irve-c"], &failing).await;
+    assert!(!out.status.success(), "{:?}", text(&out));
+    let left: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
+        .bind(name("c"))
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(left, None);
+    assert_eq!(partner_partitions(&pool, "charge_points").await.len(), 2);
+    // Run again without the fault: it loads.
+    let out = mobiflux(&["run", "irve-c"], &env).await;
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert_eq!(partner_partitions(&pool, "charge_points").await.len(), 3);
+}
+
+/// A definition whose partner is not its name.
+fn define_partner(dir: &std::path::Path, name: &str, format: &str, url: &str, partner: &str) {
+    std::fs::write(
+        dir.join(format!("{name}.toml")),
+        format!(
+            "name = \"{name}\"\npartner = \"{partner}\"\nformat = \"{format}\"\nurl = \"{url}\"\nschedule = \"0 0 3 * * *\"\n"
+        ),
+    )
+    .unwrap();
+}
+
+fn sha256_hex(s: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(s.as_bytes()))
+}
+
+/// A warehouse made before migration 8: its charge points and parking facilities move to
+/// their partners' partitions, and the views that read them still answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_8_moves_stored_rows_into_partner_partitions() {
+    let pg = pg_database().await;
+    let pool = sqlx::PgPool::connect(&pg).await.unwrap();
+    sqlx::raw_sql(
+        "CREATE TABLE schema_migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let before: [&str; 7] = [
+        include_str!("../loaders/migrations/postgres/0001_init.sql"),
+        include_str!("../loaders/migrations/postgres/0002_files.sql"),
+        include_str!("../loaders/migrations/postgres/0003_gateway_calls.sql"),
+        include_str!("../loaders/migrations/postgres/0004_carpool_journeys.sql"),
+        include_str!("../loaders/migrations/postgres/0005_schedule_leases.sql"),
+        include_str!("../loaders/migrations/postgres/0006_stats.sql"),
+        include_str!("../loaders/migrations/postgres/0007_occupancy_heat.sql"),
+    ];
+    for (i, ddl) in before.iter().enumerate() {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(*ddl))
+            .execute(&pool)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO schema_migrations (version) VALUES ($1)")
+            .bind(i as i32 + 1)
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    // Version 7's warehouse, loaded by the examples of both partners.
+    let pipelines = temp_dir("migrate8");
+    let irve = fixture("irve/statique/exemple-valide-statique.csv");
+    define_partner(&pipelines, "irve-a", "irve", &irve, "a");
+    define_partner(&pipelines, "irve-b", "irve", &irve, "b");
+    let bnls = fixture("bnls/exemple-valide.csv");
+    define_partner(&pipelines, "bnls-a", "bnls", &bnls, "a");
+    for (table, values) in [(
+        "charge_points",
+        "('a', 'FRA1', 'S1', 'Station', 1, 2, now(), 'r1'), ('b', 'FRA1', 'S1', 'Station', 1, 2, now(), 'r1'), ('b', 'FRA2', 'S2', 'Station', 1, 2, now(), 'r1')",
+    )] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO {table} (partner, charge_point_id, station_id, station_name, lat, lon, valid_from, run_id) VALUES {values}"
+        )))
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    sqlx::raw_sql(
+        "INSERT INTO parking_facilities (partner, facility_id, name, valid_from, run_id) \
+         VALUES ('a', 'P1', 'Parking', now(), 'r1')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let out = mobiflux(&["migrate", "--warehouse", &pg], &[]).await;
+    assert!(out.status.success(), "{:?}", text(&out));
+    let parts: Vec<String> = partner_partitions(&pool, "charge_points")
+        .await
+        .into_iter()
+        .map(|(_, bound, pk)| format!("{bound} {pk}"))
+        .collect();
+    assert_eq!(
+        parts,
+        vec!["FOR VALUES IN ('a') true", "FOR VALUES IN ('b') true"]
+    );
+    assert_eq!(
+        partner_partitions(&pool, "parking_facilities").await.len(),
+        1
+    );
+    let per_commune: i64 =
+        sqlx::query_scalar("SELECT sum(charge_points)::bigint FROM stats_charge_points_by_commune")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(per_commune, 3);
+    let rls: Vec<bool> = sqlx::query_scalar(
+        "SELECT relrowsecurity FROM pg_class WHERE relname IN ('charge_points', 'parking_facilities')",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(rls, vec![true, true]);
+    // Loads go on: partner b merges into its partition, a new partner gets one.
+    let dir = temp_dir("migrate8-raw");
+    let env = dest(&pipelines, dir.join("raw").to_str().unwrap(), &pg);
+    let out = mobiflux(&["run"], &env).await;
+    assert!(out.status.success(), "{:?}", text(&out));
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM charge_points")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 3 + 4);
+}

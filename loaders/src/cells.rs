@@ -32,6 +32,22 @@ impl<'a, T: PolarsDataType> Col<'a, T> {
             one: (all.chunks().len() == 1).then(|| all.downcast_as_array()),
         }
     }
+
+    /// The column's one array, when it has a single chunk.
+    pub fn single(&self) -> Option<&'a T::Array> {
+        self.one
+    }
+}
+
+/// Whether no value of a text array holds a NUL byte (one scan of its buffers and of the
+/// short values kept inline), so a writer that must refuse NUL need not look at each value.
+pub fn nul_free(a: &<StringType as PolarsDataType>::Array) -> bool {
+    a.data_buffers()
+        .iter()
+        .all(|b| memchr::memchr(0, b).is_none())
+        && a.views()
+            .iter()
+            .all(|v| v.get_inlined_slice().is_none_or(|s| !s.contains(&0)))
 }
 
 /// A value of a primitive array, `None` when null.

@@ -42,7 +42,14 @@ const MIGRATIONS: &[(i32, &str)] = &[
         7,
         include_str!("../migrations/postgres/0007_occupancy_heat.sql"),
     ),
+    (
+        8,
+        include_str!("../migrations/postgres/0008_partner_partitions.sql"),
+    ),
 ];
+/// Reference tables partitioned by partner (migration 8): a partner's first load writes a
+/// table of its own without an index, builds its primary key at commit and attaches it.
+const PARTNER_PARTITIONED: &[&str] = &["charge_points", "parking_facilities"];
 /// Serializes migrations across processes (any constant shared by all mobiflux instances).
 const MIGRATION_LOCK: i64 = 0x6d6f_6269_666c_7578;
 /// COPY data is sent in pieces of about this size.
@@ -91,6 +98,55 @@ pub struct PostgresWarehouse {
 
 type Partitions = std::sync::Arc<std::sync::Mutex<BTreeSet<String>>>;
 
+/// Turns Nagle's algorithm off on this process's TCP connections to the warehouse's port.
+/// sqlx 0.9.0 stopped setting `TCP_NODELAY` (launchbadge/sqlx#4335; fixed upstream, not
+/// released): the last small write of every COPY (its end message) then waits for the
+/// server's delayed acknowledgement, 40 ms on Linux, once per COPY. sqlx gives no access
+/// to its socket, so the sockets are found by their peer's port. Setting it on another
+/// connection to the same port is harmless (it only sends small writes sooner).
+fn nodelay(port: u16) {
+    let Ok(fds) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    for fd in fds.flatten() {
+        let Some(fd) = fd.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        // SAFETY: an all-zero sockaddr_storage is valid; getpeername writes at most `len`
+        // bytes into it and fails harmlessly on descriptors that are not sockets.
+        let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        let named =
+            unsafe { libc::getpeername(fd, (&raw mut addr).cast::<libc::sockaddr>(), &mut len) };
+        if named != 0 {
+            continue;
+        }
+        let peer_port = match addr.ss_family as libc::c_int {
+            // SAFETY: the family says which address structure the storage holds.
+            libc::AF_INET => {
+                u16::from_be(unsafe { (*(&raw const addr).cast::<libc::sockaddr_in>()).sin_port })
+            }
+            libc::AF_INET6 => {
+                u16::from_be(unsafe { (*(&raw const addr).cast::<libc::sockaddr_in6>()).sin6_port })
+            }
+            _ => continue,
+        };
+        if peer_port == port {
+            let on: libc::c_int = 1;
+            // SAFETY: a valid option value and length for TCP_NODELAY on a TCP socket.
+            unsafe {
+                libc::setsockopt(
+                    fd,
+                    libc::IPPROTO_TCP,
+                    libc::TCP_NODELAY,
+                    (&raw const on).cast::<libc::c_void>(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                );
+            }
+        }
+    }
+}
+
 impl PostgresWarehouse {
     pub async fn connect(url: &str) -> Result<Self, LoadError> {
         Self::connect_sized(url, DEFAULT_CONNECTIONS).await
@@ -106,9 +162,16 @@ impl PostgresWarehouse {
             })?
             // Bulk merges take seconds by design: not worth a warning each.
             .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1));
+        let port = opts.get_port();
         let pool = PgPoolOptions::new()
             .max_connections(connections.max(1))
             .acquire_timeout(Duration::from_secs(15))
+            .after_connect(move |_, _| {
+                Box::pin(async move {
+                    nodelay(port);
+                    Ok(())
+                })
+            })
             .connect_with(opts)
             .await
             .map_err(|e| LoadError::Database {
@@ -240,6 +303,122 @@ fn push_binary(buf: &mut Vec<u8>, cell: Cell) {
     }
 }
 
+/// Rows encoded at a time by [`encode_columns`].
+const COPY_ROWS: usize = 1024;
+
+/// Appends rows `lo..hi` in binary COPY form, column by column: every row's size first,
+/// then each column written at its rows' cursors, one typed loop per column instead of a
+/// dispatch per cell. Every column must have a single array, text without NUL (checked by
+/// the caller).
+fn encode_columns(
+    buf: &mut Vec<u8>,
+    cols: &[ColRef<'_>],
+    lo: usize,
+    hi: usize,
+    at: &mut Vec<usize>,
+) {
+    // Whether value `i` of a primitive array is present.
+    macro_rules! present {
+        ($a:expr, $i:expr) => {
+            $a.validity().is_none_or(|v| v.get_bit($i))
+        };
+    }
+    at.clear();
+    at.resize(hi - lo, 2);
+    for c in cols {
+        let (fixed, validity) = match c {
+            ColRef::Text(t) => {
+                let a = t.single().expect("checked by the caller");
+                for (k, i) in (lo..hi).enumerate() {
+                    at[k] += 4 + a.get(i).map_or(0, str::len);
+                }
+                continue;
+            }
+            ColRef::Int(c) | ColRef::Ts(c) => (8, c.single().and_then(|a| a.validity())),
+            ColRef::Float(c) => (8, c.single().and_then(|a| a.validity())),
+            ColRef::Date(c) => (4, c.single().and_then(|a| a.validity())),
+            ColRef::Bool(c) => (1, c.single().and_then(|a| a.validity())),
+        };
+        for (k, i) in (lo..hi).enumerate() {
+            at[k] += 4 + if validity.is_none_or(|v| v.get_bit(i)) {
+                fixed
+            } else {
+                0
+            };
+        }
+    }
+    let mut end = buf.len();
+    for size in at.iter_mut() {
+        let start = end;
+        end += *size;
+        *size = start;
+    }
+    buf.resize(end, 0);
+    let width = (cols.len() as i16).to_be_bytes();
+    for p in at.iter_mut() {
+        buf[*p..*p + 2].copy_from_slice(&width);
+        *p += 2;
+    }
+    let null = (-1i32).to_be_bytes();
+    // A field at a row's cursor: its length (or -1 for null), then its bytes.
+    let mut put = |p: &mut usize, bytes: Option<&[u8]>| {
+        let Some(bytes) = bytes else {
+            buf[*p..*p + 4].copy_from_slice(&null);
+            *p += 4;
+            return;
+        };
+        buf[*p..*p + 4].copy_from_slice(&(bytes.len() as i32).to_be_bytes());
+        buf[*p + 4..*p + 4 + bytes.len()].copy_from_slice(bytes);
+        *p += 4 + bytes.len();
+    };
+    for c in cols {
+        match c {
+            ColRef::Text(t) => {
+                let a = t.single().expect("checked by the caller");
+                for (k, i) in (lo..hi).enumerate() {
+                    let v = a.get(i).map(str::as_bytes);
+                    put(&mut at[k], v);
+                }
+            }
+            ColRef::Int(c) => {
+                let a = c.single().expect("checked by the caller");
+                for (k, i) in (lo..hi).enumerate() {
+                    let v = present!(a, i).then(|| a.value(i).to_be_bytes());
+                    put(&mut at[k], v.as_ref().map(|b| &b[..]));
+                }
+            }
+            ColRef::Ts(c) => {
+                let a = c.single().expect("checked by the caller");
+                for (k, i) in (lo..hi).enumerate() {
+                    let v = present!(a, i).then(|| (a.value(i) - PG_EPOCH_MICROS).to_be_bytes());
+                    put(&mut at[k], v.as_ref().map(|b| &b[..]));
+                }
+            }
+            ColRef::Float(c) => {
+                let a = c.single().expect("checked by the caller");
+                for (k, i) in (lo..hi).enumerate() {
+                    let v = present!(a, i).then(|| a.value(i).to_bits().to_be_bytes());
+                    put(&mut at[k], v.as_ref().map(|b| &b[..]));
+                }
+            }
+            ColRef::Date(c) => {
+                let a = c.single().expect("checked by the caller");
+                for (k, i) in (lo..hi).enumerate() {
+                    let v = present!(a, i).then(|| (a.value(i) - PG_EPOCH_DAYS).to_be_bytes());
+                    put(&mut at[k], v.as_ref().map(|b| &b[..]));
+                }
+            }
+            ColRef::Bool(c) => {
+                let a = c.single().expect("checked by the caller");
+                for (k, i) in (lo..hi).enumerate() {
+                    let v = present!(a, i).then(|| [a.value(i) as u8]);
+                    put(&mut at[k], v.as_ref().map(|b| &b[..]));
+                }
+            }
+        }
+    }
+}
+
 /// Copies a frame into a table (COPY … FROM STDIN, binary format: no text formatting on
 /// our side, no parsing on the server's).
 async fn copy_frame(
@@ -259,14 +438,32 @@ async fn copy_frame(
     buf.extend_from_slice(&0u32.to_be_bytes()); // flags
     buf.extend_from_slice(&0u32.to_be_bytes()); // header extension length
     let width = (cols.len() as i16).to_be_bytes();
-    for i in 0..height {
-        buf.extend_from_slice(&width);
-        for c in cols {
-            push_binary(&mut buf, c.get(i));
+    let columnar = cols.iter().all(|c| match c {
+        ColRef::Text(t) => t.single().is_some_and(cells::nul_free),
+        ColRef::Int(c) | ColRef::Ts(c) => c.single().is_some(),
+        ColRef::Float(c) => c.single().is_some(),
+        ColRef::Bool(c) => c.single().is_some(),
+        ColRef::Date(c) => c.single().is_some(),
+    });
+    if columnar {
+        let mut at = Vec::with_capacity(COPY_ROWS);
+        for lo in (0..height).step_by(COPY_ROWS) {
+            encode_columns(&mut buf, cols, lo, (lo + COPY_ROWS).min(height), &mut at);
+            if buf.len() >= COPY_CHUNK {
+                copy.send(buf.as_slice()).await?;
+                buf.clear();
+            }
         }
-        if buf.len() >= COPY_CHUNK {
-            copy.send(buf.as_slice()).await?;
-            buf.clear();
+    } else {
+        for i in 0..height {
+            buf.extend_from_slice(&width);
+            for c in cols {
+                push_binary(&mut buf, c.get(i));
+            }
+            if buf.len() >= COPY_CHUNK {
+                copy.send(buf.as_slice()).await?;
+                buf.clear();
+            }
         }
     }
     buf.extend_from_slice(&(-1i16).to_be_bytes());
@@ -407,8 +604,12 @@ struct PgLoad {
     run: RunRecord,
     /// Tables with a staging table, merged at commit.
     staged: Vec<&'static TableSchema>,
-    /// Tables locked for this partner, and whether their rows may be COPYed straight in.
-    locked: Vec<(&'static str, bool)>,
+    /// Tables locked for this partner, and where their rows may be COPYed straight in
+    /// (`None`: staged and merged at commit).
+    locked: Vec<(&'static str, Option<String>)>,
+    /// A partner's first partitions, written without an index: (table, partition, partner
+    /// as a literal); their keys are built and they are attached at commit.
+    fresh: Vec<(&'static TableSchema, String, String)>,
     counts: TxCounts,
 }
 
@@ -514,18 +715,21 @@ impl PgLoad {
     /// Reference tables: the partner has no row yet. Snapshots: none in the chunk's time range.
     /// Keys within a run are unique (transforms refuse repeats), so a direct COPY never
     /// violates the primary key, and a load run again takes the merge path.
+    /// Returns the table to COPY into, or `None` when the chunk is staged and merged.
+    /// A table partitioned by partner whose partner has no partition yet gets a new table,
+    /// without index, attached at commit (`attach_fresh`).
     async fn direct(
         &mut self,
         schema: &'static TableSchema,
         cols: &[ColRef<'_>],
         height: usize,
-    ) -> Result<bool, sqlx::Error> {
+    ) -> Result<Option<String>, sqlx::Error> {
         let partner = self.run.partner.clone();
         let state = self
             .locked
             .iter()
             .find(|(t, _)| *t == schema.name)
-            .map(|(_, d)| *d);
+            .map(|(_, d)| d.clone());
         let static_direct = match state {
             Some(d) => d,
             None => {
@@ -533,22 +737,29 @@ impl PgLoad {
                     .bind(format!("mobiflux.load.{}.{partner}", schema.name))
                     .execute(&mut *self.tx)
                     .await?;
-                let empty: bool = sqlx::query_scalar(AssertSqlSafe(format!(
-                    "SELECT NOT EXISTS (SELECT 1 FROM {} WHERE partner = $1)",
-                    schema.name
-                )))
-                .bind(&partner)
-                .fetch_one(&mut *self.tx)
-                .await?;
-                self.locked.push((schema.name, empty));
-                empty
+                let target = if schema.kind == TableKind::Static
+                    && PARTNER_PARTITIONED.contains(&schema.name)
+                {
+                    self.partition_of(schema, &partner).await?
+                } else {
+                    let empty: bool = sqlx::query_scalar(AssertSqlSafe(format!(
+                        "SELECT NOT EXISTS (SELECT 1 FROM {} WHERE partner = $1)",
+                        schema.name
+                    )))
+                    .bind(&partner)
+                    .fetch_one(&mut *self.tx)
+                    .await?;
+                    empty.then(|| schema.name.to_string())
+                };
+                self.locked.push((schema.name, target.clone()));
+                target
             }
         };
         match schema.kind {
-            TableKind::Static => Ok(static_direct && !self.staged.contains(&schema)),
+            TableKind::Static => Ok(static_direct.filter(|_| !self.staged.contains(&schema))),
             TableKind::Snapshot => {
                 let Some((lo, hi)) = observed_range(schema, cols, height) else {
-                    return Ok(false);
+                    return Ok(None);
                 };
                 let to_ts = |us: i64| Utc.timestamp_micros(us).single().unwrap_or_default();
                 let taken: bool = sqlx::query_scalar(AssertSqlSafe(format!(
@@ -560,10 +771,63 @@ impl PgLoad {
                 .bind(to_ts(hi))
                 .fetch_one(&mut *self.tx)
                 .await?;
-                Ok(!taken)
+                Ok((!taken).then(|| schema.name.to_string()))
             }
-            TableKind::PerRun => Ok(false),
+            TableKind::PerRun => Ok(None),
         }
+    }
+
+    /// Of a table partitioned by partner: where this partner's rows may be COPYed straight
+    /// in. No partition yet: a new table, without index, under the partition's name (it
+    /// becomes the partition at commit). A partition without rows: the table itself. A
+    /// partition with rows: nowhere (staged and merged).
+    async fn partition_of(
+        &mut self,
+        schema: &'static TableSchema,
+        partner: &str,
+    ) -> Result<Option<String>, sqlx::Error> {
+        let (part, exists, literal): (String, bool, String) = sqlx::query_as(
+            "SELECT p, to_regclass(p) IS NOT NULL, quote_literal($2) \
+             FROM mobiflux_partner_partition($1, $2) AS p",
+        )
+        .bind(schema.name)
+        .bind(partner)
+        .fetch_one(&mut *self.tx)
+        .await?;
+        if exists {
+            let empty: bool = sqlx::query_scalar(AssertSqlSafe(format!(
+                "SELECT NOT EXISTS (SELECT 1 FROM {part})"
+            )))
+            .fetch_one(&mut *self.tx)
+            .await?;
+            return Ok(empty.then(|| schema.name.to_string()));
+        }
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "CREATE TABLE {part} (LIKE {t} INCLUDING DEFAULTS, CONSTRAINT {part}_partner CHECK (partner = {literal}))",
+            t = schema.name
+        )))
+        .execute(&mut *self.tx)
+        .await?;
+        self.fresh.push((schema, part.clone(), literal));
+        Ok(Some(part))
+    }
+
+    /// The partner's new partitions: primary key built in one sorted pass, then attached
+    /// (their check constraint spares PostgreSQL the scan that proves the bound).
+    async fn attach_fresh(&mut self) -> Result<(), (&'static str, sqlx::Error)> {
+        for (schema, part, literal) in std::mem::take(&mut self.fresh) {
+            let ddl = format!(
+                "ALTER TABLE {part} ADD PRIMARY KEY ({key}); \
+                 ALTER TABLE {t} ATTACH PARTITION {part} FOR VALUES IN ({literal})",
+                key = schema.key.join(", "),
+                t = schema.name
+            );
+            sqlx::raw_sql(AssertSqlSafe(ddl))
+                .execute(&mut *self.tx)
+                .await
+                .map_err(|e| (schema.name, e))?;
+        }
+        Ok(())
     }
 }
 
@@ -676,12 +940,12 @@ impl LoadTx for PgLoad {
             }
             let direct = self.direct(schema, &cols, height).await;
             let direct = direct.map_err(|e| self.rolled_back(schema.name, e))?;
-            if direct {
+            if let Some(target) = direct {
                 if schema.kind == TableKind::Static {
                     self.counts.changed(schema.name, height as u64);
                 }
                 let r = async {
-                    copy_frame(&mut self.tx, schema.name, schema, &cols, height).await?;
+                    copy_frame(&mut self.tx, &target, schema, &cols, height).await?;
                     failpoint::check("loader.after_copy")?;
                     Ok::<(), crate::StepError>(())
                 }
@@ -739,6 +1003,9 @@ impl LoadTx for PgLoad {
     fn commit(self: Box<Self>) -> BoxFuture<'static, Result<LoadStats, LoadError>> {
         Box::pin(async move {
             let mut me = *self;
+            if let Err((table, e)) = me.attach_fresh().await {
+                return Err(me.rolled_back(table, e));
+            }
             let order = |s: &&TableSchema| {
                 mobiflux_model::schema::UNIFIED_TABLES
                     .iter()
@@ -885,6 +1152,7 @@ impl Warehouse for PostgresWarehouse {
                 run: run.clone(),
                 staged: Vec::new(),
                 locked: Vec::new(),
+                fresh: Vec::new(),
                 counts: TxCounts::default(),
             }) as Box<dyn LoadTx>)
         })

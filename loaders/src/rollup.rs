@@ -385,9 +385,12 @@ mod tests {
             .into_column()
     }
 
-    fn status_frame(rows: &[(&str, i64, i64, i64, bool)]) -> DataFrame {
+    /// A station's status: id, observed_at, bikes, docks, renting.
+    type StatusRow<'a> = (&'a str, i64, i64, i64, bool);
+
+    fn status_frame(rows: &[StatusRow]) -> DataFrame {
         let n = rows.len();
-        let s = |f: &dyn Fn(&(&str, i64, i64, i64, bool)) -> Option<String>| {
+        let s = |f: &dyn Fn(&StatusRow) -> Option<String>| {
             rows.iter().map(f).collect::<Vec<_>>()
         };
         DataFrame::new(
