@@ -55,3 +55,137 @@ async fn migrations_match_the_declared_schemas_in_postgres_and_sqlite() {
         ]
     );
 }
+
+/// A charge point with every column type; `full` sets the optional ones, otherwise null.
+fn charge_point(id: &str, name: &str, full: bool) -> mobiflux_transforms::frame::Row {
+    use chrono::TimeZone as _;
+    let mut r = mobiflux_transforms::frame::Row::new(&mobiflux_model::schema::CHARGE_POINTS);
+    let day = chrono::NaiveDate::from_ymd_opt(2024, 2, 29).unwrap();
+    r.set("partner", "enc")
+        .set("charge_point_id", id)
+        .set("station_id", "S1")
+        .set("station_name", name)
+        .set("lat", 48.5)
+        .set("lon", -1.25)
+        .set(
+            "valid_from",
+            chrono::Utc
+                .with_ymd_and_hms(1999, 12, 31, 23, 0, 0)
+                .unwrap(),
+        )
+        .set("run_id", "r-enc")
+        .set("network", full.then_some("Réseau «Ouest»"))
+        .set("station_points", full.then_some(-3i64))
+        .set("power_kw", full.then_some(22.5))
+        .set("socket_ccs", full.then_some(false))
+        .set("commissioned_on", full.then_some(day));
+    r
+}
+
+/// PostgreSQL's binary COPY, both ways of encoding it: column by column (single arrays,
+/// text without NUL) and cell by cell (a frame of several chunks, or text holding NUL,
+/// which PostgreSQL cannot store: it is dropped). Every type, present and null, reads back
+/// exactly; dates and times on both sides of PostgreSQL's 2000 epoch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_copy_encodes_every_type_by_column_and_by_cell() {
+    use mobiflux_model::schema::CHARGE_POINTS;
+    use mobiflux_transforms::frame::FrameBuilder;
+    let frame = |rows: Vec<mobiflux_transforms::frame::Row>| {
+        let mut b = FrameBuilder::new(&CHARGE_POINTS);
+        for r in rows {
+            b.push(r).unwrap();
+        }
+        b.finish()
+    };
+    let columnar = frame(vec![
+        charge_point("A1", "Alpha", true),
+        charge_point("A2", "a name longer than twelve bytes", false),
+    ]);
+    let with_nul = frame(vec![charge_point("B1", "Pic\0pus", true)]);
+    let mut chunked = frame(vec![charge_point("C1", "Gamma", false)]);
+    chunked
+        .vstack_mut(&frame(vec![charge_point("C2", "Delta", true)]))
+        .unwrap();
+    assert_eq!(chunked.first_col_n_chunks(), 2);
+    let pg = common::pg_database().await;
+    let wh = mobiflux_loaders::open(&pg).await.unwrap();
+    wh.migrate().await.unwrap();
+    let run = mobiflux_loaders::RunRecord {
+        run_id: "r-enc".into(),
+        pipeline: "enc".into(),
+        partner: "enc".into(),
+        format: "irve".into(),
+        trigger: "run".into(),
+        scheduled_for: None,
+        started_at: chrono::Utc::now(),
+        finished_at: None,
+        status: "running".into(),
+        rows_loaded: 0,
+        rows_quarantined: 0,
+        bytes: 0,
+        error: None,
+        manifest: None,
+    };
+    wh.start_run(&run).await.unwrap();
+    let mut tx = wh.begin(&run).await.unwrap();
+    for df in [&columnar, &with_nul, &chunked] {
+        tx.frame(&CHARGE_POINTS, df).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    let pool = sqlx::PgPool::connect(&pg).await.unwrap();
+    type Read = (
+        String,
+        String,
+        Option<String>,
+        Option<i64>,
+        Option<f64>,
+        Option<bool>,
+        Option<String>,
+        String,
+        f64,
+    );
+    let rows: Vec<Read> = sqlx::query_as(
+        "SELECT charge_point_id, station_name, network, station_points, power_kw, socket_ccs, \
+                commissioned_on::text, to_char(valid_from AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI'), lon \
+         FROM charge_points ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let full = |id: &str, name: &str| -> Read {
+        (
+            id.into(),
+            name.into(),
+            Some("Réseau «Ouest»".into()),
+            Some(-3),
+            Some(22.5),
+            Some(false),
+            Some("2024-02-29".into()),
+            "1999-12-31 23:00".into(),
+            -1.25,
+        )
+    };
+    let bare = |id: &str, name: &str| -> Read {
+        (
+            id.into(),
+            name.into(),
+            None,
+            None,
+            None,
+            None,
+            None,
+            "1999-12-31 23:00".into(),
+            -1.25,
+        )
+    };
+    assert_eq!(
+        rows,
+        vec![
+            full("A1", "Alpha"),
+            bare("A2", "a name longer than twelve bytes"),
+            full("B1", "Picpus"),
+            bare("C1", "Gamma"),
+            full("C2", "Delta"),
+        ]
+    );
+}

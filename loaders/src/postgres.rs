@@ -371,6 +371,19 @@ fn encode_columns(
         buf[*p + 4..*p + 4 + bytes.len()].copy_from_slice(bytes);
         *p += 4 + bytes.len();
     };
+    // A fixed-size column: each present value encoded by `$enc`.
+    macro_rules! fixed {
+        ($c:expr, |$x:ident| $enc:expr) => {{
+            let a = $c.single().expect("checked by the caller");
+            for (k, i) in (lo..hi).enumerate() {
+                let v = present!(a, i).then(|| {
+                    let $x = a.value(i);
+                    $enc
+                });
+                put(&mut at[k], v.as_ref().map(|b| &b[..]));
+            }
+        }};
+    }
     for c in cols {
         match c {
             ColRef::Text(t) => {
@@ -380,41 +393,11 @@ fn encode_columns(
                     put(&mut at[k], v);
                 }
             }
-            ColRef::Int(c) => {
-                let a = c.single().expect("checked by the caller");
-                for (k, i) in (lo..hi).enumerate() {
-                    let v = present!(a, i).then(|| a.value(i).to_be_bytes());
-                    put(&mut at[k], v.as_ref().map(|b| &b[..]));
-                }
-            }
-            ColRef::Ts(c) => {
-                let a = c.single().expect("checked by the caller");
-                for (k, i) in (lo..hi).enumerate() {
-                    let v = present!(a, i).then(|| (a.value(i) - PG_EPOCH_MICROS).to_be_bytes());
-                    put(&mut at[k], v.as_ref().map(|b| &b[..]));
-                }
-            }
-            ColRef::Float(c) => {
-                let a = c.single().expect("checked by the caller");
-                for (k, i) in (lo..hi).enumerate() {
-                    let v = present!(a, i).then(|| a.value(i).to_bits().to_be_bytes());
-                    put(&mut at[k], v.as_ref().map(|b| &b[..]));
-                }
-            }
-            ColRef::Date(c) => {
-                let a = c.single().expect("checked by the caller");
-                for (k, i) in (lo..hi).enumerate() {
-                    let v = present!(a, i).then(|| (a.value(i) - PG_EPOCH_DAYS).to_be_bytes());
-                    put(&mut at[k], v.as_ref().map(|b| &b[..]));
-                }
-            }
-            ColRef::Bool(c) => {
-                let a = c.single().expect("checked by the caller");
-                for (k, i) in (lo..hi).enumerate() {
-                    let v = present!(a, i).then(|| [a.value(i) as u8]);
-                    put(&mut at[k], v.as_ref().map(|b| &b[..]));
-                }
-            }
+            ColRef::Int(c) => fixed!(c, |x| x.to_be_bytes()),
+            ColRef::Ts(c) => fixed!(c, |x| (x - PG_EPOCH_MICROS).to_be_bytes()),
+            ColRef::Float(c) => fixed!(c, |x| x.to_bits().to_be_bytes()),
+            ColRef::Date(c) => fixed!(c, |x| (x - PG_EPOCH_DAYS).to_be_bytes()),
+            ColRef::Bool(c) => fixed!(c, |x| [x as u8]),
         }
     }
 }

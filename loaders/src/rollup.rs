@@ -390,9 +390,7 @@ mod tests {
 
     fn status_frame(rows: &[StatusRow]) -> DataFrame {
         let n = rows.len();
-        let s = |f: &dyn Fn(&StatusRow) -> Option<String>| {
-            rows.iter().map(f).collect::<Vec<_>>()
-        };
+        let s = |f: &dyn Fn(&StatusRow) -> Option<String>| rows.iter().map(f).collect::<Vec<_>>();
         DataFrame::new(
             n,
             vec![
