@@ -434,11 +434,11 @@ pub fn csv(rows: u64, admin: &str, work: Option<PathBuf>, repeat: u32) -> Result
         t.elapsed().as_secs_f64(),
         file.display()
     );
-    let mut pairs = Vec::new();
+    let mut rounds = Vec::new();
     let mut failure = None;
     for _ in 0..repeat.max(1) {
         match one_round(admin, &file, &dir) {
-            Ok(p) => pairs.push(p),
+            Ok(r) => rounds.push(r),
             Err(e) => {
                 failure = Some(e);
                 break;
@@ -461,7 +461,7 @@ pub fn csv(rows: u64, admin: &str, work: Option<PathBuf>, repeat: u32) -> Result
     );
     let mut ratios = Vec::new();
     let mut curated_ratios = Vec::new();
-    for round in &pairs {
+    for round in &rounds {
         for (name, m) in [
             (
                 "psql \\copy into an untyped staging table (reference)",
@@ -497,8 +497,8 @@ pub fn csv(rows: u64, admin: &str, work: Option<PathBuf>, repeat: u32) -> Result
     }
     ratios.sort_by(f64::total_cmp);
     curated_ratios.sort_by(f64::total_cmp);
-    let median = ratios[ratios.len() / 2];
-    let rss = pairs
+    let median = percentile(&ratios, 0.5).expect("one round at least");
+    let rss = rounds
         .iter()
         .flat_map(|r| [r.mobiflux.rss_kib, r.curated.rss_kib])
         .max()
@@ -511,7 +511,7 @@ pub fn csv(rows: u64, admin: &str, work: Option<PathBuf>, repeat: u32) -> Result
         } else {
             String::new()
         },
-        curated_ratios[curated_ratios.len() / 2],
+        percentile(&curated_ratios, 0.5).expect("one round at least"),
         rss as f64 / 1024.0
     );
     Ok(())

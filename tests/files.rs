@@ -706,8 +706,8 @@ async fn partner_partitions(pool: &sqlx::PgPool, table: &str) -> Vec<(String, St
 async fn each_partner_gets_a_partition_built_at_its_first_load_and_a_failed_load_leaves_none() {
     let pipelines = temp_dir("partitions");
     let irve = fixture("irve/statique/exemple-valide-statique.csv");
-    define_partner(&pipelines, "irve-a", "irve", &irve, "reseau-a");
-    define_partner(&pipelines, "irve-b", "irve", &irve, "b");
+    define_partner(&pipelines, "irve-a", "reseau-a", "irve", &irve, "");
+    define_partner(&pipelines, "irve-b", "b", "irve", &irve, "");
     let pg = pg_database().await;
     let dir = temp_dir("partitions-raw");
     let env = dest(&pipelines, dir.join("raw").to_str().unwrap(), &pg);
@@ -747,7 +747,14 @@ async fn each_partner_gets_a_partition_built_at_its_first_load_and_a_failed_load
             .replace("2021-04-05,true", "2021-05-01,true"),
     )
     .unwrap();
-    define_partner(&pipelines, "irve-b", "irve", changed.to_str().unwrap(), "b");
+    define_partner(
+        &pipelines,
+        "irve-b",
+        "b",
+        "irve",
+        changed.to_str().unwrap(),
+        "",
+    );
     let out = mobiflux(&["run", "irve-b"], &env).await;
     assert!(out.status.success(), "{:?}", text(&out));
     let updated: Vec<(String, String)> = sqlx::query_as(
@@ -765,7 +772,7 @@ async fn each_partner_gets_a_partition_built_at_its_first_load_and_a_failed_load
         ]
     );
     // A new partner's load that fails after its rows went in leaves no table behind.
-    define_partner(&pipelines, "irve-c", "irve", &irve, "c");
+    define_partner(&pipelines, "irve-c", "c", "irve", &irve, "");
     let mut failing = env.clone();
     failing.push(("MOBIFLUX_FAILPOINTS".into(), "loader.before_commit".into()));
     let out = mobiflux(&["run", "irve-c"], &failing).await;
@@ -781,17 +788,6 @@ async fn each_partner_gets_a_partition_built_at_its_first_load_and_a_failed_load
     let out = mobiflux(&["run", "irve-c"], &env).await;
     assert!(out.status.success(), "{:?}", text(&out));
     assert_eq!(partner_partitions(&pool, "charge_points").await.len(), 3);
-}
-
-/// A definition whose partner is not its name.
-fn define_partner(dir: &std::path::Path, name: &str, format: &str, url: &str, partner: &str) {
-    std::fs::write(
-        dir.join(format!("{name}.toml")),
-        format!(
-            "name = \"{name}\"\npartner = \"{partner}\"\nformat = \"{format}\"\nurl = \"{url}\"\nschedule = \"0 0 3 * * *\"\n"
-        ),
-    )
-    .unwrap();
 }
 
 fn sha256_hex(s: &str) -> String {
@@ -811,22 +807,16 @@ async fn migration_8_moves_stored_rows_into_partner_partitions() {
     .execute(&pool)
     .await
     .unwrap();
-    let before: [&str; 7] = [
-        include_str!("../loaders/migrations/postgres/0001_init.sql"),
-        include_str!("../loaders/migrations/postgres/0002_files.sql"),
-        include_str!("../loaders/migrations/postgres/0003_gateway_calls.sql"),
-        include_str!("../loaders/migrations/postgres/0004_carpool_journeys.sql"),
-        include_str!("../loaders/migrations/postgres/0005_schedule_leases.sql"),
-        include_str!("../loaders/migrations/postgres/0006_stats.sql"),
-        include_str!("../loaders/migrations/postgres/0007_occupancy_heat.sql"),
-    ];
-    for (i, ddl) in before.iter().enumerate() {
+    for (version, ddl) in mobiflux_loaders::POSTGRES_MIGRATIONS
+        .iter()
+        .filter(|(v, _)| *v < 8)
+    {
         sqlx::raw_sql(sqlx::AssertSqlSafe(*ddl))
             .execute(&pool)
             .await
             .unwrap();
         sqlx::query("INSERT INTO schema_migrations (version) VALUES ($1)")
-            .bind(i as i32 + 1)
+            .bind(version)
             .execute(&pool)
             .await
             .unwrap();
@@ -834,10 +824,10 @@ async fn migration_8_moves_stored_rows_into_partner_partitions() {
     // Version 7's warehouse, loaded by the examples of both partners.
     let pipelines = temp_dir("migrate8");
     let irve = fixture("irve/statique/exemple-valide-statique.csv");
-    define_partner(&pipelines, "irve-a", "irve", &irve, "a");
-    define_partner(&pipelines, "irve-b", "irve", &irve, "b");
+    define_partner(&pipelines, "irve-a", "a", "irve", &irve, "");
+    define_partner(&pipelines, "irve-b", "b", "irve", &irve, "");
     let bnls = fixture("bnls/exemple-valide.csv");
-    define_partner(&pipelines, "bnls-a", "bnls", &bnls, "a");
+    define_partner(&pipelines, "bnls-a", "a", "bnls", &bnls, "");
     for (table, values) in [(
         "charge_points",
         "('a', 'FRA1', 'S1', 'Station', 1, 2, now(), 'r1'), ('b', 'FRA1', 'S1', 'Station', 1, 2, now(), 'r1'), ('b', 'FRA2', 'S2', 'Station', 1, 2, now(), 'r1')",

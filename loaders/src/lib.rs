@@ -19,6 +19,7 @@ use futures_util::future::BoxFuture;
 use mobiflux_model::TableSchema;
 use polars::prelude::DataFrame;
 
+pub use postgres::MIGRATIONS as POSTGRES_MIGRATIONS;
 pub use postgres::PostgresWarehouse;
 pub use sqlite::SqliteWarehouse;
 

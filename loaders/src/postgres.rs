@@ -22,7 +22,8 @@ use crate::{
 use crate::{rollup, stats};
 use polars::prelude::DataFrame;
 
-const MIGRATIONS: &[(i32, &str)] = &[
+/// The PostgreSQL migrations, in order (tests rebuild older warehouses from them).
+pub const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
     (2, include_str!("../migrations/postgres/0002_files.sql")),
     (
@@ -428,25 +429,22 @@ async fn copy_frame(
         ColRef::Bool(c) => c.single().is_some(),
         ColRef::Date(c) => c.single().is_some(),
     });
-    if columnar {
-        let mut at = Vec::with_capacity(COPY_ROWS);
-        for lo in (0..height).step_by(COPY_ROWS) {
-            encode_columns(&mut buf, cols, lo, (lo + COPY_ROWS).min(height), &mut at);
-            if buf.len() >= COPY_CHUNK {
-                copy.send(buf.as_slice()).await?;
-                buf.clear();
+    let mut at = Vec::with_capacity(COPY_ROWS);
+    for lo in (0..height).step_by(COPY_ROWS) {
+        let hi = (lo + COPY_ROWS).min(height);
+        if columnar {
+            encode_columns(&mut buf, cols, lo, hi, &mut at);
+        } else {
+            for i in lo..hi {
+                buf.extend_from_slice(&width);
+                for c in cols {
+                    push_binary(&mut buf, c.get(i));
+                }
             }
         }
-    } else {
-        for i in 0..height {
-            buf.extend_from_slice(&width);
-            for c in cols {
-                push_binary(&mut buf, c.get(i));
-            }
-            if buf.len() >= COPY_CHUNK {
-                copy.send(buf.as_slice()).await?;
-                buf.clear();
-            }
+        if buf.len() >= COPY_CHUNK {
+            copy.send(buf.as_slice()).await?;
+            buf.clear();
         }
     }
     buf.extend_from_slice(&(-1i16).to_be_bytes());
@@ -720,19 +718,18 @@ impl PgLoad {
                     .bind(format!("mobiflux.load.{}.{partner}", schema.name))
                     .execute(&mut *self.tx)
                     .await?;
-                let target = if schema.kind == TableKind::Static
-                    && PARTNER_PARTITIONED.contains(&schema.name)
-                {
-                    self.partition_of(schema, &partner).await?
-                } else {
-                    let empty: bool = sqlx::query_scalar(AssertSqlSafe(format!(
-                        "SELECT NOT EXISTS (SELECT 1 FROM {} WHERE partner = $1)",
-                        schema.name
-                    )))
-                    .bind(&partner)
-                    .fetch_one(&mut *self.tx)
-                    .await?;
-                    empty.then(|| schema.name.to_string())
+                let target = match self.fresh_partition(schema, &partner).await? {
+                    Some(part) => Some(part),
+                    None => {
+                        let empty: bool = sqlx::query_scalar(AssertSqlSafe(format!(
+                            "SELECT NOT EXISTS (SELECT 1 FROM {} WHERE partner = $1)",
+                            schema.name
+                        )))
+                        .bind(&partner)
+                        .fetch_one(&mut *self.tx)
+                        .await?;
+                        empty.then(|| schema.name.to_string())
+                    }
                 };
                 self.locked.push((schema.name, target.clone()));
                 target
@@ -760,15 +757,18 @@ impl PgLoad {
         }
     }
 
-    /// Of a table partitioned by partner: where this partner's rows may be COPYed straight
-    /// in. No partition yet: a new table, without index, under the partition's name (it
-    /// becomes the partition at commit). A partition without rows: the table itself. A
-    /// partition with rows: nowhere (staged and merged).
-    async fn partition_of(
+    /// Of a reference table partitioned by partner whose partner has no partition yet: a
+    /// new table, without index, under the partition's name, where the partner's rows go
+    /// (it becomes the partition at commit, `attach_fresh`). `None` for any other table or
+    /// when the partition exists.
+    async fn fresh_partition(
         &mut self,
         schema: &'static TableSchema,
         partner: &str,
     ) -> Result<Option<String>, sqlx::Error> {
+        if schema.kind != TableKind::Static || !PARTNER_PARTITIONED.contains(&schema.name) {
+            return Ok(None);
+        }
         let (part, exists, literal): (String, bool, String) = sqlx::query_as(
             "SELECT p, to_regclass(p) IS NOT NULL, quote_literal($2) \
              FROM mobiflux_partner_partition($1, $2) AS p",
@@ -778,12 +778,7 @@ impl PgLoad {
         .fetch_one(&mut *self.tx)
         .await?;
         if exists {
-            let empty: bool = sqlx::query_scalar(AssertSqlSafe(format!(
-                "SELECT NOT EXISTS (SELECT 1 FROM {part})"
-            )))
-            .fetch_one(&mut *self.tx)
-            .await?;
-            return Ok(empty.then(|| schema.name.to_string()));
+            return Ok(None);
         }
         sqlx::raw_sql(AssertSqlSafe(format!(
             "CREATE TABLE {part} (LIKE {t} INCLUDING DEFAULTS, CONSTRAINT {part}_partner CHECK (partner = {literal}))",

@@ -75,8 +75,13 @@ pub fn define(dir: &Path, name: &str, url: &str, extra: &str) {
 
 /// Writes a definition file of any format; `extra` lines are appended.
 pub fn define_format(dir: &Path, name: &str, format: &str, url: &str, extra: &str) {
+    define_partner(dir, name, name, format, url, extra);
+}
+
+/// Writes a definition file whose partner is not its name.
+pub fn define_partner(dir: &Path, name: &str, partner: &str, format: &str, url: &str, extra: &str) {
     let text = format!(
-        "name = \"{name}\"\npartner = \"{name}\"\nformat = \"{format}\"\nurl = \"{url}\"\nschedule = \"0 * * * * *\"\n{extra}\n"
+        "name = \"{name}\"\npartner = \"{partner}\"\nformat = \"{format}\"\nurl = \"{url}\"\nschedule = \"0 * * * * *\"\n{extra}\n"
     );
     std::fs::write(dir.join(format!("{name}.toml")), text).unwrap();
 }
