@@ -12,7 +12,7 @@ use futures_util::StreamExt;
 use mobiflux_extractors::raw::{Manifest, manifest_key};
 use mobiflux_extractors::{Http, HttpOptions, RawStore, Source};
 use mobiflux_loaders::cache::{EntryMeta, GatewayCache, Publication, Resource, pivot};
-use mobiflux_loaders::curated::Curated;
+use mobiflux_loaders::curated::{Content, Curated};
 use mobiflux_loaders::{RunRecord, Warehouse};
 use mobiflux_model::RunId;
 use mobiflux_transforms::fixed::FixedMap;
@@ -340,9 +340,10 @@ impl Runner {
         if !self.curated {
             return Ok(None);
         }
-        Curated::new(&record.run_id, record.started_at.date_naive())
-            .map(Some)
-            .map_err(|e| format!("curated zone: {e}"))
+        Ok(Some(Curated::new(
+            &record.run_id,
+            record.started_at.date_naive(),
+        )))
     }
 
     /// Uploads the run's curated parts, once the warehouse has committed the load.
@@ -351,17 +352,19 @@ impl Runner {
         curated: Option<Curated>,
         stats: &mobiflux_loaders::LoadStats,
     ) -> Result<(), String> {
-        let Some(c) = curated else { return Ok(()) };
-        let parts = c.to_upload(&stats.changed);
+        let Some(mut c) = curated else { return Ok(()) };
+        let parts = c.finish(&stats.changed).map_err(|e| {
+            format!("loaded into the warehouse, but the curated zone could not be written: {e}")
+        })?;
+        const PARQUET: &str = "application/vnd.apache.parquet";
         for p in &parts {
-            self.raw
-                .put_file(&p.key, &p.file, "application/vnd.apache.parquet")
-                .await
-                .map_err(|e| {
-                    format!(
-                        "loaded into the warehouse, but the curated zone could not be written: {e}"
-                    )
-                })?;
+            match &p.content {
+                Content::Memory(bytes) => self.raw.put(&p.key, bytes.clone(), PARQUET).await,
+                Content::File(file) => self.raw.put_file(&p.key, file, PARQUET).await,
+            }
+            .map_err(|e| {
+                format!("loaded into the warehouse, but the curated zone could not be written: {e}")
+            })?;
         }
         if !parts.is_empty() {
             tracing::info!(
@@ -953,7 +956,10 @@ impl Runner {
             .iter()
             .filter(|o| o.usable() && reader.reads(&o.resource))
         {
-            let bytes = self.raw.get(&obj.key).await.map_err(|e| e.to_string())?;
+            let bytes = match &obj.landed.0 {
+                Some(b) => b.clone(),
+                None => self.raw.get(&obj.key).await.map_err(|e| e.to_string())?,
+            };
             pages.push((obj.url.clone(), obj.key.clone(), obj.fetched_at, bytes));
         }
         let (pipeline, partner, run_id) = (
@@ -1052,7 +1058,10 @@ impl Runner {
         let fetched_at = fetched_at(manifest);
         let mut blobs: Vec<(String, String, Bytes, chrono::DateTime<Utc>)> = Vec::new();
         for o in manifest.objects.iter().filter(|o| o.usable()) {
-            let bytes = self.raw.get(&o.key).await.map_err(|e| e.to_string())?;
+            let bytes = match &o.landed.0 {
+                Some(b) => b.clone(),
+                None => self.raw.get(&o.key).await.map_err(|e| e.to_string())?,
+            };
             blobs.push((o.resource.clone(), o.key.clone(), bytes, o.fetched_at));
         }
         let run_id = record.run_id.clone();

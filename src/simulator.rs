@@ -74,14 +74,19 @@ impl Simulator {
         let shared: Arc<Shared> = Arc::default();
         let sh = shared.clone();
         let task = tokio::spawn(async move {
+            // Connections kept alive belong to the server: stopping it (dropping the
+            // simulator) closes them too, as a dead MSP's would be.
+            let mut connections = tokio::task::JoinSet::new();
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
+                let _ = stream.set_nodelay(true);
                 let (root, sh) = (root.clone(), sh.clone());
-                tokio::spawn(async move {
+                connections.spawn(async move {
                     let _ = serve(stream, &root, addr, &sh).await;
                 });
+                while connections.try_join_next().is_some() {}
             }
         });
         Ok(Simulator { addr, shared, task })
@@ -201,47 +206,85 @@ fn oauth2_answer(
     (!ok).then(|| (401, br#"{"error":"invalid_token"}"#.to_vec()))
 }
 
+/// Serves one connection: requests one after the other on it (HTTP/1.1 keep-alive, as MSP
+/// servers and CDNs do) until the client closes it or asks to (`Connection: close`), or a
+/// fault ends it (a truncated body).
 async fn serve(
     mut stream: TcpStream,
     root: &Path,
     addr: SocketAddr,
     shared: &Shared,
 ) -> std::io::Result<()> {
-    let (faults, requests) = (&shared.faults, &shared.requests);
     let mut buf = Vec::with_capacity(2048);
     let mut chunk = [0u8; 2048];
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 || buf.len() > 64 * 1024 {
-            return Ok(());
+    loop {
+        let head_end = loop {
+            if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break p + 4;
+            }
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 || buf.len() > 64 * 1024 {
+                return Ok(());
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+        let headers: Vec<(String, String)> = head
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+            .collect();
+        // A form body (token requests): read as far as Content-Length says.
+        let length: usize = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0)
+            .min(64 * 1024);
+        while buf.len() < head_end + length {
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            buf.extend_from_slice(&chunk[..n]);
         }
-        buf.extend_from_slice(&chunk[..n]);
+        let rest = buf.split_off(head_end + length);
+        let body = String::from_utf8_lossy(&buf[head_end..]).into_owned();
+        buf = rest;
+        let target = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+        let client_closes = headers
+            .iter()
+            .any(|(k, v)| k.eq_ignore_ascii_case("connection") && v.eq_ignore_ascii_case("close"));
+        let (header, body, truncate) =
+            answer(&target, headers, body, root, addr, shared, client_closes).await?;
+        // One write per answer: on a kept-alive connection a second small write would wait
+        // for the client's delayed ACK (Nagle).
+        let sent = if truncate { body.len() / 2 } else { body.len() };
+        let mut out = Vec::with_capacity(header.len() + sent);
+        out.extend_from_slice(header.as_bytes());
+        out.extend_from_slice(&body[..sent]);
+        stream.write_all(&out).await?;
+        if truncate || client_closes {
+            return stream.shutdown().await;
+        }
     }
-    let head = String::from_utf8_lossy(&buf);
-    let target = head.split_whitespace().nth(1).unwrap_or("/").to_string();
-    let headers: Vec<(String, String)> = head
-        .lines()
-        .skip(1)
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
+}
+
+/// The answer to one request: the response head, the body, and whether the body is to be
+/// cut short (the connection is then closed).
+async fn answer(
+    target: &str,
+    headers: Vec<(String, String)>,
+    body: String,
+    root: &Path,
+    addr: SocketAddr,
+    shared: &Shared,
+    client_closes: bool,
+) -> std::io::Result<(String, Vec<u8>, bool)> {
+    let (faults, requests) = (&shared.faults, &shared.requests);
+    let target = target.to_string();
     let path = target.split('?').next().unwrap_or("/").to_string();
-    // A form body (token requests): read as far as Content-Length says.
-    let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(0) + 4;
-    let length: usize = headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0)
-        .min(64 * 1024);
-    while buf.len() < head_end + length {
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    let body = String::from_utf8_lossy(&buf[head_end.min(buf.len())..]).into_owned();
     let oauth2 = oauth2_answer(shared, &path, &headers, &body);
     let mut seen = headers.clone();
     if !body.is_empty() {
@@ -325,17 +368,17 @@ async fn serve(
     } else {
         (body, "")
     };
+    let truncate = fault == Some(Fault::Truncate);
+    let connection = if truncate || client_closes {
+        "close"
+    } else {
+        "keep-alive"
+    };
     let header = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\n{encoding}{retry_after}{extra}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\n{encoding}{retry_after}{extra}Content-Length: {}\r\nConnection: {connection}\r\n\r\n",
         body.len()
     );
-    stream.write_all(header.as_bytes()).await?;
-    if fault == Some(Fault::Truncate) {
-        stream.write_all(&body[..body.len() / 2]).await?;
-    } else {
-        stream.write_all(&body).await?;
-    }
-    stream.shutdown().await
+    Ok((header, body, truncate))
 }
 
 /// A request seen: its path and headers.
@@ -438,5 +481,67 @@ fn point_feeds_here(doc: &mut serde_json::Value, dir: &Path, base: &str) {
                 feed["url"] = serde_json::Value::String(format!("{base}/{f}"));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reads one response (head and `Content-Length` body) from the stream.
+    async fn response(stream: &mut TcpStream) -> (String, String) {
+        let mut buf = Vec::new();
+        let mut byte = [0u8; 1];
+        while !buf.ends_with(b"\r\n\r\n") {
+            assert_eq!(
+                stream.read(&mut byte).await.unwrap(),
+                1,
+                "connection closed"
+            );
+            buf.push(byte[0]);
+        }
+        let head = String::from_utf8(buf).unwrap();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Length: "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        let mut body = vec![0u8; length];
+        stream.read_exact(&mut body).await.unwrap();
+        (head, String::from_utf8(body).unwrap())
+    }
+
+    #[tokio::test]
+    async fn answers_several_requests_on_one_connection_until_asked_to_close() {
+        let dir = std::env::temp_dir().join(format!("mobiflux-sim-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("a.json"), r#"{"a":1}"#).unwrap();
+        std::fs::write(dir.join("b.json"), r#"{"b":2}"#).unwrap();
+        let sim = Simulator::start(&dir, "127.0.0.1:0").await.unwrap();
+        let mut stream = TcpStream::connect(sim.addr).await.unwrap();
+        // Two requests in one write (pipelined), then a third asking to close.
+        stream
+            .write_all(
+                b"GET /a.json HTTP/1.1\r\nHost: x\r\n\r\nGET /b.json HTTP/1.1\r\nHost: x\r\n\r\n",
+            )
+            .await
+            .unwrap();
+        let (head, body) = response(&mut stream).await;
+        assert!(head.contains("Connection: keep-alive"), "{head}");
+        assert_eq!(body, r#"{"a":1}"#);
+        assert_eq!(response(&mut stream).await.1, r#"{"b":2}"#);
+        stream
+            .write_all(b"GET /a.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let (head, body) = response(&mut stream).await;
+        assert!(head.contains("Connection: close"), "{head}");
+        assert_eq!(body, r#"{"a":1}"#);
+        let mut rest = Vec::new();
+        stream.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty(), "closed after the answer");
+        assert_eq!(sim.requests(), ["/a.json", "/b.json", "/a.json"]);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -97,6 +97,8 @@ async fn land_file(
         sha256,
         fetched_at,
         complete: true,
+        // Files are streamed from the raw zone, never held whole.
+        landed: raw::Landed(None),
     })
 }
 

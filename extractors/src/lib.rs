@@ -152,6 +152,7 @@ impl<'a> Landing<'a> {
             sha256,
             fetched_at,
             complete,
+            landed: raw::Landed(Some(resp.body.clone())),
         })
     }
 

@@ -12,7 +12,8 @@
 //!   each key is the warehouse's row, so the number of distinct keys is the warehouse's row
 //!   count.
 //!
-//! Parts are written to a local folder during the load and uploaded only after the
+//! Parts are kept in memory during the load (up to [`MEMORY_BUDGET`] per run, then spilled
+//! to a local folder made for the run when first needed) and uploaded only after the
 //! warehouse commits ([`Curated::parts`]); a load that rolls back leaves nothing. Part
 //! names derive from the run id, so a replay of a run writes the same keys again.
 
@@ -26,6 +27,22 @@ use polars::prelude::*;
 use crate::LoadError;
 use crate::cells::{self, Cell};
 
+/// Bytes of Parquet a run keeps in memory before its parts go to a local folder: a feed's
+/// run (a few small parts) never touches the disk twice; a file of millions of rows keeps
+/// memory flat.
+pub const MEMORY_BUDGET: usize = 8 << 20;
+
+/// Rows of reference frames a run holds back until the commit says whether they changed
+/// (beyond, they are written as they come, like a file's chunks).
+const PENDING_ROWS: usize = 100_000;
+
+/// Where a part waits for the commit.
+#[derive(Debug, Clone)]
+pub enum Content {
+    Memory(bytes::Bytes),
+    File(PathBuf),
+}
+
 /// One Parquet file of the run, ready to upload.
 #[derive(Debug, Clone)]
 pub struct Part {
@@ -33,18 +50,24 @@ pub struct Part {
     /// A reference table's part (versions), not a snapshot's.
     pub reference: bool,
     pub key: String,
-    pub file: PathBuf,
+    pub content: Content,
     pub rows: usize,
 }
 
-/// The run's curated parts, spilled to a local folder until the load commits.
+/// The run's curated parts, held until the load commits.
 #[derive(Debug)]
 pub struct Curated {
-    dir: PathBuf,
+    /// The spill folder, once a part did not fit in [`MEMORY_BUDGET`].
+    dir: Option<PathBuf>,
+    in_memory: usize,
+    /// [`MEMORY_BUDGET`] unless told otherwise.
+    budget: usize,
     run_id: String,
     /// The UTC date of the run: the partition of reference tables.
     run_day: NaiveDate,
     parts: Vec<Part>,
+    /// Reference frames waiting for the commit.
+    pending: Vec<(&'static TableSchema, DataFrame)>,
 }
 
 /// A partition value as Hive writes it: characters outside `[A-Za-z0-9._-]` percent-encoded.
@@ -61,20 +84,82 @@ pub fn hive_value(v: &str) -> String {
 }
 
 impl Curated {
-    pub fn new(run_id: &str, run_day: NaiveDate) -> std::io::Result<Self> {
-        let dir = std::env::temp_dir().join(format!("mobiflux-curated-{run_id}"));
-        std::fs::create_dir_all(&dir)?;
-        Ok(Curated {
-            dir,
+    pub fn new(run_id: &str, run_day: NaiveDate) -> Self {
+        Curated {
+            dir: None,
+            in_memory: 0,
+            budget: MEMORY_BUDGET,
             run_id: run_id.to_string(),
             run_day,
             parts: Vec::new(),
-        })
+            pending: Vec::new(),
+        }
+    }
+
+    /// Another memory budget than [`MEMORY_BUDGET`] (0: every part goes to the folder).
+    pub fn with_memory_budget(mut self, bytes: usize) -> Self {
+        self.budget = bytes;
+        self
+    }
+
+    /// Keeps a written part in memory while the run's budget allows, else in the run's
+    /// spill folder.
+    fn keep(&mut self, bytes: Vec<u8>) -> std::io::Result<Content> {
+        if self.in_memory + bytes.len() <= self.budget {
+            self.in_memory += bytes.len();
+            return Ok(Content::Memory(bytes.into()));
+        }
+        let dir = match &self.dir {
+            Some(d) => d.clone(),
+            None => {
+                let d = std::env::temp_dir().join(format!("mobiflux-curated-{}", self.run_id));
+                std::fs::create_dir_all(&d)?;
+                self.dir = Some(d.clone());
+                d
+            }
+        };
+        let file = dir.join(format!("{}.parquet", self.parts.len()));
+        std::fs::write(&file, bytes)?;
+        Ok(Content::File(file))
     }
 
     /// Writes a loaded frame's rows as parts; `stale` are the snapshot times the warehouse
-    /// held before (their rows are left out).
+    /// held before (their rows are left out). A small reference frame waits for the commit
+    /// instead (see [`Curated::finish`]): a feed whose stations did not change writes nothing.
     pub fn add(
+        &mut self,
+        schema: &'static TableSchema,
+        df: &DataFrame,
+        stale: &HashSet<i64>,
+    ) -> Result<(), LoadError> {
+        let pending: usize = self.pending.iter().map(|(_, d)| d.height()).sum();
+        if schema.kind != TableKind::Snapshot && pending + df.height() <= PENDING_ROWS {
+            // Columns are shared, not copied.
+            self.pending.push((schema, df.clone()));
+            return Ok(());
+        }
+        self.write(schema, df, stale)
+    }
+
+    /// The parts to upload once the load committed: every snapshot part, and a reference
+    /// table's versions only when the load inserted or changed rows of it (`changed`, from
+    /// [`crate::LoadStats`]); a feed loaded again unchanged adds nothing. Reference frames
+    /// held back by [`Curated::add`] are written now, for the tables that changed.
+    pub fn finish(&mut self, changed: &[(&'static str, u64)]) -> Result<Vec<&Part>, LoadError> {
+        let changed_table = |t: &str| changed.iter().any(|(c, n)| *c == t && *n > 0);
+        for (schema, df) in std::mem::take(&mut self.pending) {
+            if changed_table(schema.name) {
+                self.write(schema, &df, &HashSet::new())?;
+            }
+        }
+        Ok(self
+            .parts
+            .iter()
+            .filter(|p| !p.reference || changed_table(p.table))
+            .collect())
+    }
+
+    fn write(
         &mut self,
         schema: &'static TableSchema,
         df: &DataFrame,
@@ -113,11 +198,7 @@ impl Curated {
                 .take(&idx)
                 .map_err(|e| bad(format!("curated part: {e}")))?;
             let _ = part.drop_in_place("partner");
-            let file = self.dir.join(format!("{}.parquet", self.parts.len()));
-            // Buffered: the writer's metadata goes out a few bytes at a time.
-            let mut out = std::fs::File::create(&file)
-                .map(|f| std::io::BufWriter::with_capacity(1 << 16, f))
-                .map_err(|e| bad(format!("curated part {}: {e}", file.display())))?;
+            let mut out = Vec::new();
             // Snappy, every engine reads it and it costs little CPU; one thread: parts are
             // small and many (a run's snapshot per partner and day).
             ParquetWriter::new(&mut out)
@@ -125,8 +206,9 @@ impl Curated {
                 .set_parallel(false)
                 .finish(&mut part)
                 .map_err(|e| bad(format!("curated part: {e}")))?;
-            std::io::Write::flush(&mut out)
-                .map_err(|e| bad(format!("curated part {}: {e}", file.display())))?;
+            let content = self
+                .keep(out)
+                .map_err(|e| bad(format!("curated part (spill folder): {e}")))?;
             let key = format!(
                 "curated/{}/date={}/partner={}/part-{}-{:04}.parquet",
                 schema.name,
@@ -139,7 +221,7 @@ impl Curated {
                 table: schema.name,
                 reference: schema.kind != TableKind::Snapshot,
                 key,
-                file,
+                content,
                 rows: n,
             });
         }
@@ -150,31 +232,87 @@ impl Curated {
     pub fn parts(&self) -> &[Part] {
         &self.parts
     }
-
-    /// The parts worth uploading once the load committed: a reference table's versions only
-    /// when the load inserted or changed rows of it (`changed`, from [`crate::LoadStats`]);
-    /// a feed loaded again unchanged adds nothing.
-    pub fn to_upload(&self, changed: &[(&'static str, u64)]) -> Vec<&Part> {
-        self.parts
-            .iter()
-            .filter(|p| !p.reference || changed.iter().any(|(t, n)| *t == p.table && *n > 0))
-            .collect()
-    }
 }
 
 impl Drop for Curated {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mobiflux_model::schema::REGIONS;
 
     #[test]
     fn partition_values_are_escaped_like_hive() {
         assert_eq!(hive_value("velo-city_2.0"), "velo-city_2.0");
         assert_eq!(hive_value("a/b c=é"), "a%2Fb%20c%3D%C3%A9");
+    }
+
+    fn regions(n: usize) -> DataFrame {
+        let text = |name: &str, f: &dyn Fn(usize) -> String| {
+            Column::new(name.into(), (0..n).map(f).collect::<Vec<_>>())
+        };
+        let valid_from =
+            Int64Chunked::from_vec("valid_from".into(), vec![1_763_769_600_000_000; n])
+                .into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
+                .into_series()
+                .into();
+        DataFrame::new(
+            n,
+            vec![
+                text("partner", &|_| "p".into()),
+                text("region_id", &|i| format!("r{i}")),
+                text("name", &|i| format!("Region {i}")),
+                valid_from,
+                text("run_id", &|_| "run".into()),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn day() -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, 11, 22).unwrap()
+    }
+
+    #[test]
+    fn reference_frames_wait_for_the_commit_and_only_changed_tables_are_written() {
+        let mut c = Curated::new("run", day());
+        c.add(&REGIONS, &regions(3), &HashSet::new()).unwrap();
+        assert!(c.parts().is_empty(), "nothing written before the commit");
+        assert!(c.finish(&[("regions", 0)]).unwrap().is_empty());
+        assert!(c.parts().is_empty(), "an unchanged table writes no part");
+
+        let mut c = Curated::new("run", day());
+        c.add(&REGIONS, &regions(3), &HashSet::new()).unwrap();
+        let parts = c.finish(&[("regions", 3)]).unwrap();
+        assert_eq!(parts.len(), 1);
+        assert_eq!(parts[0].rows, 3);
+        assert_eq!(
+            parts[0].key,
+            "curated/regions/date=2026-11-22/partner=p/part-run-0000.parquet"
+        );
+        let Content::Memory(bytes) = &parts[0].content else {
+            panic!("a small part stays in memory: {:?}", parts[0].content);
+        };
+        assert_eq!(&bytes[..4], b"PAR1");
+        assert!(c.dir.is_none(), "no spill folder made");
+    }
+
+    #[test]
+    fn parts_past_the_memory_budget_go_to_a_folder_removed_with_the_run() {
+        let mut c = Curated::new("run-spill", day()).with_memory_budget(0);
+        c.add(&REGIONS, &regions(2), &HashSet::new()).unwrap();
+        let file = match &c.finish(&[("regions", 2)]).unwrap()[0].content {
+            Content::File(f) => f.clone(),
+            other => panic!("expected a spilled part, got {other:?}"),
+        };
+        assert_eq!(&std::fs::read(&file).unwrap()[..4], b"PAR1");
+        drop(c);
+        assert!(!file.exists(), "the spill folder goes with the run");
     }
 }

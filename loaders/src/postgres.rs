@@ -1007,14 +1007,20 @@ impl LoadTx for PgLoad {
                 }
             }
             failpoint::check("loader.before_commit").map_err(|e| me.rolled_back("etl_runs", e))?;
-            for (sha, key) in std::mem::take(&mut me.counts.objects) {
-                let r = sqlx::query("INSERT INTO loaded_objects (pipeline, sha256, run_id, source_object) VALUES ($1, $2, $3, $4) ON CONFLICT (pipeline, sha256) DO NOTHING")
-                    .bind(&me.run.pipeline)
-                    .bind(&sha)
-                    .bind(&me.run.run_id)
-                    .bind(&key)
-                    .execute(&mut *me.tx)
-                    .await;
+            let objects = std::mem::take(&mut me.counts.objects);
+            if !objects.is_empty() {
+                let (shas, keys): (Vec<String>, Vec<String>) = objects.into_iter().unzip();
+                let r = sqlx::query(
+                    "INSERT INTO loaded_objects (pipeline, sha256, run_id, source_object) \
+                     SELECT $1, sha, $3, key FROM UNNEST($2::text[], $4::text[]) AS o(sha, key) \
+                     ON CONFLICT (pipeline, sha256) DO NOTHING",
+                )
+                .bind(&me.run.pipeline)
+                .bind(&shas)
+                .bind(&me.run.run_id)
+                .bind(&keys)
+                .execute(&mut *me.tx)
+                .await;
                 r.map_err(|e| me.rolled_back("loaded_objects", e))?;
             }
             let (stats, done) = me.counts.finish(&me.run);

@@ -84,7 +84,37 @@ impl Schedule {
     /// The longest wait between two consecutive ticks over the 8 days after `from` (a week
     /// and a day: weekly patterns and a DST change are seen), looking at most at 100,000
     /// ticks. `None` when the expression never fires again.
+    ///
+    /// Memoized per expression and timezone within the hour of `from`: a folder of a
+    /// thousand definitions on one schedule walks its ticks once, not a thousand times.
     pub fn longest_gap(&self, from: DateTime<Utc>) -> Option<chrono::Duration> {
+        use std::collections::HashMap;
+        use std::sync::Mutex;
+        type Memo = (i64, HashMap<(String, Tz), Option<chrono::Duration>>);
+        static MEMO: Mutex<Option<Memo>> = Mutex::new(None);
+        let hour = from.timestamp().div_euclid(3600);
+        let key = (self.expr.clone(), self.tz);
+        {
+            let mut memo = MEMO.lock().unwrap_or_else(|e| e.into_inner());
+            let (at, gaps) = memo.get_or_insert_with(|| (hour, HashMap::new()));
+            if *at != hour {
+                (*at, *gaps) = (hour, HashMap::new());
+            }
+            if let Some(hit) = gaps.get(&key) {
+                return *hit;
+            }
+        }
+        let gap = self.walk_longest_gap(from);
+        let mut memo = MEMO.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, gaps)) = memo.as_mut()
+            && *at == hour
+        {
+            gaps.insert(key, gap);
+        }
+        gap
+    }
+
+    fn walk_longest_gap(&self, from: DateTime<Utc>) -> Option<chrono::Duration> {
         let horizon = from + chrono::Duration::days(8);
         let mut t = self.next_after(from)?;
         let mut longest = chrono::Duration::zero();

@@ -30,17 +30,50 @@ impl FolderStore {
     }
 
     fn io(&self, path: &Path, e: std::io::Error) -> RawError {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            RawError::NotFound {
-                location: path.display().to_string(),
-            }
-        } else {
-            RawError::Io {
-                location: path.display().to_string(),
-                message: e.to_string(),
-            }
+        io_error(path, e)
+    }
+}
+
+fn io_error(path: &Path, e: std::io::Error) -> RawError {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        RawError::NotFound {
+            location: path.display().to_string(),
+        }
+    } else {
+        RawError::Io {
+            location: path.display().to_string(),
+            message: e.to_string(),
         }
     }
+}
+
+/// Runs file work on the blocking pool, in one hop.
+async fn blocking(
+    work: impl FnOnce() -> Result<(), RawError> + Send + 'static,
+) -> Result<(), RawError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| RawError::Io {
+            location: "raw zone".into(),
+            message: format!("file task: {e}"),
+        })?
+}
+
+/// Writes an object beside its final name, then renames it: a reader sees the whole object
+/// or none. Its folder is created only when the first write finds it missing.
+fn write_atomic(path: &Path, write: impl Fn(&Path) -> std::io::Result<()>) -> Result<(), RawError> {
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    if let Err(e) = write(&tmp) {
+        let dir = path.parent().filter(|d| !d.is_dir());
+        match (e.kind(), dir) {
+            (std::io::ErrorKind::NotFound, Some(dir)) => {
+                std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
+                write(&tmp).map_err(|e| io_error(&tmp, e))?;
+            }
+            _ => return Err(io_error(&tmp, e)),
+        }
+    }
+    std::fs::rename(&tmp, path).map_err(|e| io_error(path, e))
 }
 
 impl RawStore for FolderStore {
@@ -52,19 +85,7 @@ impl RawStore for FolderStore {
     ) -> BoxFuture<'a, Result<(), RawError>> {
         Box::pin(async move {
             let path = self.path(key)?;
-            if let Some(dir) = path.parent() {
-                tokio::fs::create_dir_all(dir)
-                    .await
-                    .map_err(|e| self.io(dir, e))?;
-            }
-            // Write beside, then rename: a reader sees the whole object or none.
-            let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-            tokio::fs::write(&tmp, &bytes)
-                .await
-                .map_err(|e| self.io(&tmp, e))?;
-            tokio::fs::rename(&tmp, &path)
-                .await
-                .map_err(|e| self.io(&path, e))
+            blocking(move || write_atomic(&path, |tmp| std::fs::write(tmp, &bytes))).await
         })
     }
 
@@ -76,18 +97,19 @@ impl RawStore for FolderStore {
     ) -> BoxFuture<'a, Result<(), RawError>> {
         Box::pin(async move {
             let path = self.path(key)?;
-            if let Some(dir) = path.parent() {
-                tokio::fs::create_dir_all(dir)
-                    .await
-                    .map_err(|e| self.io(dir, e))?;
-            }
-            let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-            tokio::fs::copy(source, &tmp)
-                .await
-                .map_err(|e| self.io(source, e))?;
-            tokio::fs::rename(&tmp, &path)
-                .await
-                .map_err(|e| self.io(&path, e))
+            let source = source.to_path_buf();
+            blocking(move || {
+                write_atomic(&path, |tmp| std::fs::copy(&source, tmp).map(drop)).map_err(|e| {
+                    match e {
+                        // The copy's own source missing is the source's error, not the key's.
+                        RawError::NotFound { .. } if !source.is_file() => RawError::NotFound {
+                            location: source.display().to_string(),
+                        },
+                        e => e,
+                    }
+                })
+            })
+            .await
         })
     }
 

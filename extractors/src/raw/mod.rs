@@ -184,6 +184,30 @@ pub struct ManifestObject {
     /// False when the body was cut short: kept for diagnosis, never transformed.
     #[serde(default = "yes")]
     pub complete: bool,
+    /// The payload as landed, for the run that landed it: its transform reads these bytes
+    /// instead of reading the object back (a replay reads the raw zone).
+    #[serde(skip)]
+    pub landed: Landed,
+}
+
+/// A payload held in memory beside its manifest entry; not part of the manifest (never
+/// written, and equal whatever it holds, so a manifest read back equals the one written).
+#[derive(Clone, Default)]
+pub struct Landed(pub Option<Bytes>);
+
+impl PartialEq for Landed {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for Landed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(b) => write!(f, "Landed({} bytes)", b.len()),
+            None => f.write_str("Landed(none)"),
+        }
+    }
 }
 
 fn yes() -> bool {
