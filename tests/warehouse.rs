@@ -189,3 +189,85 @@ async fn binary_copy_encodes_every_type_by_column_and_by_cell() {
         ]
     );
 }
+
+/// Merges stage through a temporary table made once per connection and emptied at each
+/// commit: a second merge on the same connection sees only its own rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merge_stage_tables_outlive_a_load_but_not_its_rows() {
+    use mobiflux_loaders::{PostgresWarehouse, Warehouse as _};
+    use mobiflux_model::schema::CHARGE_POINTS;
+    use mobiflux_transforms::frame::FrameBuilder;
+    let frame = |rows: &[(&str, &str)]| {
+        let mut b = FrameBuilder::new(&CHARGE_POINTS);
+        for (id, name) in rows {
+            b.push(charge_point(id, name, true)).unwrap();
+        }
+        b.finish()
+    };
+    let pg = common::pg_database().await;
+    // One connection: every load, and the check, use the same session.
+    let wh = PostgresWarehouse::connect_sized(&pg, 1).await.unwrap();
+    wh.migrate().await.unwrap();
+    let mut changed = Vec::new();
+    for (i, rows) in [
+        &[("A1", "Alpha")][..],
+        &[("A1", "Alpha 2"), ("A2", "Beta")],
+        &[("A2", "Beta 2")],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let run = mobiflux_loaders::RunRecord {
+            run_id: format!("r-stage-{i}"),
+            pipeline: "stage".into(),
+            partner: "enc".into(),
+            format: "irve".into(),
+            trigger: "run".into(),
+            scheduled_for: None,
+            started_at: chrono::Utc::now(),
+            finished_at: None,
+            status: "running".into(),
+            rows_loaded: 0,
+            rows_quarantined: 0,
+            bytes: 0,
+            error: None,
+            manifest: None,
+        };
+        wh.start_run(&run).await.unwrap();
+        let mut tx = wh.begin(&run).await.unwrap();
+        tx.frame(&CHARGE_POINTS, &frame(rows)).await.unwrap();
+        let stats = tx.commit().await.unwrap();
+        changed.push(stats.changed);
+    }
+    // The first load COPYs into the partner's new partition; the next two merge, and the
+    // third changes only its own row (the second load's rows are gone from the stage).
+    assert_eq!(
+        changed,
+        [
+            vec![("charge_points", 1)],
+            vec![("charge_points", 2)],
+            vec![("charge_points", 1)]
+        ]
+    );
+    let mut conn = wh.pool().acquire().await.unwrap();
+    let (exists, rows): (bool, i64) = sqlx::query_as(
+        "SELECT to_regclass('pg_temp.stage_charge_points') IS NOT NULL, (SELECT count(*) FROM pg_temp.stage_charge_points)",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .unwrap();
+    assert_eq!((exists, rows), (true, 0));
+    let names: Vec<(String, String)> = sqlx::query_as(
+        "SELECT charge_point_id, station_name FROM charge_points WHERE partner = 'enc' ORDER BY 1",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .unwrap();
+    assert_eq!(
+        names,
+        [
+            ("A1".to_string(), "Alpha 2".to_string()),
+            ("A2".to_string(), "Beta 2".to_string())
+        ]
+    );
+}

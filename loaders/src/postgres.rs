@@ -935,8 +935,13 @@ impl LoadTx for PgLoad {
             let step = async {
                 let stage = format!("stage_{}", schema.name);
                 if first {
+                    // Made once per connection and emptied at each commit: creating and
+                    // dropping a table per load (catalog rows, a file) cost PostgreSQL more
+                    // than the merge itself for a feed's few hundred stations.
                     sqlx::raw_sql(AssertSqlSafe(format!(
-                        "CREATE TEMP TABLE {stage} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DROP",
+                        "DO $$ BEGIN IF to_regclass('pg_temp.{stage}') IS NULL THEN \
+                         CREATE TEMP TABLE {stage} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS; \
+                         END IF; END $$",
                         schema.name
                     )))
                     .execute(&mut **tx)
