@@ -82,6 +82,26 @@ fn charge_point(id: &str, name: &str, full: bool) -> mobiflux_transforms::frame:
     r
 }
 
+/// A run of partner `enc`'s IRVE pipeline as it starts.
+fn irve_run(run_id: &str, pipeline: &str) -> mobiflux_loaders::RunRecord {
+    mobiflux_loaders::RunRecord {
+        run_id: run_id.into(),
+        pipeline: pipeline.into(),
+        partner: "enc".into(),
+        format: "irve".into(),
+        trigger: "run".into(),
+        scheduled_for: None,
+        started_at: chrono::Utc::now(),
+        finished_at: None,
+        status: "running".into(),
+        rows_loaded: 0,
+        rows_quarantined: 0,
+        bytes: 0,
+        error: None,
+        manifest: None,
+    }
+}
+
 /// PostgreSQL's binary COPY, both ways of encoding it: column by column (single arrays,
 /// text without NUL) and cell by cell (a frame of several chunks, or text holding NUL,
 /// which PostgreSQL cannot store: it is dropped). Every type, present and null, reads back
@@ -110,22 +130,7 @@ async fn binary_copy_encodes_every_type_by_column_and_by_cell() {
     let pg = common::pg_database().await;
     let wh = mobiflux_loaders::open(&pg).await.unwrap();
     wh.migrate().await.unwrap();
-    let run = mobiflux_loaders::RunRecord {
-        run_id: "r-enc".into(),
-        pipeline: "enc".into(),
-        partner: "enc".into(),
-        format: "irve".into(),
-        trigger: "run".into(),
-        scheduled_for: None,
-        started_at: chrono::Utc::now(),
-        finished_at: None,
-        status: "running".into(),
-        rows_loaded: 0,
-        rows_quarantined: 0,
-        bytes: 0,
-        error: None,
-        manifest: None,
-    };
+    let run = irve_run("r-enc", "enc");
     wh.start_run(&run).await.unwrap();
     let mut tx = wh.begin(&run).await.unwrap();
     for df in [&columnar, &with_nul, &chunked] {
@@ -217,22 +222,7 @@ async fn merge_stage_tables_outlive_a_load_but_not_its_rows() {
     .into_iter()
     .enumerate()
     {
-        let run = mobiflux_loaders::RunRecord {
-            run_id: format!("r-stage-{i}"),
-            pipeline: "stage".into(),
-            partner: "enc".into(),
-            format: "irve".into(),
-            trigger: "run".into(),
-            scheduled_for: None,
-            started_at: chrono::Utc::now(),
-            finished_at: None,
-            status: "running".into(),
-            rows_loaded: 0,
-            rows_quarantined: 0,
-            bytes: 0,
-            error: None,
-            manifest: None,
-        };
+        let run = irve_run(&format!("r-stage-{i}"), "stage");
         wh.start_run(&run).await.unwrap();
         let mut tx = wh.begin(&run).await.unwrap();
         tx.frame(&CHARGE_POINTS, &frame(rows)).await.unwrap();

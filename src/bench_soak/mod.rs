@@ -179,7 +179,8 @@ async fn watch(pid: u32, until: Instant, rss: &mut Vec<u64>) -> f64 {
     while Instant::now() < until {
         if let Some((c, r)) = sample(pid) {
             cpu = c;
-            if Instant::now() >= next_rss {
+            // A process caught between fork and exec shows no resident memory yet.
+            if Instant::now() >= next_rss && r > 0 {
                 rss.push(r);
                 next_rss += Duration::from_secs(30);
             }
