@@ -64,8 +64,9 @@ async fn blocking(
 fn write_atomic(path: &Path, write: impl Fn(&Path) -> std::io::Result<()>) -> Result<(), RawError> {
     let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
     if let Err(e) = write(&tmp) {
-        let dir = path.parent().filter(|d| !d.is_dir());
-        match (e.kind(), dir) {
+        // Missing folder: made (another write may be making it at the same moment, which
+        // create_dir_all accepts), then the write tried once more.
+        match (e.kind(), path.parent()) {
             (std::io::ErrorKind::NotFound, Some(dir)) => {
                 std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
                 write(&tmp).map_err(|e| io_error(&tmp, e))?;

@@ -343,4 +343,31 @@ mod tests {
         }
         std::fs::remove_dir_all(dir).unwrap();
     }
+
+    /// Many writers landing at once in folders none of them has seen (a run's manifest and
+    /// its objects, several runs of one day): every object is written.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_writes_into_new_folders_all_land() {
+        let dir = std::env::temp_dir().join(format!("mobiflux-raw-{}", RunId::new()));
+        let folder = std::sync::Arc::new(FolderStore::new(dir.to_str().unwrap()));
+        for round in 0..100 {
+            let writes: Vec<_> = (0..16)
+                .map(|i| {
+                    let folder = folder.clone();
+                    tokio::spawn(async move {
+                        let key = format!("raw/_runs/date=2026-11-{round:02}/r{i}.json");
+                        folder
+                            .put(&key, Bytes::from(format!("{i}")), "application/json")
+                            .await
+                    })
+                })
+                .collect();
+            for w in writes {
+                w.await.unwrap().unwrap();
+            }
+        }
+        let listed = folder.list("raw/_runs/").await.unwrap();
+        assert_eq!(listed.len(), 100 * 16);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }
