@@ -336,14 +336,18 @@ impl Runner {
     }
 
     /// The run's curated parts, written beside the load when the zone is on.
-    fn curated(&self, record: &RunRecord) -> Result<Option<Curated>, String> {
-        if !self.curated {
-            return Ok(None);
+    fn curated(&self, record: &RunRecord) -> Option<Curated> {
+        self.curated
+            .then(|| Curated::new(&record.run_id, record.started_at.date_naive()))
+    }
+
+    /// A usable object's payload: the bytes the run landed, or, for a replay or a streamed
+    /// file, the object read back from the raw zone.
+    async fn payload(&self, o: &mobiflux_extractors::raw::ManifestObject) -> Result<Bytes, String> {
+        match &o.landed.0 {
+            Some(b) => Ok(b.clone()),
+            None => self.raw.get(&o.key).await.map_err(|e| e.to_string()),
         }
-        Ok(Some(Curated::new(
-            &record.run_id,
-            record.started_at.date_naive(),
-        )))
     }
 
     /// Uploads the run's curated parts, once the warehouse has committed the load.
@@ -353,18 +357,17 @@ impl Runner {
         stats: &mobiflux_loaders::LoadStats,
     ) -> Result<(), String> {
         let Some(mut c) = curated else { return Ok(()) };
-        let parts = c.finish(&stats.changed).map_err(|e| {
+        let failed = |e: &dyn std::fmt::Display| {
             format!("loaded into the warehouse, but the curated zone could not be written: {e}")
-        })?;
+        };
+        let parts = c.finish(&stats.changed).map_err(|e| failed(&e))?;
         const PARQUET: &str = "application/vnd.apache.parquet";
         for p in &parts {
             match &p.content {
                 Content::Memory(bytes) => self.raw.put(&p.key, bytes.clone(), PARQUET).await,
                 Content::File(file) => self.raw.put_file(&p.key, file, PARQUET).await,
             }
-            .map_err(|e| {
-                format!("loaded into the warehouse, but the curated zone could not be written: {e}")
-            })?;
+            .map_err(|e| failed(&e))?;
         }
         if !parts.is_empty() {
             tracing::info!(
@@ -842,7 +845,7 @@ impl Runner {
             }
         }
         record.finished_at = Some(Utc::now());
-        let mut curated = self.curated(record)?;
+        let mut curated = self.curated(record);
         let mut tx = self
             .warehouse
             .begin(record)
@@ -956,10 +959,7 @@ impl Runner {
             .iter()
             .filter(|o| o.usable() && reader.reads(&o.resource))
         {
-            let bytes = match &obj.landed.0 {
-                Some(b) => b.clone(),
-                None => self.raw.get(&obj.key).await.map_err(|e| e.to_string())?,
-            };
+            let bytes = self.payload(obj).await?;
             pages.push((obj.url.clone(), obj.key.clone(), obj.fetched_at, bytes));
         }
         let (pipeline, partner, run_id) = (
@@ -1020,7 +1020,7 @@ impl Runner {
             .begin(record)
             .await
             .map_err(|e| e.to_string())?;
-        let mut curated = self.curated(record)?;
+        let mut curated = self.curated(record);
         for chunk in &chunks {
             for (table, df) in &chunk.tables {
                 tx.frame(table, df).await.map_err(|e| e.to_string())?;
@@ -1058,10 +1058,7 @@ impl Runner {
         let fetched_at = fetched_at(manifest);
         let mut blobs: Vec<(String, String, Bytes, chrono::DateTime<Utc>)> = Vec::new();
         for o in manifest.objects.iter().filter(|o| o.usable()) {
-            let bytes = match &o.landed.0 {
-                Some(b) => b.clone(),
-                None => self.raw.get(&o.key).await.map_err(|e| e.to_string())?,
-            };
+            let bytes = self.payload(o).await?;
             blobs.push((o.resource.clone(), o.key.clone(), bytes, o.fetched_at));
         }
         let run_id = record.run_id.clone();
@@ -1118,7 +1115,7 @@ impl Runner {
             &manifest.partner,
         );
         record.finished_at = Some(Utc::now());
-        let mut curated = self.curated(record)?;
+        let mut curated = self.curated(record);
         let mut tx = self
             .warehouse
             .begin(record)
