@@ -122,11 +122,21 @@ pub fn text(out: &Output) -> (String, String) {
     )
 }
 
+/// A test's destinations. Its embedded gateway cache sits beside its pipelines folder: the
+/// default (`./var/cache.db` in the working directory) would be one file shared by every
+/// test running at the same time.
 pub fn dest(pipelines: &Path, raw: &str, warehouse: &str) -> Vec<(String, String)> {
     vec![
         ("MOBIFLUX_PIPELINES".into(), pipelines.display().to_string()),
         ("MOBIFLUX_RAW_URL".into(), raw.into()),
         ("MOBIFLUX_WAREHOUSE_URL".into(), warehouse.into()),
+        (
+            "MOBIFLUX_CACHE_URL".into(),
+            format!(
+                "sqlite://{}",
+                pipelines.with_extension("cache.db").display()
+            ),
+        ),
     ]
 }
 
