@@ -612,8 +612,18 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         .join(": ")
 }
 
-/// Checks that a response is JSON, as a JSON feed promises.
+/// Checks that a response is JSON, as a JSON feed promises, and reads it.
 pub fn expect_json(resp: &Response) -> Result<serde_json::Value, FetchError> {
+    json_of(resp)
+}
+
+/// Checks that a response is JSON without building it (a feed file the transform reads
+/// later): the whole syntax is checked, nothing is allocated.
+pub fn check_json(resp: &Response) -> Result<(), FetchError> {
+    json_of::<serde::de::IgnoredAny>(resp).map(|_| ())
+}
+
+fn json_of<T: serde::de::DeserializeOwned>(resp: &Response) -> Result<T, FetchError> {
     serde_json::from_slice(&resp.body).map_err(|e| FetchError::NotJson {
         url: format!("{} {}", resp.method, resp.url),
         status: resp.status,

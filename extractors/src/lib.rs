@@ -124,7 +124,9 @@ impl<'a> Landing<'a> {
         }
     }
 
-    /// Writes a response body unchanged and describes it; returns the manifest entry.
+    /// Writes a response body unchanged and describes it; returns the manifest entry. A body
+    /// the store landed already that day for the same pipeline and resource is not written
+    /// again: the entry names that object ([`raw::Reusing`]).
     pub async fn land(
         store: &dyn RawStore,
         src: &Source,
@@ -135,12 +137,18 @@ impl<'a> Landing<'a> {
     ) -> Result<ManifestObject, RawError> {
         let fetched_at = chrono::Utc::now();
         let sha256 = raw::sha256_hex(&resp.body);
-        let key = raw::object_key(&src.pipeline, resource, fetched_at, &sha256, ext);
-        let content_type = resp
-            .content_type
-            .clone()
-            .unwrap_or_else(|| "application/octet-stream".into());
-        store.put(&key, resp.body.clone(), &content_type).await?;
+        let mut key = raw::object_key(&src.pipeline, resource, fetched_at, &sha256, ext);
+        match store.landed_before(&key, &sha256) {
+            Some(earlier) => key = earlier,
+            None => {
+                let content_type = resp
+                    .content_type
+                    .clone()
+                    .unwrap_or_else(|| "application/octet-stream".into());
+                store.put(&key, resp.body.clone(), &content_type).await?;
+                store.remember(&key, &sha256);
+            }
+        }
         Ok(ManifestObject {
             resource: resource.to_string(),
             url: resp.url.clone(),
@@ -269,11 +277,7 @@ async fn fetch_json_file<'a>(
 ) {
     let (r, obj, mut fail) = fetch_and_land(http, store, src, &f.name, &f.url, "json").await;
     // A body that is not JSON was landed whole; the failure says why it is unusable.
-    let r = r.and_then(|resp| {
-        http::expect_json(&resp)
-            .map(|_| ())
-            .map_err(ExtractError::from)
-    });
+    let r = r.and_then(|resp| http::check_json(&resp).map_err(ExtractError::from));
     if let (Err(e), None) = (&r, &fail) {
         fail = Some(src.failure(&f.name, &f.url, e));
     }

@@ -11,7 +11,7 @@
 use mobiflux_model::RunId;
 
 use crate::gbfs::Feed;
-use crate::http::expect_json;
+use crate::http::check_json;
 use crate::{ExtractError, FetchError, Http, Landing, Manifest, RawStore, Source};
 
 /// The operator endpoints read after `information`: (path, resource).
@@ -64,7 +64,7 @@ async fn run_extraction(http: &Http, landing: &mut Landing<'_>) -> Result<(), Ex
             "json",
         )
         .await?;
-    expect_json(&info)?;
+    check_json(&info)?;
     let files: Vec<Feed> = ENDPOINTS
         .iter()
         .map(|(path, resource)| Feed {

@@ -5,6 +5,10 @@
 //! raw/{pipeline}/{resource}/date=YYYY-MM-DD/{fetched_at}_{sha256 prefix}.{ext}
 //! raw/_runs/date=YYYY-MM-DD/{run_id}.json        (the run's manifest; the date is the run's)
 //! ```
+//!
+//! A payload fetched again unchanged on the same day is stored once: the run's manifest
+//! records the fetch (its own time, status, headers) under the key of the object landed
+//! earlier that day for the same pipeline and resource ([`Reusing`]).
 
 mod folder;
 mod memory;
@@ -63,6 +67,91 @@ pub trait RawStore: Send + Sync {
     fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<String>, RawError>>;
     /// Where the store is, for messages (`file:///…`, `s3://bucket/prefix`).
     fn describe(&self) -> String;
+    /// The key of an object with this content that this store landed under the same
+    /// pipeline, resource and day as `key` (only [`Reusing`] remembers; others say none).
+    fn landed_before(&self, _key: &str, _sha256: &str) -> Option<String> {
+        None
+    }
+    /// Remembers the payload just landed under `key` (see [`RawStore::landed_before`]).
+    fn remember(&self, _key: &str, _sha256: &str) {}
+}
+
+/// A raw zone that stores a payload fetched again unchanged once a day: for each pipeline
+/// and resource it remembers the last payload landed (its day, content and key), and
+/// [`crate::Landing::land`] records an unchanged fetch under that key instead of writing a
+/// copy. A GBFS system's `station_information` polled every minute is one object a day,
+/// not 1,440. Reused keys stay within their day's partition, so expiring old partitions
+/// (an S3 lifecycle rule on `date=`) never removes an object a newer manifest names. The
+/// memory is this process's own; another instance, or a restart, writes its own copy.
+pub struct Reusing {
+    inner: Box<dyn RawStore>,
+    /// `raw/{pipeline}/{resource}` → (`YYYY-MM-DD`, sha256, key) of its last payload.
+    last: std::sync::Mutex<std::collections::HashMap<String, (String, String, String)>>,
+}
+
+impl Reusing {
+    pub fn new(inner: Box<dyn RawStore>) -> Self {
+        Reusing {
+            inner,
+            last: Default::default(),
+        }
+    }
+
+    /// `raw/{pipeline}/{resource}` and the day of an object key.
+    fn split(key: &str) -> Option<(&str, &str)> {
+        let (stem, rest) = key.rsplit_once("/date=")?;
+        Some((stem, rest.split('/').next()?))
+    }
+}
+
+impl RawStore for Reusing {
+    fn put<'a>(
+        &'a self,
+        key: &'a str,
+        bytes: Bytes,
+        content_type: &'a str,
+    ) -> BoxFuture<'a, Result<(), RawError>> {
+        self.inner.put(key, bytes, content_type)
+    }
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Bytes, RawError>> {
+        self.inner.get(key)
+    }
+    fn put_file<'a>(
+        &'a self,
+        key: &'a str,
+        path: &'a Path,
+        content_type: &'a str,
+    ) -> BoxFuture<'a, Result<(), RawError>> {
+        self.inner.put_file(key, path, content_type)
+    }
+    fn open_read<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Box<dyn Read + Send>, RawError>> {
+        self.inner.open_read(key)
+    }
+    fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<String>, RawError>> {
+        self.inner.list(prefix)
+    }
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    fn landed_before(&self, key: &str, sha256: &str) -> Option<String> {
+        let (stem, day) = Self::split(key)?;
+        let last = self.last.lock().expect("not poisoned");
+        match last.get(stem) {
+            Some((d, sha, earlier)) if d == day && sha == sha256 => Some(earlier.clone()),
+            _ => None,
+        }
+    }
+    fn remember(&self, key: &str, sha256: &str) {
+        if let Some((stem, day)) = Self::split(key) {
+            self.last.lock().expect("not poisoned").insert(
+                stem.to_string(),
+                (day.to_string(), sha256.to_string(), key.to_string()),
+            );
+        }
+    }
 }
 
 /// Opens the raw zone named by a URL: `file:///path`, a plain path, or `s3://bucket/prefix`.
@@ -76,16 +165,18 @@ pub async fn open(url: &str, s3: Option<S3Config>) -> Result<Box<dyn RawStore>, 
             });
         }
         let cfg = s3.unwrap_or_else(S3Config::from_env);
-        Ok(Box::new(S3Store::new(bucket, prefix, cfg).await?))
+        Ok(Box::new(Reusing::new(Box::new(
+            S3Store::new(bucket, prefix, cfg).await?,
+        ))))
     } else if let Some(path) = url.strip_prefix("file://") {
-        Ok(Box::new(FolderStore::new(path)))
+        Ok(Box::new(Reusing::new(Box::new(FolderStore::new(path)))))
     } else if url.contains("://") {
         Err(RawError::BadUrl {
             url: url.into(),
             message: "expected file:///path or s3://bucket/prefix".into(),
         })
     } else {
-        Ok(Box::new(FolderStore::new(url)))
+        Ok(Box::new(Reusing::new(Box::new(FolderStore::new(url)))))
     }
 }
 
@@ -297,6 +388,78 @@ mod tests {
         assert_eq!(
             manifest_key(&run),
             format!("raw/_runs/date={}/{run}.json", run.date())
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unchanged_payload_is_stored_once_a_day_and_each_fetch_recorded() {
+        let store = Reusing::new(Box::new(MemoryStore::default()));
+        let src = crate::Source {
+            pipeline: "oslo".into(),
+            partner: "oslo".into(),
+            format: "gbfs".into(),
+            url: "http://msp.test/gbfs.json".into(),
+            language: None,
+            system_id: None,
+            headers: Vec::new(),
+            sensitive: Vec::new(),
+            secrets: Vec::new(),
+        };
+        let answer = |body: &'static [u8]| crate::http::Response {
+            method: "GET",
+            url: "http://msp.test/station_information.json".into(),
+            status: 200,
+            headers: Vec::new(),
+            content_type: Some("application/json".into()),
+            body: Bytes::from_static(body),
+        };
+        let land = |body| {
+            let (store, src) = (&store, &src);
+            async move {
+                crate::Landing::land(
+                    store,
+                    src,
+                    "station_information",
+                    &answer(body),
+                    "json",
+                    true,
+                )
+                .await
+                .unwrap()
+            }
+        };
+        let first = land(b"{\"v\":1}").await;
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        let again = land(b"{\"v\":1}").await;
+        // Recorded as its own fetch, under the object landed first.
+        assert_eq!(again.key, first.key);
+        assert!(again.fetched_at > first.fetched_at);
+        assert_eq!(again.landed.0.as_deref(), Some(&b"{\"v\":1}"[..]));
+        let changed = land(b"{\"v\":2}").await;
+        assert_ne!(changed.key, first.key);
+        // Back to the first content: the last payload is what is remembered, so it is
+        // stored again (one more object, never a wrong one).
+        let back = land(b"{\"v\":1}").await;
+        assert_ne!(back.key, first.key);
+        let keys = store.list("raw/oslo/station_information/").await.unwrap();
+        assert_eq!(keys.len(), 3, "{keys:?}");
+        for o in [&first, &changed, &back] {
+            assert_eq!(
+                store.get(&o.key).await.unwrap(),
+                o.landed.0.clone().unwrap()
+            );
+        }
+        // Another day's partition, another pipeline or resource: never reused across them.
+        let tomorrow = first.key.replace(
+            &format!("date={}", first.fetched_at.format("%Y-%m-%d")),
+            "date=2999-01-01",
+        );
+        assert_eq!(store.landed_before(&tomorrow, &first.sha256), None);
+        let other = back.key.replace("raw/oslo/", "raw/bergen/");
+        assert_eq!(store.landed_before(&other, &back.sha256), None);
+        assert_eq!(
+            store.landed_before(&back.key, &back.sha256),
+            Some(back.key.clone())
         );
     }
 
