@@ -719,7 +719,7 @@ impl Runner {
     ) -> Result<Loaded, String> {
         match manifest.format.as_str() {
             "gbfs" | "tomp" | "covoiturage" => {
-                self.load_feed(manifest, def.filter(|_| !reload), record)
+                self.load_feed(manifest, def.filter(|_| !reload), record, reload)
                     .await
             }
             "irve" | "irve-dynamic" | "bnls" => {
@@ -1047,17 +1047,67 @@ impl Runner {
     }
 
     /// JSON feeds: the run's payloads are small; read them whole and transform them together.
+    /// A reference payload whose content is the last one the pipeline loaded is not loaded
+    /// again (unless replaying), nor transformed again unless the run publishes gateway
+    /// documents, which are built from every table.
     async fn load_feed(
         &self,
         manifest: &Manifest,
         def: Option<&Definition>,
         record: &mut RunRecord,
+        reload: bool,
     ) -> Result<Loaded, String> {
         let language = def.and_then(|d| d.language.as_deref());
         let publishing = self.publishing(def);
         let fetched_at = fetched_at(manifest);
+        let reference = mobiflux_transforms::reference_resources(&manifest.format);
+        let table_of = |o: &mobiflux_extractors::raw::ManifestObject| {
+            reference
+                .iter()
+                .find(|(r, _)| *r == o.resource)
+                .map(|(_, t)| *t)
+        };
+        let usable = || manifest.objects.iter().filter(|o| o.usable());
+        let latest = if reference.is_empty() {
+            Default::default()
+        } else {
+            self.warehouse
+                .latest_loaded(&manifest.pipeline)
+                .await
+                .map_err(|e| e.to_string())?
+        };
+        // What a reference payload's rows depend on besides its bytes: who they belong to,
+        // the language picked, and this build's transforms.
+        let content = |o: &mobiflux_extractors::raw::ManifestObject| {
+            use sha2::Digest as _;
+            let mut h = sha2::Sha256::new();
+            for part in [
+                o.sha256.as_str(),
+                &manifest.partner,
+                language.unwrap_or(""),
+                env!("CARGO_PKG_VERSION"),
+            ] {
+                h.update((part.len() as u64).to_le_bytes());
+                h.update(part.as_bytes());
+            }
+            hex::encode(h.finalize())
+        };
+        let known: Vec<&mobiflux_extractors::raw::ManifestObject> = usable()
+            .filter(|o| {
+                !reload && table_of(o).is_some() && latest.get(&o.resource) == Some(&content(o))
+            })
+            .collect();
+        let known_tables: Vec<&str> = known.iter().filter_map(|o| table_of(o)).collect();
+        let known_keys: Vec<&str> = known.iter().map(|o| o.key.as_str()).collect();
+        if !known.is_empty() {
+            tracing::debug!(tables = ?known_tables, "same content as last loaded; not loaded again");
+        }
+        let not_read: Vec<String> = match publishing {
+            Some(_) => Vec::new(),
+            None => known.iter().map(|o| o.resource.clone()).collect(),
+        };
         let mut blobs: Vec<(String, String, Bytes, chrono::DateTime<Utc>)> = Vec::new();
-        for o in manifest.objects.iter().filter(|o| o.usable()) {
+        for o in usable() {
             let bytes = self.payload(o).await?;
             blobs.push((o.resource.clone(), o.key.clone(), bytes, o.fetched_at));
         }
@@ -1087,16 +1137,17 @@ impl Runner {
                 run_id: &ctx_run,
                 language: language.as_deref(),
             };
-            let out =
-                match format.as_str() {
-                    "gbfs" => mobiflux_transforms::gbfs::transform(&ctx, &payloads)
-                        .map_err(|e| e.to_string()),
-                    "tomp" => mobiflux_transforms::tomp::transform(&ctx, &payloads)
-                        .map_err(|e| e.to_string()),
-                    "covoiturage" => mobiflux_transforms::covoiturage::transform(&ctx, &payloads)
-                        .map_err(|e| e.to_string()),
-                    other => Err(format!("no transform for format {other}")),
-                }?;
+            let not_read: Vec<&str> = not_read.iter().map(String::as_str).collect();
+            let out = match format.as_str() {
+                "gbfs" => mobiflux_transforms::gbfs::transform_changed(&ctx, &payloads, &not_read)
+                    .map_err(|e| e.to_string()),
+                "tomp" => {
+                    mobiflux_transforms::tomp::transform(&ctx, &payloads).map_err(|e| e.to_string())
+                }
+                "covoiturage" => mobiflux_transforms::covoiturage::transform(&ctx, &payloads)
+                    .map_err(|e| e.to_string()),
+                other => Err(format!("no transform for format {other}")),
+            }?;
             let docs: Vec<(&str, &[u8])> = payloads.iter().map(|p| (p.resource, p.bytes)).collect();
             let raw = pivot::RawDocs {
                 format: &format,
@@ -1107,7 +1158,11 @@ impl Runner {
         })
         .await
         .map_err(|e| format!("transform task: {e}"))??;
-        let (out, pivot) = out;
+        let (mut out, pivot) = out;
+        // What was read only for the gateway documents: the warehouse holds it already.
+        out.tables.retain(|(t, _)| !known_tables.contains(&t.name));
+        out.quarantine
+            .retain(|q| !known_keys.contains(&q.source_object.as_str()));
         let qframe = quarantine::to_frame(
             &out.quarantine,
             &run_id,
@@ -1129,6 +1184,12 @@ impl Runner {
             }
         }
         tx.quarantine(&qframe).await.map_err(|e| e.to_string())?;
+        for o in usable().filter(|o| table_of(o).is_some()) {
+            let c = content(o);
+            if latest.get(&o.resource) != Some(&c) {
+                tx.record_latest(&o.resource, &c, &o.key);
+            }
+        }
         let stats = tx.commit().await.map_err(|e| e.to_string())?;
         self.publish_curated(curated, &stats).await?;
         Ok(Loaded {

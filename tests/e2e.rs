@@ -283,15 +283,7 @@ async fn rerun_and_replay_are_idempotent_and_replay_calls_no_msp() {
     let env = dest(&pipelines, raw.to_str().unwrap(), &pg);
     let out = mobiflux(&["run", "oslo"], &env).await;
     assert!(out.status.success(), "{:?}", text(&out));
-    let run_id = text(&out)
-        .0
-        .lines()
-        .find(|l| l.starts_with("oslo "))
-        .unwrap()
-        .split_whitespace()
-        .last()
-        .unwrap()
-        .to_string();
+    let run_id = run_id_of(&text(&out).0, "oslo");
     let wh = mobiflux_loaders::open(&pg).await.unwrap();
     let first = dump_all(wh.as_ref()).await;
 
@@ -546,4 +538,102 @@ async fn a_3_x_manifest_is_followed_to_the_chosen_system() {
         .unwrap();
     assert_eq!(store.list("raw/berlin/manifest/").await.unwrap().len(), 1);
     assert_eq!(store.list("raw/berlin/gbfs/").await.unwrap().len(), 1);
+}
+
+/// The run id a `mobiflux run` printed for a pipeline.
+fn run_id_of(stdout: &str, pipeline: &str) -> String {
+    stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("{pipeline} ")))
+        .and_then(|l| l.split_whitespace().last())
+        .unwrap_or_else(|| panic!("no run of {pipeline} in {stdout}"))
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unchanged_reference_file_is_not_loaded_again_until_it_or_the_definition_changes() {
+    // A copy of the GBFS 2.3 fixture feed, to change one of its files between runs.
+    let feed = temp_dir("unchanged-feed");
+    let v23 = feed.join("gbfs/v2.3");
+    std::fs::create_dir_all(&v23).unwrap();
+    for f in std::fs::read_dir(format!("{FIXTURES}/gbfs/v2.3")).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, v23.join(f.file_name().unwrap())).unwrap();
+    }
+    let sim = mobiflux::simulator::Simulator::start(&feed, "127.0.0.1:0")
+        .await
+        .unwrap();
+    let url = format!("{}/gbfs/v2.3/gbfs.json", sim.base_url());
+    let pg = pg_database().await;
+    let local = temp_dir("unchanged-local");
+    for (i, warehouse) in [pg.clone(), format!("sqlite://{}/w.db", local.display())]
+        .iter()
+        .enumerate()
+    {
+        let pipelines = temp_dir("unchanged");
+        define(&pipelines, "oslo", &url, "");
+        let raw = local.join(format!("raw-{i}"));
+        let mut env = dest(&pipelines, raw.to_str().unwrap(), warehouse);
+        // With a gateway cache to publish to (PostgreSQL's turn), the files are still read
+        // for the gateway's documents but not loaded; without one, they are not read.
+        if i == 1 {
+            env.push(("MOBIFLUX_CACHE_URL".into(), "none".into()));
+        }
+        let wh = mobiflux_loaders::open(warehouse).await.unwrap();
+        let run = || async {
+            let out = mobiflux(&["run", "oslo"], &env).await;
+            let (stdout, stderr) = text(&out);
+            assert!(out.status.success(), "{stdout}\n{stderr}");
+            let id = run_id_of(&stdout, "oslo");
+            wh.run(&id).await.unwrap().unwrap().rows_loaded
+        };
+        let station_name = |dump: &[(&str, mobiflux_loaders::TableDump)]| {
+            s(row(dump, "stations", "TST:Station:1"), 2).map(str::to_string)
+        };
+        // Every file is read: 8 reference rows (system, vehicle types, plan, region,
+        // stations, zone) and 3 snapshot rows.
+        let rows = run().await;
+        assert_eq!(rows, 11, "{warehouse}");
+        let loaded = dump_all(wh.as_ref()).await;
+        assert_eq!(station_name(&loaded).as_deref(), Some("Cool bikes"));
+        let latest = wh.latest_loaded("oslo").await.unwrap();
+        let mut resources: Vec<&str> = latest.keys().map(String::as_str).collect();
+        resources.sort();
+        assert_eq!(
+            resources,
+            [
+                "geofencing_zones",
+                "station_information",
+                "system_information",
+                "system_pricing_plans",
+                "system_regions",
+                "vehicle_types"
+            ]
+        );
+
+        // The same files again: only the snapshots are read; the warehouse is as it was.
+        let rows = run().await;
+        assert_eq!(rows, 3, "{warehouse}");
+        assert_eq!(dump_all(wh.as_ref()).await, loaded);
+        assert_eq!(wh.latest_loaded("oslo").await.unwrap(), latest);
+
+        // A station renamed: station_information is read again, the others are not.
+        let info = v23.join("station_information.json");
+        let text_of = std::fs::read_to_string(&info).unwrap();
+        std::fs::write(&info, text_of.replace("Cool bikes", "Cooler bikes")).unwrap();
+        let rows = run().await;
+        assert_eq!(rows, 3 + 2, "{warehouse}");
+        let renamed = dump_all(wh.as_ref()).await;
+        assert_eq!(station_name(&renamed).as_deref(), Some("Cooler bikes"));
+        let now = wh.latest_loaded("oslo").await.unwrap();
+        assert_ne!(now["station_information"], latest["station_information"]);
+        assert_eq!(now["vehicle_types"], latest["vehicle_types"]);
+
+        // A definition change that shapes the rows (the language) reads every file again.
+        define(&pipelines, "oslo", &url, "language = \"en\"");
+        let rows = run().await;
+        assert_eq!(rows, 11, "{warehouse}");
+        assert_eq!(dump_all(wh.as_ref()).await, renamed);
+        std::fs::write(&info, text_of).unwrap();
+    }
 }

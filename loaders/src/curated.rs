@@ -193,10 +193,14 @@ impl Curated {
         }
         for ((day, p), rows) in groups {
             let n = rows.len();
-            let idx = IdxCa::from_vec("idx".into(), rows);
-            let mut part = df
-                .take(&idx)
-                .map_err(|e| bad(format!("curated part: {e}")))?;
+            // A feed's run is mostly one partner on one day: the frame is the part.
+            let mut part = if n == df.height() {
+                df.clone()
+            } else {
+                let idx = IdxCa::from_vec("idx".into(), rows);
+                df.take(&idx)
+                    .map_err(|e| bad(format!("curated part: {e}")))?
+            };
             let _ = part.drop_in_place("partner");
             let mut out = Vec::new();
             // Snappy, every engine reads it and it costs little CPU; one thread: parts are

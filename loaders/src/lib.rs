@@ -46,6 +46,14 @@ pub struct RunRecord {
     pub manifest: Option<String>,
 }
 
+impl RunRecord {
+    /// A replay loads a run again under its own id: what the first load quarantined is
+    /// replaced, not added to. Any other load is a new run with nothing stored yet.
+    pub(crate) fn reloads(&self) -> bool {
+        self.trigger == "replay"
+    }
+}
+
 /// What one run loads.
 pub struct Batch<'a> {
     pub run: &'a RunRecord,
@@ -116,6 +124,9 @@ pub trait LoadTx: Send {
     fn quarantine<'a>(&'a mut self, df: &'a DataFrame) -> BoxFuture<'a, Result<(), LoadError>>;
     /// Records that a raw object's content was loaded by this run (written at commit).
     fn record_object(&mut self, sha256: &str, source_object: &str);
+    /// Records what the rows of a feed resource's payload loaded by this run depend on
+    /// (written at commit; see [`Warehouse::latest_loaded`]).
+    fn record_latest(&mut self, resource: &str, content: &str, source_object: &str);
     /// Of the last frame of a snapshot table, the snapshot times (`observed_at`, UTC
     /// microseconds) the warehouse held before this load: rows the load leaves as they were.
     /// Checked for frames of at most [`SNAPSHOT_CHECK_MAX`] distinct times (feeds, pages,
@@ -133,6 +144,8 @@ pub(crate) struct TxCounts {
     last_rejected: Option<(String, String)>,
     /// (sha256, source_object) of the raw objects loaded.
     pub(crate) objects: Vec<(String, String)>,
+    /// (resource, content, source_object) of the feed payloads loaded as their resource's latest.
+    pub(crate) latest: Vec<(String, String, String)>,
     /// Snapshots (table, observed_at) this load found new: a later chunk of the same
     /// snapshot is new too, though its first rows are already in the table.
     pub(crate) rolled: std::collections::HashSet<(&'static str, i64)>,
@@ -267,6 +280,13 @@ pub trait Warehouse: Send + Sync {
         pipeline: &'a str,
         sha256: &'a str,
     ) -> BoxFuture<'a, Result<Option<String>, LoadError>>;
+    /// Per feed resource, what the rows of this pipeline's payload loaded last depend on (its
+    /// content, with the settings that shape its rows, as the runner hashes them): a payload
+    /// fetched again unchanged need not be transformed again (DESIGN: raw zone).
+    fn latest_loaded<'a>(
+        &'a self,
+        pipeline: &'a str,
+    ) -> BoxFuture<'a, Result<std::collections::HashMap<String, String>, LoadError>>;
     /// The `etl_runs` row of a run.
     fn run<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<Option<RunRecord>, LoadError>>;
     /// Every run started since then, oldest first.

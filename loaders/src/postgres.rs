@@ -47,6 +47,10 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
         8,
         include_str!("../migrations/postgres/0008_partner_partitions.sql"),
     ),
+    (
+        9,
+        include_str!("../migrations/postgres/0009_latest_objects.sql"),
+    ),
 ];
 /// Reference tables partitioned by partner (migration 8): a partner's first load writes a
 /// table of its own without an index, builds its primary key at commit and attaches it.
@@ -598,12 +602,9 @@ fn to_utc(us: i64) -> DateTime<Utc> {
     Utc.timestamp_micros(us).single().unwrap_or_default()
 }
 
-/// `INSERT … SELECT * FROM UNNEST(…) ON CONFLICT (key) DO UPDATE SET s = s + excluded.s`:
-/// one statement for every row of a rollup delta.
-async fn add_delta(
-    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
-    d: &rollup::Delta,
-) -> Result<(), sqlx::Error> {
+/// `INSERT … SELECT * FROM UNNEST(…) ON CONFLICT (key) DO UPDATE SET s = s + excluded.s`
+/// for every row of a rollup delta, its arrays bound from `$first` on.
+fn delta_insert(d: &rollup::Delta, first: usize) -> String {
     let t = d.table;
     let names: Vec<&str> = t
         .keys
@@ -615,7 +616,7 @@ async fn add_delta(
     for (i, (_, ty)) in t.keys.iter().enumerate() {
         arrays.push(format!(
             "${}::{}",
-            i + 1,
+            first + i,
             match ty {
                 rollup::KeyType::Text => "text[]",
                 rollup::KeyType::Ts => "timestamptz[]",
@@ -623,7 +624,7 @@ async fn add_delta(
         ));
     }
     for j in 0..t.sums.len() {
-        arrays.push(format!("${}::float8[]", t.keys.len() + j + 1));
+        arrays.push(format!("${}::float8[]", first + t.keys.len() + j));
     }
     let keys: Vec<&str> = t.keys.iter().map(|k| k.0).collect();
     let sets: Vec<String> = t
@@ -631,38 +632,63 @@ async fn add_delta(
         .iter()
         .map(|s| format!("{s} = {}.{s} + EXCLUDED.{s}", t.name))
         .collect();
-    let stmt = format!(
+    format!(
         "INSERT INTO {} ({}) SELECT * FROM UNNEST({}) ON CONFLICT ({}) DO UPDATE SET {}",
         t.name,
         names.join(", "),
         arrays.join(", "),
         keys.join(", "),
         sets.join(", ")
-    );
-    let mut q = sqlx::query(AssertSqlSafe(stmt));
-    for (i, (_, ty)) in t.keys.iter().enumerate() {
-        let column = d.rows.keys().map(|k| &k[i]);
-        q = match ty {
-            rollup::KeyType::Text => q.bind(
-                column
-                    .map(|k| match k {
-                        rollup::Key::Text(s) => s.clone(),
-                        rollup::Key::Ts(_) => String::new(),
-                    })
-                    .collect::<Vec<_>>(),
-            ),
-            rollup::KeyType::Ts => q.bind(
-                column
-                    .map(|k| match k {
-                        rollup::Key::Ts(t) => to_utc(*t),
-                        rollup::Key::Text(_) => DateTime::<Utc>::default(),
-                    })
-                    .collect::<Vec<_>>(),
-            ),
-        };
+    )
+}
+
+/// The rows of rollup deltas added in one statement (each delta an `INSERT` of its own in a
+/// `WITH` clause, the last one the statement's): one round trip per frame, not per table.
+async fn add_deltas(
+    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+    deltas: &[rollup::Delta],
+) -> Result<(), sqlx::Error> {
+    let deltas: Vec<&rollup::Delta> = deltas.iter().filter(|d| !d.rows.is_empty()).collect();
+    let Some((last, before)) = deltas.split_last() else {
+        return Ok(());
+    };
+    let mut first = 1;
+    let mut with = Vec::new();
+    for (i, d) in before.iter().enumerate() {
+        with.push(format!("d{i} AS ({})", delta_insert(d, first)));
+        first += d.table.keys.len() + d.table.sums.len();
     }
-    for j in 0..t.sums.len() {
-        q = q.bind(d.rows.values().map(|v| v[j]).collect::<Vec<f64>>());
+    let stmt = match with.is_empty() {
+        true => delta_insert(last, first),
+        false => format!("WITH {} {}", with.join(", "), delta_insert(last, first)),
+    };
+    let mut q = sqlx::query(AssertSqlSafe(stmt));
+    for d in &deltas {
+        let t = d.table;
+        for (i, (_, ty)) in t.keys.iter().enumerate() {
+            let column = d.rows.keys().map(|k| &k[i]);
+            q = match ty {
+                rollup::KeyType::Text => q.bind(
+                    column
+                        .map(|k| match k {
+                            rollup::Key::Text(s) => s.clone(),
+                            rollup::Key::Ts(_) => String::new(),
+                        })
+                        .collect::<Vec<_>>(),
+                ),
+                rollup::KeyType::Ts => q.bind(
+                    column
+                        .map(|k| match k {
+                            rollup::Key::Ts(t) => to_utc(*t),
+                            rollup::Key::Text(_) => DateTime::<Utc>::default(),
+                        })
+                        .collect::<Vec<_>>(),
+                ),
+            };
+        }
+        for j in 0..t.sums.len() {
+            q = q.bind(d.rows.values().map(|v| v[j]).collect::<Vec<f64>>());
+        }
     }
     q.execute(&mut **tx).await?;
     Ok(())
@@ -691,9 +717,42 @@ fn observed_range(
 }
 
 impl PgLoad {
-    /// Locks the table for this partner (held to commit), then says whether this chunk can
-    /// be COPYed straight into it: no stored row of the partner can collide with it.
-    /// Reference tables: the partner has no row yet. Snapshots: none in the chunk's time range.
+    /// Locks the table for this partner (held to commit), once per load. For a reference
+    /// table, also says where its rows may be COPYed straight in: the partner has no row
+    /// yet (the table, or the partner's new partition). `None` otherwise.
+    async fn lock(&mut self, schema: &'static TableSchema) -> Result<Option<String>, sqlx::Error> {
+        if let Some((_, d)) = self.locked.iter().find(|(t, _)| *t == schema.name) {
+            return Ok(d.clone());
+        }
+        let partner = self.run.partner.clone();
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+            .bind(format!("mobiflux.load.{}.{partner}", schema.name))
+            .execute(&mut *self.tx)
+            .await?;
+        let target = match schema.kind {
+            TableKind::Static => match self.fresh_partition(schema, &partner).await? {
+                Some(part) => Some(part),
+                None => {
+                    let empty: bool = sqlx::query_scalar(AssertSqlSafe(format!(
+                        "SELECT NOT EXISTS (SELECT 1 FROM {} WHERE partner = $1)",
+                        schema.name
+                    )))
+                    .bind(&partner)
+                    .fetch_one(&mut *self.tx)
+                    .await?;
+                    empty.then(|| schema.name.to_string())
+                }
+            },
+            _ => None,
+        };
+        self.locked.push((schema.name, target.clone()));
+        Ok(target)
+    }
+
+    /// Whether this chunk can be COPYed straight into its table: no stored row of the
+    /// partner can collide with it. Reference tables: the partner has no row yet.
+    /// Snapshots: none at the chunk's snapshot times (`stored`, when the rollups checked
+    /// each of them already; else none in the chunk's time range).
     /// Keys within a run are unique (transforms refuse repeats), so a direct COPY never
     /// violates the primary key, and a load run again takes the merge path.
     /// Returns the table to COPY into, or `None` when the chunk is staged and merged.
@@ -704,53 +763,29 @@ impl PgLoad {
         schema: &'static TableSchema,
         cols: &[ColRef<'_>],
         height: usize,
+        stored: Option<bool>,
     ) -> Result<Option<String>, sqlx::Error> {
-        let partner = self.run.partner.clone();
-        let state = self
-            .locked
-            .iter()
-            .find(|(t, _)| *t == schema.name)
-            .map(|(_, d)| d.clone());
-        let static_direct = match state {
-            Some(d) => d,
-            None => {
-                sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
-                    .bind(format!("mobiflux.load.{}.{partner}", schema.name))
-                    .execute(&mut *self.tx)
-                    .await?;
-                let target = match self.fresh_partition(schema, &partner).await? {
-                    Some(part) => Some(part),
-                    None => {
-                        let empty: bool = sqlx::query_scalar(AssertSqlSafe(format!(
-                            "SELECT NOT EXISTS (SELECT 1 FROM {} WHERE partner = $1)",
-                            schema.name
-                        )))
-                        .bind(&partner)
-                        .fetch_one(&mut *self.tx)
-                        .await?;
-                        empty.then(|| schema.name.to_string())
-                    }
-                };
-                self.locked.push((schema.name, target.clone()));
-                target
-            }
-        };
+        let static_direct = self.lock(schema).await?;
         match schema.kind {
             TableKind::Static => Ok(static_direct.filter(|_| !self.staged.contains(&schema))),
             TableKind::Snapshot => {
-                let Some((lo, hi)) = observed_range(schema, cols, height) else {
-                    return Ok(None);
+                let taken = match stored {
+                    Some(any) => any,
+                    None => {
+                        let Some((lo, hi)) = observed_range(schema, cols, height) else {
+                            return Ok(None);
+                        };
+                        sqlx::query_scalar(AssertSqlSafe(format!(
+                            "SELECT EXISTS (SELECT 1 FROM {} WHERE partner = $1 AND observed_at BETWEEN $2 AND $3)",
+                            schema.name
+                        )))
+                        .bind(&self.run.partner)
+                        .bind(to_utc(lo))
+                        .bind(to_utc(hi))
+                        .fetch_one(&mut *self.tx)
+                        .await?
+                    }
                 };
-                let to_ts = |us: i64| Utc.timestamp_micros(us).single().unwrap_or_default();
-                let taken: bool = sqlx::query_scalar(AssertSqlSafe(format!(
-                    "SELECT EXISTS (SELECT 1 FROM {} WHERE partner = $1 AND observed_at BETWEEN $2 AND $3)",
-                    schema.name
-                )))
-                .bind(&partner)
-                .bind(to_ts(lo))
-                .bind(to_ts(hi))
-                .fetch_one(&mut *self.tx)
-                .await?;
                 Ok((!taken).then(|| schema.name.to_string()))
             }
             TableKind::PerRun => Ok(None),
@@ -812,17 +847,18 @@ impl PgLoad {
 impl PgLoad {
     /// Of a snapshot frame, before its rows go in: which snapshots the warehouse already
     /// held (`stale_snapshots`, for the curated zone), and what the new ones change in the
-    /// rollups (`rollup.rs`).
+    /// rollups (`rollup.rs`). Returns whether any of the frame's snapshot times was stored
+    /// already, when they were all checked (`None` for a frame of too many to check).
     async fn roll_up(
         &mut self,
         schema: &'static TableSchema,
         cols: &[ColRef<'_>],
         height: usize,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<Option<bool>, sqlx::Error> {
         let partner = self.run.partner.clone();
         let observed = rollup::observed(schema, cols, height);
         if observed.len() > crate::SNAPSHOT_CHECK_MAX && !rollup::feeds(schema) {
-            return Ok(());
+            return Ok(None);
         }
         let at: Vec<DateTime<Utc>> = observed.iter().map(|t| to_utc(*t)).collect();
         let stored: Vec<DateTime<Utc>> = sqlx::query_scalar(AssertSqlSafe(format!(
@@ -834,9 +870,10 @@ impl PgLoad {
         .fetch_all(&mut *self.tx)
         .await?;
         let stored: Vec<i64> = stored.iter().map(|t| t.timestamp_micros()).collect();
+        let any_stored = Some(!stored.is_empty());
         let fresh = self.counts.fresh_snapshots(schema.name, &observed, &stored);
         if fresh.is_empty() || !rollup::feeds(schema) {
-            return Ok(());
+            return Ok(any_stored);
         }
         let is_new = |t: i64| fresh.contains(&t);
         let deltas = if schema.name == "vehicles" {
@@ -878,10 +915,8 @@ impl PgLoad {
             }
             deltas
         };
-        for d in deltas.iter().filter(|d| !d.rows.is_empty()) {
-            add_delta(&mut self.tx, d).await?;
-        }
-        Ok(())
+        add_deltas(&mut self.tx, &deltas).await?;
+        Ok(any_stored)
     }
 
     fn rolled_back(&self, table: &'static str, e: impl std::fmt::Display) -> LoadError {
@@ -912,11 +947,16 @@ impl LoadTx for PgLoad {
                 r.map_err(|e| self.rolled_back(schema.name, e))?;
             }
             self.counts.stale.clear();
+            let mut stored = None;
             if schema.kind == TableKind::Snapshot {
-                let r = self.roll_up(schema, &cols, height).await;
-                r.map_err(|e| self.rolled_back(schema.name, e))?;
+                // Locked first: what the rollups find stored cannot change before the COPY.
+                let r = match self.lock(schema).await {
+                    Ok(_) => self.roll_up(schema, &cols, height).await,
+                    Err(e) => Err(e),
+                };
+                stored = r.map_err(|e| self.rolled_back(schema.name, e))?;
             }
-            let direct = self.direct(schema, &cols, height).await;
+            let direct = self.direct(schema, &cols, height, stored).await;
             let direct = direct.map_err(|e| self.rolled_back(schema.name, e))?;
             if let Some(target) = direct {
                 if schema.kind == TableKind::Static {
@@ -968,6 +1008,14 @@ impl LoadTx for PgLoad {
         self.counts
             .objects
             .push((sha256.to_string(), source_object.to_string()));
+    }
+
+    fn record_latest(&mut self, resource: &str, content: &str, source_object: &str) {
+        self.counts.latest.push((
+            resource.to_string(),
+            content.to_string(),
+            source_object.to_string(),
+        ));
     }
 
     fn quarantine<'a>(&'a mut self, df: &'a DataFrame) -> BoxFuture<'a, Result<(), LoadError>> {
@@ -1028,6 +1076,29 @@ impl LoadTx for PgLoad {
                 .await;
                 r.map_err(|e| me.rolled_back("loaded_objects", e))?;
             }
+            let latest = std::mem::take(&mut me.counts.latest);
+            if !latest.is_empty() {
+                let (mut resources, mut shas, mut keys) = (Vec::new(), Vec::new(), Vec::new());
+                for (resource, sha, key) in latest {
+                    resources.push(resource);
+                    shas.push(sha);
+                    keys.push(key);
+                }
+                let r = sqlx::query(
+                    "INSERT INTO latest_objects (pipeline, resource, content, run_id, source_object) \
+                     SELECT $1, resource, sha, $4, key FROM UNNEST($2::text[], $3::text[], $5::text[]) AS o(resource, sha, key) \
+                     ON CONFLICT (pipeline, resource) DO UPDATE SET content = excluded.content, \
+                     run_id = excluded.run_id, source_object = excluded.source_object",
+                )
+                .bind(&me.run.pipeline)
+                .bind(&resources)
+                .bind(&shas)
+                .bind(&me.run.run_id)
+                .bind(&keys)
+                .execute(&mut *me.tx)
+                .await;
+                r.map_err(|e| me.rolled_back("latest_objects", e))?;
+            }
             let (stats, done) = me.counts.finish(&me.run);
             let r = upsert_run(&mut me.tx, &done).await;
             r.map_err(|e| me.rolled_back("etl_runs", e))?;
@@ -1043,6 +1114,21 @@ impl LoadTx for PgLoad {
 }
 
 impl Warehouse for PostgresWarehouse {
+    fn latest_loaded<'a>(
+        &'a self,
+        pipeline: &'a str,
+    ) -> BoxFuture<'a, Result<std::collections::HashMap<String, String>, LoadError>> {
+        Box::pin(async move {
+            let rows: Vec<(String, String)> =
+                sqlx::query_as("SELECT resource, content FROM latest_objects WHERE pipeline = $1")
+                    .bind(pipeline)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(|e| self.db(e))?;
+            Ok(rows.into_iter().collect())
+        })
+    }
+
     fn migrate(&self) -> BoxFuture<'_, Result<(), LoadError>> {
         Box::pin(async move {
             let mut tx = self.pool.begin().await.map_err(|e| self.db(e))?;
@@ -1130,11 +1216,13 @@ impl Warehouse for PostgresWarehouse {
     ) -> BoxFuture<'a, Result<Box<dyn LoadTx>, LoadError>> {
         Box::pin(async move {
             let mut tx = self.pool.begin().await.map_err(|e| self.db(e))?;
-            sqlx::query("DELETE FROM quarantine WHERE run_id = $1")
-                .bind(&run.run_id)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| self.db(e))?;
+            if run.reloads() {
+                sqlx::query("DELETE FROM quarantine WHERE run_id = $1")
+                    .bind(&run.run_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| self.db(e))?;
+            }
             Ok(Box::new(PgLoad {
                 tx,
                 partitions: self.partitions.clone(),

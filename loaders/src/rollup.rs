@@ -205,15 +205,23 @@ fn floor(t: i64, unit: i64) -> i64 {
     t.div_euclid(unit) * unit
 }
 
-/// The area of a position: the south-west corner of its 0.01° cell, `"45.76,4.83"`; empty
-/// when the vehicle has no position (docked at a station that gives none).
-pub fn area(lat: Option<f64>, lon: Option<f64>) -> String {
+/// The 0.01° cell of a position, in hundredths of a degree (its south-west corner).
+fn area_cell(lat: Option<f64>, lon: Option<f64>) -> Option<(i64, i64)> {
     match (lat, lon) {
         (Some(lat), Some(lon)) if lat.is_finite() && lon.is_finite() => {
-            let cell = |v: f64| (v * 100.0).floor() / 100.0;
-            format!("{:.2},{:.2}", cell(lat), cell(lon))
+            let cell = |v: f64| (v * 100.0).floor() as i64;
+            Some((cell(lat), cell(lon)))
         }
-        _ => String::new(),
+        _ => None,
+    }
+}
+
+/// The area of a cell: its south-west corner, `"45.76,4.83"`; empty when the vehicle has
+/// no position (docked at a station that gives none).
+fn area_text(cell: Option<(i64, i64)>) -> String {
+    match cell {
+        Some((lat, lon)) => format!("{:.2},{:.2}", lat as f64 / 100.0, lon as f64 / 100.0),
+        None => String::new(),
     }
 }
 
@@ -246,35 +254,51 @@ pub fn fleet(
     let (partner, observed, vtype) = (at("partner"), at("observed_at"), at("vehicle_type_id"));
     let (lat, lon) = (at("lat"), at("lon"));
     let (reserved, disabled) = (at("is_reserved"), at("is_disabled"));
-    let mut hourly = Delta::new(&FLEET_HOURLY);
-    let mut daily = Delta::new(&FLEET_DAILY);
-    let mut snapshots: BTreeMap<(String, i64), ()> = BTreeMap::new();
+    // Summed on borrowed keys first: a frame's thousands of vehicles fall in a few groups.
+    type Group<'k> = (&'k str, i64, &'k str, Option<(i64, i64)>);
+    let mut groups: HashMap<Group, [f64; 4]> = HashMap::new();
+    let mut snapshots: std::collections::BTreeSet<(&str, i64)> = Default::default();
     for (i, t) in new_rows(observed, height, is_new) {
-        let p = text(partner.get(i)).unwrap_or_default().to_string();
+        let p = text(partner.get(i)).unwrap_or_default();
         let r = flag(reserved.get(i)) == Some(true);
         let d = flag(disabled.get(i)) == Some(true);
         let values = [1.0, (!r && !d) as u8 as f64, r as u8 as f64, d as u8 as f64];
-        let vt = text(vtype.get(i)).unwrap_or_default().to_string();
-        let a = area(float(lat.get(i)), float(lon.get(i)));
+        let vt = text(vtype.get(i)).unwrap_or_default();
+        let cell = area_cell(float(lat.get(i)), float(lon.get(i)));
+        let sums = groups
+            .entry((p, floor(t, HOUR_US), vt, cell))
+            .or_insert([0.0; 4]);
+        for (s, v) in sums.iter_mut().zip(values) {
+            *s += v;
+        }
+        snapshots.insert((p, t));
+    }
+    let mut hourly = Delta::new(&FLEET_HOURLY);
+    let mut daily = Delta::new(&FLEET_DAILY);
+    for ((p, hour, vt, cell), values) in groups {
+        let a = area_text(cell);
+        // A day is whole hours: the day of the hour is the day of the snapshot.
         for (delta, unit) in [(&mut hourly, HOUR_US), (&mut daily, DAY_US)] {
             let key = vec![
-                Key::Text(p.clone()),
-                Key::Ts(floor(t, unit)),
-                Key::Text(vt.clone()),
+                Key::Text(p.to_string()),
+                Key::Ts(floor(hour, unit)),
+                Key::Text(vt.to_string()),
                 Key::Text(a.clone()),
             ];
             delta.add(key, &values);
         }
-        snapshots.insert((p, t), ());
     }
     let mut snap_hourly = Delta::new(&SNAPSHOTS_HOURLY);
     let mut snap_daily = Delta::new(&SNAPSHOTS_DAILY);
-    for (p, t) in snapshots.into_keys() {
+    for (p, t) in snapshots {
         snap_hourly.add(
-            vec![Key::Text(p.clone()), Key::Ts(floor(t, HOUR_US))],
+            vec![Key::Text(p.to_string()), Key::Ts(floor(t, HOUR_US))],
             &[1.0],
         );
-        snap_daily.add(vec![Key::Text(p), Key::Ts(floor(t, DAY_US))], &[1.0]);
+        snap_daily.add(
+            vec![Key::Text(p.to_string()), Key::Ts(floor(t, DAY_US))],
+            &[1.0],
+        );
     }
     vec![hourly, daily, snap_hourly, snap_daily]
 }

@@ -42,6 +42,11 @@ const MIGRATIONS: &[(i32, &str)] = &[
         7,
         include_str!("../migrations/sqlite/0007_occupancy_heat.sql"),
     ),
+    // 8 (reference tables partitioned by partner) is PostgreSQL's only.
+    (
+        9,
+        include_str!("../migrations/sqlite/0009_latest_objects.sql"),
+    ),
 ];
 /// SQLite accepts up to 32,766 bound values per statement; stay well below.
 const MAX_BINDS: usize = 30_000;
@@ -418,6 +423,14 @@ impl LoadTx for SqliteLoad {
             .push((sha256.to_string(), source_object.to_string()));
     }
 
+    fn record_latest(&mut self, resource: &str, content: &str, source_object: &str) {
+        self.counts.latest.push((
+            resource.to_string(),
+            content.to_string(),
+            source_object.to_string(),
+        ));
+    }
+
     fn quarantine<'a>(&'a mut self, df: &'a DataFrame) -> BoxFuture<'a, Result<(), LoadError>> {
         Box::pin(async move {
             let cols = cells::columns(&QUARANTINE, df)?;
@@ -440,6 +453,17 @@ impl LoadTx for SqliteLoad {
                     .execute(&mut *me.tx)
                     .await;
                 r.map_err(|e| me.rolled_back("loaded_objects", e))?;
+            }
+            for (resource, sha, key) in std::mem::take(&mut me.counts.latest) {
+                let r = sqlx::query("INSERT INTO latest_objects (pipeline, resource, content, run_id, source_object) VALUES (?, ?, ?, ?, ?) ON CONFLICT (pipeline, resource) DO UPDATE SET content = excluded.content, run_id = excluded.run_id, source_object = excluded.source_object")
+                    .bind(&me.run.pipeline)
+                    .bind(&resource)
+                    .bind(&sha)
+                    .bind(&me.run.run_id)
+                    .bind(&key)
+                    .execute(&mut *me.tx)
+                    .await;
+                r.map_err(|e| me.rolled_back("latest_objects", e))?;
             }
             let (stats, done) = me.counts.finish(&me.run);
             let r = upsert_run(&mut me.tx, &done).await;
@@ -545,16 +569,33 @@ impl Warehouse for SqliteWarehouse {
                 .begin_with("BEGIN IMMEDIATE")
                 .await
                 .map_err(|e| self.db(e))?;
-            sqlx::query("DELETE FROM quarantine WHERE run_id = ?")
-                .bind(&run.run_id)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| self.db(e))?;
+            if run.reloads() {
+                sqlx::query("DELETE FROM quarantine WHERE run_id = ?")
+                    .bind(&run.run_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| self.db(e))?;
+            }
             Ok(Box::new(SqliteLoad {
                 tx,
                 run: run.clone(),
                 counts: TxCounts::default(),
             }) as Box<dyn LoadTx>)
+        })
+    }
+
+    fn latest_loaded<'a>(
+        &'a self,
+        pipeline: &'a str,
+    ) -> BoxFuture<'a, Result<std::collections::HashMap<String, String>, LoadError>> {
+        Box::pin(async move {
+            let rows: Vec<(String, String)> =
+                sqlx::query_as("SELECT resource, content FROM latest_objects WHERE pipeline = ?")
+                    .bind(pipeline)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(|e| self.db(e))?;
+            Ok(rows.into_iter().collect())
         })
     }
 

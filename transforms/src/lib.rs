@@ -39,6 +39,16 @@ pub struct Payload<'a> {
     pub fetched_at: DateTime<Utc>,
 }
 
+/// The resources of a feed format that describe what changes rarely, each with the table
+/// it feeds: a payload of one whose content equals the last one loaded for its pipeline need
+/// not be transformed and loaded again.
+pub fn reference_resources(format: &str) -> &'static [(&'static str, &'static str)] {
+    match format {
+        "gbfs" => gbfs::REFERENCE,
+        _ => &[],
+    }
+}
+
 /// Who the rows belong to.
 #[derive(Debug, Clone, Copy)]
 pub struct Context<'a> {

@@ -35,6 +35,19 @@ pub const TRANSFORMED: &[&str] = &[
     "geofencing_zones",
 ];
 
+/// GBFS files describing what changes rarely: one whose content equals the last one loaded
+/// for its pipeline need not be read again (DESIGN: raw zone). Snapshot files always are:
+/// one without `last_updated` is stamped with its fetch time, a new observation each poll.
+/// Each with the unified table it feeds.
+pub const REFERENCE: &[(&str, &str)] = &[
+    ("system_information", "system_info"),
+    ("vehicle_types", "vehicle_types"),
+    ("station_information", "stations"),
+    ("system_pricing_plans", "pricing_plans"),
+    ("system_regions", "regions"),
+    ("geofencing_zones", "geofencing_zones"),
+];
+
 /// One parsed GBFS file.
 struct File<'a> {
     payload: &'a Payload<'a>,
@@ -106,11 +119,22 @@ fn records<'f>(f: &'f File, keys: &[&str]) -> Result<(&'f [Value], String), Tran
 
 /// Transforms the payloads of one GBFS run.
 pub fn transform(ctx: &Context, payloads: &[Payload]) -> Result<Output, TransformError> {
+    transform_changed(ctx, payloads, &[])
+}
+
+/// Transforms the payloads of one GBFS run but those of the `known` resources (whose content
+/// the warehouse holds already): their tables are left out, though `system_information` is
+/// still read for the system's language.
+pub fn transform_changed(
+    ctx: &Context,
+    payloads: &[Payload],
+    known: &[&str],
+) -> Result<Output, TransformError> {
     let mut files: Vec<File> = Vec::new();
-    for p in payloads
-        .iter()
-        .filter(|p| TRANSFORMED.contains(&p.resource))
-    {
+    for p in payloads.iter().filter(|p| {
+        TRANSFORMED.contains(&p.resource)
+            && (p.resource == "system_information" || !known.contains(&p.resource))
+    }) {
         files.push(parse(p)?);
     }
     // Localized strings: the definition's language, else the system's own.
@@ -147,7 +171,9 @@ pub fn transform(ctx: &Context, payloads: &[Payload]) -> Result<Output, Transfor
     ] {
         let mine: Vec<&File> = files
             .iter()
-            .filter(|f| resources.contains(&f.payload.resource))
+            .filter(|f| {
+                resources.contains(&f.payload.resource) && !known.contains(&f.payload.resource)
+            })
             .collect();
         if mine.is_empty() {
             continue;
