@@ -296,6 +296,23 @@ fn entry_meta(def: &Definition, manifest: &Manifest) -> EntryMeta {
 }
 
 /// When a run's payloads were fetched: its latest object.
+/// Inputs up to this size (`MOBIFLUX_INLINE_BYTES`) are parsed and normalized on the task's
+/// own thread: for a feed's few kilobytes, handing the work to the blocking pool (a thread
+/// woken, then the task) costs more CPU than the work, a few hundred microseconds.
+const INLINE_BYTES: usize = 256 * 1024;
+
+/// CPU work on `size` bytes of input: kept off the threads that serve I/O unless small.
+async fn cpu_work<T: Send + 'static>(
+    size: usize,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, tokio::task::JoinError> {
+    if size <= tuning("MOBIFLUX_INLINE_BYTES", INLINE_BYTES) {
+        Ok(work())
+    } else {
+        tokio::task::spawn_blocking(work).await
+    }
+}
+
 fn fetched_at(manifest: &Manifest) -> chrono::DateTime<Utc> {
     manifest
         .objects
@@ -942,8 +959,8 @@ impl Runner {
         })
     }
 
-    /// Scraped pages: each stored page is scraped (off the I/O threads) and its rows loaded,
-    /// all pages of the run in one transaction.
+    /// Scraped pages: each stored page is scraped (off the I/O threads unless small) and its
+    /// rows loaded, all pages of the run in one transaction.
     async fn load_documents(
         &self,
         manifest: &Manifest,
@@ -967,7 +984,8 @@ impl Runner {
             manifest.partner.clone(),
             record.run_id.clone(),
         );
-        let chunks = tokio::task::spawn_blocking(move || {
+        let size: usize = pages.iter().map(|p| p.3.len()).sum();
+        let chunks = cpu_work(size, move || {
             let ctx = Context {
                 pipeline: &pipeline,
                 partner: &partner,
@@ -1118,10 +1136,10 @@ impl Runner {
             manifest.format.clone(),
         );
         let language = language.map(str::to_string);
-        // Parsing and normalizing is CPU work: keep it off the threads that serve I/O.
         let (ctx_run, ctx_pipeline, ctx_partner) =
             (run_id.clone(), pipeline.clone(), partner.clone());
-        let out = tokio::task::spawn_blocking(move || {
+        let size: usize = blobs.iter().map(|b| b.2.len()).sum();
+        let out = cpu_work(size, move || {
             let payloads: Vec<Payload> = blobs
                 .iter()
                 .map(|(resource, key, bytes, at)| Payload {

@@ -1333,38 +1333,27 @@ impl Warehouse for PostgresWarehouse {
         owner: &'a str,
         ttl: std::time::Duration,
     ) -> BoxFuture<'a, Result<bool, LoadError>> {
+        // One statement, one round trip: the lease is taken (new, ours, or expired), then
+        // the tick, only if the lease was. Taking an expired lease for a tick another
+        // instance already ran is the takeover the lease exists for; the tick's key keeps
+        // it from running twice.
         Box::pin(async move {
-            let mut tx = self.pool.begin().await.map_err(|e| self.db(e))?;
-            let ms = ttl.as_millis() as i64;
-            let leased: Option<String> = sqlx::query_scalar(
-                "INSERT INTO schedule_leases (pipeline, owner, expires_at) VALUES ($1, $2, now() + make_interval(secs => $3::float8 / 1000)) \
+            let claimed: Option<String> = sqlx::query_scalar(
+                "WITH lease AS (\
+                 INSERT INTO schedule_leases (pipeline, owner, expires_at) VALUES ($1, $2, now() + make_interval(secs => $3::float8 / 1000)) \
                  ON CONFLICT (pipeline) DO UPDATE SET owner = EXCLUDED.owner, expires_at = EXCLUDED.expires_at \
-                 WHERE schedule_leases.owner = EXCLUDED.owner OR schedule_leases.expires_at < now() RETURNING owner",
+                 WHERE schedule_leases.owner = EXCLUDED.owner OR schedule_leases.expires_at < now() RETURNING owner) \
+                 INSERT INTO schedule_ticks (pipeline, scheduled_for, owner) SELECT $1, $4, owner FROM lease \
+                 ON CONFLICT DO NOTHING RETURNING owner",
             )
             .bind(pipeline)
             .bind(owner)
-            .bind(ms)
-            .fetch_optional(&mut *tx)
+            .bind(ttl.as_millis() as i64)
+            .bind(scheduled_for)
+            .fetch_optional(&self.pool)
             .await
             .map_err(|e| self.db(e))?;
-            if leased.is_none() {
-                return Ok(false);
-            }
-            let taken = sqlx::query(
-                "INSERT INTO schedule_ticks (pipeline, scheduled_for, owner) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-            )
-            .bind(pipeline)
-            .bind(scheduled_for)
-            .bind(owner)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.db(e))?
-            .rows_affected();
-            if taken == 0 {
-                return Ok(false);
-            }
-            tx.commit().await.map_err(|e| self.db(e))?;
-            Ok(true)
+            Ok(claimed.is_some())
         })
     }
 

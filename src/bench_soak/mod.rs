@@ -175,12 +175,13 @@ impl Side {
 /// Watches a child until `until`, sampling CPU and RSS every 30 s; returns the last CPU.
 async fn watch(pid: u32, until: Instant, rss: &mut Vec<u64>) -> f64 {
     let mut cpu = 0.0;
-    let mut next_rss = Instant::now();
+    // From 30 s on: a process sampled as it starts (before or just after exec) shows
+    // almost no resident memory, which is no figure of its own.
+    let mut next_rss = Instant::now() + Duration::from_secs(30);
     while Instant::now() < until {
         if let Some((c, r)) = sample(pid) {
             cpu = c;
-            // A process caught between fork and exec shows no resident memory yet.
-            if Instant::now() >= next_rss && r > 0 {
+            if Instant::now() >= next_rss {
                 rss.push(r);
                 next_rss += Duration::from_secs(30);
             }
@@ -253,7 +254,7 @@ pub async fn run(o: Options) -> Result<()> {
     let systems_file = work.join("systems.json");
     std::fs::write(&systems_file, serde_json::to_vec(&urls)?)?;
     println!(
-        "soak: {} GBFS systems ({} vehicles, largest {}), polled every 60 s for {} min per side; mobiflux's gateway cache: {}; mobiflux also writes its raw zone and curated Parquet zone (the reference keeps neither)",
+        "soak: {} GBFS systems ({} vehicles, largest {}), polled every 60 s for {} min per side; mobiflux's gateway cache: {}; mobiflux fetches all 6 files each system lists (the reference 4: discovery, stations, status, vehicles) and also writes its raw zone and curated Parquet zone (the reference keeps neither)",
         o.systems,
         total_vehicles,
         systems.iter().map(|s| s.vehicles).max().unwrap_or(0),
