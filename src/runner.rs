@@ -295,7 +295,6 @@ fn entry_meta(def: &Definition, manifest: &Manifest) -> EntryMeta {
     }
 }
 
-/// When a run's payloads were fetched: its latest object.
 /// Inputs up to this size (`MOBIFLUX_INLINE_BYTES`) are parsed and normalized on the task's
 /// own thread: for a feed's few kilobytes, handing the work to the blocking pool (a thread
 /// woken, then the task) costs more CPU than the work, a few hundred microseconds.
@@ -313,6 +312,7 @@ async fn cpu_work<T: Send + 'static>(
     }
 }
 
+/// When a run's payloads were fetched: its latest object.
 fn fetched_at(manifest: &Manifest) -> chrono::DateTime<Utc> {
     manifest
         .objects
@@ -1110,19 +1110,25 @@ impl Runner {
             }
             hex::encode(h.finalize())
         };
-        let known: Vec<&mobiflux_extractors::raw::ManifestObject> = usable()
-            .filter(|o| {
-                !reload && table_of(o).is_some() && latest.get(&o.resource) == Some(&content(o))
+        // Each reference payload, its table, its content key, and whether the warehouse
+        // holds that content already.
+        let references: Vec<_> = usable()
+            .filter_map(|o| {
+                let table = table_of(o)?;
+                let c = content(o);
+                let known = !reload && latest.get(&o.resource) == Some(&c);
+                Some((o, table, c, known))
             })
             .collect();
-        let known_tables: Vec<&str> = known.iter().filter_map(|o| table_of(o)).collect();
-        let known_keys: Vec<&str> = known.iter().map(|o| o.key.as_str()).collect();
+        let known: Vec<_> = references.iter().filter(|r| r.3).collect();
+        let known_tables: Vec<&str> = known.iter().map(|r| r.1).collect();
+        let known_keys: Vec<&str> = known.iter().map(|r| r.0.key.as_str()).collect();
         if !known.is_empty() {
             tracing::debug!(tables = ?known_tables, "same content as last loaded; not loaded again");
         }
         let not_read: Vec<String> = match publishing {
             Some(_) => Vec::new(),
-            None => known.iter().map(|o| o.resource.clone()).collect(),
+            None => known.iter().map(|r| r.0.resource.clone()).collect(),
         };
         let mut blobs: Vec<(String, String, Bytes, chrono::DateTime<Utc>)> = Vec::new();
         for o in usable() {
@@ -1202,10 +1208,9 @@ impl Runner {
             }
         }
         tx.quarantine(&qframe).await.map_err(|e| e.to_string())?;
-        for o in usable().filter(|o| table_of(o).is_some()) {
-            let c = content(o);
-            if latest.get(&o.resource) != Some(&c) {
-                tx.record_latest(&o.resource, &c, &o.key);
+        for (o, _, c, _) in &references {
+            if latest.get(&o.resource) != Some(c) {
+                tx.record_latest(&o.resource, c, &o.key);
             }
         }
         let stats = tx.commit().await.map_err(|e| e.to_string())?;

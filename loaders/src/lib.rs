@@ -183,6 +183,21 @@ impl TxCounts {
 }
 
 impl TxCounts {
+    /// See [`LoadTx::record_object`].
+    pub(crate) fn record_object(&mut self, sha256: &str, source_object: &str) {
+        self.objects
+            .push((sha256.to_string(), source_object.to_string()));
+    }
+
+    /// See [`LoadTx::record_latest`].
+    pub(crate) fn record_latest(&mut self, resource: &str, content: &str, source_object: &str) {
+        self.latest.push((
+            resource.to_string(),
+            content.to_string(),
+            source_object.to_string(),
+        ));
+    }
+
     /// Counts rows of a reference table the load inserted or changed.
     pub(crate) fn changed(&mut self, table: &'static str, rows: u64) {
         match self.stats.changed.iter_mut().find(|(t, _)| *t == table) {

@@ -1005,17 +1005,11 @@ impl LoadTx for PgLoad {
     }
 
     fn record_object(&mut self, sha256: &str, source_object: &str) {
-        self.counts
-            .objects
-            .push((sha256.to_string(), source_object.to_string()));
+        self.counts.record_object(sha256, source_object);
     }
 
     fn record_latest(&mut self, resource: &str, content: &str, source_object: &str) {
-        self.counts.latest.push((
-            resource.to_string(),
-            content.to_string(),
-            source_object.to_string(),
-        ));
+        self.counts.record_latest(resource, content, source_object);
     }
 
     fn quarantine<'a>(&'a mut self, df: &'a DataFrame) -> BoxFuture<'a, Result<(), LoadError>> {
@@ -1078,21 +1072,21 @@ impl LoadTx for PgLoad {
             }
             let latest = std::mem::take(&mut me.counts.latest);
             if !latest.is_empty() {
-                let (mut resources, mut shas, mut keys) = (Vec::new(), Vec::new(), Vec::new());
-                for (resource, sha, key) in latest {
+                let (mut resources, mut contents, mut keys) = (Vec::new(), Vec::new(), Vec::new());
+                for (resource, content, key) in latest {
                     resources.push(resource);
-                    shas.push(sha);
+                    contents.push(content);
                     keys.push(key);
                 }
                 let r = sqlx::query(
                     "INSERT INTO latest_objects (pipeline, resource, content, run_id, source_object) \
-                     SELECT $1, resource, sha, $4, key FROM UNNEST($2::text[], $3::text[], $5::text[]) AS o(resource, sha, key) \
+                     SELECT $1, resource, content, $4, key FROM UNNEST($2::text[], $3::text[], $5::text[]) AS o(resource, content, key) \
                      ON CONFLICT (pipeline, resource) DO UPDATE SET content = excluded.content, \
                      run_id = excluded.run_id, source_object = excluded.source_object",
                 )
                 .bind(&me.run.pipeline)
                 .bind(&resources)
-                .bind(&shas)
+                .bind(&contents)
                 .bind(&me.run.run_id)
                 .bind(&keys)
                 .execute(&mut *me.tx)

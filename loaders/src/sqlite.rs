@@ -418,17 +418,11 @@ impl LoadTx for SqliteLoad {
     }
 
     fn record_object(&mut self, sha256: &str, source_object: &str) {
-        self.counts
-            .objects
-            .push((sha256.to_string(), source_object.to_string()));
+        self.counts.record_object(sha256, source_object);
     }
 
     fn record_latest(&mut self, resource: &str, content: &str, source_object: &str) {
-        self.counts.latest.push((
-            resource.to_string(),
-            content.to_string(),
-            source_object.to_string(),
-        ));
+        self.counts.record_latest(resource, content, source_object);
     }
 
     fn quarantine<'a>(&'a mut self, df: &'a DataFrame) -> BoxFuture<'a, Result<(), LoadError>> {
@@ -454,11 +448,11 @@ impl LoadTx for SqliteLoad {
                     .await;
                 r.map_err(|e| me.rolled_back("loaded_objects", e))?;
             }
-            for (resource, sha, key) in std::mem::take(&mut me.counts.latest) {
+            for (resource, content, key) in std::mem::take(&mut me.counts.latest) {
                 let r = sqlx::query("INSERT INTO latest_objects (pipeline, resource, content, run_id, source_object) VALUES (?, ?, ?, ?, ?) ON CONFLICT (pipeline, resource) DO UPDATE SET content = excluded.content, run_id = excluded.run_id, source_object = excluded.source_object")
                     .bind(&me.run.pipeline)
                     .bind(&resource)
-                    .bind(&sha)
+                    .bind(&content)
                     .bind(&me.run.run_id)
                     .bind(&key)
                     .execute(&mut *me.tx)

@@ -35,10 +35,10 @@ pub const TRANSFORMED: &[&str] = &[
     "geofencing_zones",
 ];
 
-/// GBFS files describing what changes rarely: one whose content equals the last one loaded
-/// for its pipeline need not be read again (DESIGN: raw zone). Snapshot files always are:
-/// one without `last_updated` is stamped with its fetch time, a new observation each poll.
-/// Each with the unified table it feeds.
+/// GBFS files describing what changes rarely, each with the unified table it feeds: one
+/// whose content equals the last one loaded for its pipeline need not be read again (DESIGN:
+/// raw zone). Snapshot files always are: one without `last_updated` is stamped with its
+/// fetch time, a new observation each poll.
 pub const REFERENCE: &[(&str, &str)] = &[
     ("system_information", "system_info"),
     ("vehicle_types", "vehicle_types"),
