@@ -540,16 +540,6 @@ async fn a_3_x_manifest_is_followed_to_the_chosen_system() {
     assert_eq!(store.list("raw/berlin/gbfs/").await.unwrap().len(), 1);
 }
 
-/// The run id a `mobiflux run` printed for a pipeline.
-fn run_id_of(stdout: &str, pipeline: &str) -> String {
-    stdout
-        .lines()
-        .find(|l| l.starts_with(&format!("{pipeline} ")))
-        .and_then(|l| l.split_whitespace().last())
-        .unwrap_or_else(|| panic!("no run of {pipeline} in {stdout}"))
-        .to_string()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unchanged_reference_file_is_not_loaded_again_until_it_or_the_definition_changes() {
     // A copy of the GBFS 2.3 fixture feed, to change one of its files between runs.

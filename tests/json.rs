@@ -119,6 +119,15 @@ async fn a_proprietary_scooter_api_loads_from_one_toml_file() {
         ("battery.range_km", "unknown")
     );
     assert!(q.3.contains("number"), "{q:?}");
+
+    // A replay loads the run again under its own id: its quarantine is replaced, not doubled.
+    let out = mobiflux(&["replay", &run_id_of(&stdout, "zoomi")], &env).await;
+    assert!(out.status.success(), "{:?}", text(&out));
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM quarantine WHERE pipeline = 'zoomi'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

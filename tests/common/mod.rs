@@ -115,6 +115,16 @@ pub async fn mobiflux(args: &[&str], env: &[(String, String)]) -> Output {
     cmd.output().await.unwrap()
 }
 
+/// The run id a `mobiflux run` printed for a pipeline.
+pub fn run_id_of(stdout: &str, pipeline: &str) -> String {
+    stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("{pipeline} ")))
+        .and_then(|l| l.split_whitespace().last())
+        .unwrap_or_else(|| panic!("no run of {pipeline} in {stdout}"))
+        .to_string()
+}
+
 pub fn text(out: &Output) -> (String, String) {
     (
         String::from_utf8_lossy(&out.stdout).into_owned(),
