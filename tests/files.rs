@@ -885,3 +885,104 @@ async fn migration_8_moves_stored_rows_into_partner_partitions() {
         .unwrap();
     assert_eq!(n, 3 + 4);
 }
+
+/// A warehouse made before migration 10 with a day of station status: each snapshot table's
+/// time index becomes (observed_at, partner), on the table and on its existing partitions,
+/// so a load's "is this snapshot of this partner stored already" is an index probe that
+/// does not grow with the partner's rows; SQLite's likewise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_10_indexes_snapshot_times_by_time_then_partner() {
+    let pg = pg_database().await;
+    let pool = sqlx::PgPool::connect(&pg).await.unwrap();
+    sqlx::raw_sql(
+        "CREATE TABLE schema_migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    for (version, ddl) in mobiflux_loaders::POSTGRES_MIGRATIONS
+        .iter()
+        .filter(|(v, _)| *v < 10)
+    {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(*ddl))
+            .execute(&pool)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO schema_migrations (version) VALUES ($1)")
+            .bind(version)
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    sqlx::raw_sql(
+        "CREATE TABLE station_status_p20261122 PARTITION OF station_status \
+           FOR VALUES FROM ('2026-11-22 00:00:00+00') TO ('2026-11-23 00:00:00+00'); \
+         INSERT INTO station_status (partner, station_id, observed_at, vehicles_available, is_installed, is_renting, is_returning, run_id) \
+           SELECT 'p', 's' || i, '2026-11-22 08:00:00+00', 3, true, true, true, 'r1' FROM generate_series(1, 50) i",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let out = mobiflux(&["migrate", "--warehouse", &pg], &[]).await;
+    assert!(out.status.success(), "{:?}", text(&out));
+    let columns = |table: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, String>(
+                "SELECT string_agg(a.attname, ', ' ORDER BY k.n) FROM pg_index x \
+                 JOIN pg_class i ON i.oid = x.indexrelid \
+                 CROSS JOIN LATERAL unnest(x.indkey) WITH ORDINALITY AS k(attnum, n) \
+                 JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.attnum \
+                 WHERE x.indrelid = $1::regclass AND NOT x.indisprimary GROUP BY i.relname",
+            )
+            .bind(table)
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    for table in [
+        "station_status",
+        "station_status_p20261122",
+        "vehicles",
+        "charge_point_status",
+        "parking_occupancy",
+        "gateway_calls",
+        "carpool_journeys",
+    ] {
+        assert_eq!(
+            columns(table).await,
+            vec!["observed_at, partner"],
+            "{table}"
+        );
+    }
+    let n: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM station_status WHERE observed_at = '2026-11-22 08:00:00+00' AND partner = 'p'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(n, 50, "the stored rows stay");
+
+    let dir = temp_dir("migrate10-sqlite");
+    let lite = format!("sqlite://{}/w.db", dir.display());
+    let out = mobiflux(&["migrate", "--warehouse", &lite], &[]).await;
+    assert!(out.status.success(), "{:?}", text(&out));
+    let db = sqlx::SqlitePool::connect(&lite).await.unwrap();
+    for table in [
+        "station_status",
+        "vehicles",
+        "charge_point_status",
+        "parking_occupancy",
+        "gateway_calls",
+        "carpool_journeys",
+    ] {
+        let cols: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT name FROM pragma_index_info('{table}_observed') ORDER BY seqno"
+        )))
+        .fetch_all(&db)
+        .await
+        .unwrap();
+        assert_eq!(cols, vec!["observed_at", "partner"], "{table}");
+    }
+}

@@ -51,6 +51,10 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
         9,
         include_str!("../migrations/postgres/0009_latest_objects.sql"),
     ),
+    (
+        10,
+        include_str!("../migrations/postgres/0010_snapshot_time_index.sql"),
+    ),
 ];
 /// Reference tables partitioned by partner (migration 8): a partner's first load writes a
 /// table of its own without an index, builds its primary key at commit and attaches it.
@@ -861,8 +865,11 @@ impl PgLoad {
             return Ok(None);
         }
         let at: Vec<DateTime<Utc>> = observed.iter().map(|t| to_utc(*t)).collect();
+        // One probe of the (observed_at, partner) index per time (migration 10), however
+        // many rows the partner has loaded before.
         let stored: Vec<DateTime<Utc>> = sqlx::query_scalar(AssertSqlSafe(format!(
-            "SELECT DISTINCT observed_at FROM {} WHERE partner = $1 AND observed_at = ANY($2)",
+            "SELECT t FROM unnest($2::timestamptz[]) AS t \
+             WHERE EXISTS (SELECT 1 FROM {} WHERE observed_at = t AND partner = $1)",
             schema.name
         )))
         .bind(&partner)

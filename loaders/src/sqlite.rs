@@ -47,6 +47,10 @@ const MIGRATIONS: &[(i32, &str)] = &[
         9,
         include_str!("../migrations/sqlite/0009_latest_objects.sql"),
     ),
+    (
+        10,
+        include_str!("../migrations/sqlite/0010_snapshot_time_index.sql"),
+    ),
 ];
 /// SQLite accepts up to 32,766 bound values per statement; stay well below.
 const MAX_BINDS: usize = 30_000;
