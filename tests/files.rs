@@ -795,10 +795,9 @@ fn sha256_hex(s: &str) -> String {
     hex::encode(sha2::Sha256::digest(s.as_bytes()))
 }
 
-/// A warehouse made before migration 8: its charge points and parking facilities move to
-/// their partners' partitions, and the views that read them still answer.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn migration_8_moves_stored_rows_into_partner_partitions() {
+/// A PostgreSQL warehouse migrated up to (not including) `version`, as one made by an
+/// earlier mobiflux: its URL and a pool on it.
+async fn postgres_before_migration(version: i32) -> (String, sqlx::PgPool) {
     let pg = pg_database().await;
     let pool = sqlx::PgPool::connect(&pg).await.unwrap();
     sqlx::raw_sql(
@@ -807,20 +806,28 @@ async fn migration_8_moves_stored_rows_into_partner_partitions() {
     .execute(&pool)
     .await
     .unwrap();
-    for (version, ddl) in mobiflux_loaders::POSTGRES_MIGRATIONS
+    for (v, ddl) in mobiflux_loaders::POSTGRES_MIGRATIONS
         .iter()
-        .filter(|(v, _)| *v < 8)
+        .filter(|(v, _)| *v < version)
     {
         sqlx::raw_sql(sqlx::AssertSqlSafe(*ddl))
             .execute(&pool)
             .await
             .unwrap();
         sqlx::query("INSERT INTO schema_migrations (version) VALUES ($1)")
-            .bind(version)
+            .bind(v)
             .execute(&pool)
             .await
             .unwrap();
     }
+    (pg, pool)
+}
+
+/// A warehouse made before migration 8: its charge points and parking facilities move to
+/// their partners' partitions, and the views that read them still answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_8_moves_stored_rows_into_partner_partitions() {
+    let (pg, pool) = postgres_before_migration(8).await;
     // Version 7's warehouse, loaded by the examples of both partners.
     let pipelines = temp_dir("migrate8");
     let irve = fixture("irve/statique/exemple-valide-statique.csv");
@@ -892,28 +899,7 @@ async fn migration_8_moves_stored_rows_into_partner_partitions() {
 /// does not grow with the partner's rows; SQLite's likewise.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migration_10_indexes_snapshot_times_by_time_then_partner() {
-    let pg = pg_database().await;
-    let pool = sqlx::PgPool::connect(&pg).await.unwrap();
-    sqlx::raw_sql(
-        "CREATE TABLE schema_migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
-    for (version, ddl) in mobiflux_loaders::POSTGRES_MIGRATIONS
-        .iter()
-        .filter(|(v, _)| *v < 10)
-    {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(*ddl))
-            .execute(&pool)
-            .await
-            .unwrap();
-        sqlx::query("INSERT INTO schema_migrations (version) VALUES ($1)")
-            .bind(version)
-            .execute(&pool)
-            .await
-            .unwrap();
-    }
+    let (pg, pool) = postgres_before_migration(10).await;
     sqlx::raw_sql(
         "CREATE TABLE station_status_p20261122 PARTITION OF station_status \
            FOR VALUES FROM ('2026-11-22 00:00:00+00') TO ('2026-11-23 00:00:00+00'); \
