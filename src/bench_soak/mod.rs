@@ -111,6 +111,12 @@ impl System {
     }
 }
 
+/// The unit of the CPU times in /proc (`USER_HZ`).
+fn clock_ticks_per_second() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    unsafe { libc::sysconf(libc::_SC_CLK_TCK) as f64 }
+}
+
 /// CPU seconds (user + system) and RSS (KiB) of a live process, from /proc.
 fn sample(pid: u32) -> Option<(f64, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -118,8 +124,7 @@ fn sample(pid: u32) -> Option<(f64, u64)> {
     let f: Vec<&str> = after.split_whitespace().collect();
     // Fields 14 and 15 (utime, stime) are the 12th and 13th after the command name.
     let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let hz = clock_ticks_per_second();
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let rss = status
         .lines()
@@ -144,9 +149,7 @@ fn machine_busy() -> Option<f64> {
     // user nice system idle iowait irq softirq steal: all but idle, iowait and the time the
     // hypervisor gave other machines.
     let busy = f.get(..8)?.iter().sum::<f64>() - f[3] - f[4] - f[7];
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    Some(busy / hz)
+    Some(busy / clock_ticks_per_second())
 }
 
 /// What one side did.
