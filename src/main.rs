@@ -15,7 +15,7 @@ const ARENA_EAGER_COMMIT: (libmimalloc_sys::mi_option_t, std::ffi::c_long) = (4,
 
 /// mimalloc gives freed pages back to the kernel a second after they empty, from arenas
 /// committed up front: the one-shot run of 1,000 soak feeds peaked at 155 MB against
-/// glibc's 50 MB. Purging at once, from arenas committed as they are used: 60 MB, for the
+/// glibc's 50 MB. Purging at once, from arenas committed as they are used: 63 MB, for the
 /// same CPU saving. Set before mimalloc starts (it reserves its first arena at the first
 /// allocation), from a constructor that runs before the unnumbered ones, mimalloc's among
 /// them; `MIMALLOC_PURGE_DELAY` and `MIMALLOC_ARENA_EAGER_COMMIT` still override (an option
