@@ -275,6 +275,14 @@ impl FrameBuilder {
         self.len += 1;
     }
 
+    /// Adds a row that [`FrameBuilder::check`] accepted (not checked again: a record is
+    /// checked once, before its id is looked up among those seen).
+    pub fn push_checked_row(&mut self, row: &Row) {
+        assert!(std::ptr::eq(row.schema, self.schema) || row.schema == self.schema);
+        let refs: Vec<ValueRef> = row.values.iter().map(Value::as_ref).collect();
+        self.push_checked(&refs);
+    }
+
     /// Adds a row after checking it; a failing row is not added.
     pub fn push(&mut self, row: Row) -> Result<(), RowError> {
         assert!(std::ptr::eq(row.schema, self.schema) || row.schema == self.schema);

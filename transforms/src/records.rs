@@ -78,7 +78,7 @@ impl<'c> Table<'c> {
             }
             self.seen.insert(id.clone(), position);
         }
-        self.builder.push(row).expect("row checked above");
+        self.builder.push_checked_row(&row);
     }
 }
 
