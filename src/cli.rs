@@ -310,6 +310,10 @@ enum BenchWhat {
         /// Only mobiflux (no reference run).
         #[arg(long)]
         no_reference: bool,
+        /// mobiflux's runs at once (`schedule --max-concurrent`, also its PostgreSQL
+        /// connections); the reference polls 64 systems at once over 8 connections.
+        #[arg(long, default_value_t = 64)]
+        max_concurrent: usize,
     },
     /// Statistics views under load: N days of minutely status of M stations loaded through
     /// the loaders into PostgreSQL, then each documented view's example query timed.
@@ -622,6 +626,7 @@ async fn dispatch(cmd: Command) -> Result<ExitCode> {
                     warehouse,
                     cache,
                     no_reference,
+                    max_concurrent,
                 },
         } => {
             crate::bench_soak::run(crate::bench_soak::Options {
@@ -630,6 +635,7 @@ async fn dispatch(cmd: Command) -> Result<ExitCode> {
                 pg_admin: warehouse,
                 cache,
                 reference: !no_reference,
+                max_concurrent,
             })
             .await?;
             Ok(ExitCode::SUCCESS)
