@@ -150,12 +150,18 @@ pub fn generate_irve(path: &Path, rows: u64) -> Result<u64> {
     Ok(std::fs::metadata(path)?.len())
 }
 
+/// The unit of the CPU times in /proc (`USER_HZ`).
+pub(crate) fn clock_ticks_per_second() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64
+}
+
 /// CPU seconds used so far by every PostgreSQL process of this machine, including the
 /// backends that already exited (their time is in the postmaster's `cutime`/`cstime`):
-/// the difference across a phase is the server's share of its work.
-fn postgres_cpu_secs() -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+/// the difference across a phase is the server's share of its work. Zero when the server
+/// runs elsewhere.
+pub(crate) fn postgres_cpu_secs() -> f64 {
+    let ticks = clock_ticks_per_second();
     let mut total = 0u64;
     let Ok(procs) = std::fs::read_dir("/proc") else {
         return 0.0;

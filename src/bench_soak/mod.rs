@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-use crate::bench::{FreshDb, Rng, percentile};
+use crate::bench::{FreshDb, Rng, clock_ticks_per_second, percentile, postgres_cpu_secs};
 use crate::simulator::Simulator;
 
 const REFERENCE: &str = include_str!("reference.py");
@@ -111,12 +111,6 @@ impl System {
     }
 }
 
-/// The unit of the CPU times in /proc (`USER_HZ`).
-fn clock_ticks_per_second() -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    unsafe { libc::sysconf(libc::_SC_CLK_TCK) as f64 }
-}
-
 /// CPU seconds (user + system) and RSS (KiB) of a live process, from /proc.
 fn sample(pid: u32) -> Option<(f64, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -150,32 +144,6 @@ fn machine_busy() -> Option<f64> {
     // hypervisor gave other machines.
     let busy = f.get(..8)?.iter().sum::<f64>() - f[3] - f[4] - f[7];
     Some(busy / clock_ticks_per_second())
-}
-
-/// CPU seconds of every PostgreSQL process on this machine since it started, with the
-/// backends that exited (their parent, the postmaster, reaped them: its children's time),
-/// from /proc. Zero when the server runs elsewhere.
-fn postgres_cpu() -> f64 {
-    let mut ticks = 0.0;
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
-            continue;
-        };
-        let Some((head, after)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        if !head.ends_with("(postgres") {
-            continue;
-        }
-        // utime, stime, cutime, cstime: fields 14 to 17, the 12th to 15th after the name.
-        ticks += after
-            .split_whitespace()
-            .skip(11)
-            .take(4)
-            .filter_map(|v| v.parse::<f64>().ok())
-            .sum::<f64>();
-    }
-    ticks / clock_ticks_per_second()
 }
 
 /// What one side did.
@@ -235,7 +203,7 @@ impl Side {
 /// the machine's CPU over the same time but this process's own (the simulator's).
 async fn watch(pid: u32, until: Instant, rss: &mut Vec<u64>) -> (f64, f64, f64) {
     let own = || sample(std::process::id()).map_or(0.0, |s| s.0);
-    let (machine0, own0, pg0) = (machine_busy().unwrap_or(0.0), own(), postgres_cpu());
+    let (machine0, own0, pg0) = (machine_busy().unwrap_or(0.0), own(), postgres_cpu_secs());
     let mut cpu = 0.0;
     // From 30 s on: a process sampled as it starts (before or just after exec) shows
     // almost no resident memory, which is no figure of its own.
@@ -251,7 +219,7 @@ async fn watch(pid: u32, until: Instant, rss: &mut Vec<u64>) -> (f64, f64, f64) 
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     let machine = machine_busy().unwrap_or(0.0) - machine0 - (own() - own0);
-    (cpu, machine, postgres_cpu() - pg0)
+    (cpu, machine, postgres_cpu_secs() - pg0)
 }
 
 fn psql_rows(url: &str, sql: &str) -> Result<Vec<Vec<String>>> {
