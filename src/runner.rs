@@ -3,7 +3,7 @@
 //! replay goes through the same transform-and-load path from the stored raw objects.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -13,7 +13,7 @@ use mobiflux_extractors::raw::{Manifest, manifest_key};
 use mobiflux_extractors::{Http, HttpOptions, RawStore, Source};
 use mobiflux_loaders::cache::{EntryMeta, GatewayCache, Publication, Resource, pivot};
 use mobiflux_loaders::curated::{Content, Curated};
-use mobiflux_loaders::{RunRecord, Warehouse};
+use mobiflux_loaders::{Latest, RunRecord, Warehouse};
 use mobiflux_model::RunId;
 use mobiflux_transforms::fixed::FixedMap;
 use mobiflux_transforms::html::PageSpec;
@@ -31,13 +31,29 @@ use crate::definitions::{Definition, resolve};
 const CHUNK_ROWS: usize = 25_000;
 /// Chunks waiting between the reader and the loader (`MOBIFLUX_CHUNK_QUEUE`).
 const CHUNK_QUEUE: usize = 2;
+static ROWS_KNOB: OnceLock<usize> = OnceLock::new();
+static QUEUE_KNOB: OnceLock<usize> = OnceLock::new();
 
-fn tuning(var: &str, default: usize) -> usize {
-    std::env::var(var)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|n| *n > 0)
-        .unwrap_or(default)
+/// A tuning knob from the environment, read once per process: `default` when unset; a value
+/// that is not a whole number of at least `min` is refused with a warning, and the default
+/// kept.
+fn tuning(knob: &'static OnceLock<usize>, var: &str, default: usize, min: usize) -> usize {
+    *knob.get_or_init(|| knob_value(var, std::env::var(var).ok().as_deref(), default, min))
+}
+
+fn knob_value(var: &str, value: Option<&str>, default: usize, min: usize) -> usize {
+    let Some(value) = value else {
+        return default;
+    };
+    match value.trim().parse::<usize>() {
+        Ok(n) if n >= min => n,
+        _ => {
+            tracing::warn!(
+                "{var}={value:?} refused: a whole number of at least {min} is expected; {default} is used"
+            );
+            default
+        }
+    }
 }
 
 /// At most this many pipelines run at once in one `mobiflux run`.
@@ -305,7 +321,9 @@ async fn cpu_work<T: Send + 'static>(
     size: usize,
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, tokio::task::JoinError> {
-    if size <= tuning("MOBIFLUX_INLINE_BYTES", INLINE_BYTES) {
+    static KNOB: OnceLock<usize> = OnceLock::new();
+    // 0: every transform of a non-empty input goes to the blocking pool.
+    if size <= tuning(&KNOB, "MOBIFLUX_INLINE_BYTES", INLINE_BYTES, 0) {
         Ok(work())
     } else {
         tokio::task::spawn_blocking(work).await
@@ -439,7 +457,8 @@ impl Runner {
         record.scheduled_for = scheduled_for;
         let mut outcome = Outcome::new(&def.name, run_id);
         let result: Result<(Loaded, Option<EntryMeta>), String> = async {
-            self.warehouse
+            let latest = self
+                .warehouse
                 .start_run(&record)
                 .await
                 .map_err(|e| e.to_string())?;
@@ -546,7 +565,7 @@ impl Runner {
                 "extracted"
             );
             let loaded = self
-                .transform_and_load(&manifest, Some(def), &mut record, false)
+                .transform_and_load(&manifest, Some(def), &mut record, &latest, false)
                 .await?;
             // Only a run that publishes needs its entries' metadata (a hash over its objects).
             let meta = loaded.pivot.is_some().then(|| entry_meta(def, &manifest));
@@ -675,9 +694,9 @@ impl Runner {
             let def = defs.iter().find(|d| d.name == manifest.pipeline);
             let mut record = new_record(&run_id, &manifest.pipeline, &manifest.partner, &manifest.format, "replay");
             record.bytes = manifest.bytes() as i64;
-            self.warehouse.start_run(&record).await.map_err(|e| e.to_string())?;
+            let latest = self.warehouse.start_run(&record).await.map_err(|e| e.to_string())?;
             // A replay reloads its files even though the ledger knows their content.
-            self.transform_and_load(&manifest, def, &mut record, true).await
+            self.transform_and_load(&manifest, def, &mut record, &latest, true).await
         }
         .await;
         outcome.elapsed = started.elapsed();
@@ -732,11 +751,12 @@ impl Runner {
         manifest: &Manifest,
         def: Option<&Definition>,
         record: &mut RunRecord,
+        latest: &Latest,
         reload: bool,
     ) -> Result<Loaded, String> {
         match manifest.format.as_str() {
             "gbfs" | "tomp" | "covoiturage" => {
-                self.load_feed(manifest, def.filter(|_| !reload), record, reload)
+                self.load_feed(manifest, def.filter(|_| !reload), record, latest, reload)
                     .await
             }
             "irve" | "irve-dynamic" | "bnls" => {
@@ -865,7 +885,7 @@ impl Runner {
         let mut curated = self.curated(record);
         let mut tx = self
             .warehouse
-            .begin(record)
+            .begin(record, &[])
             .await
             .map_err(|e| e.to_string())?;
         // Natural keys of the whole run: a key repeated in a later file is quarantined too.
@@ -876,8 +896,12 @@ impl Runner {
                 .open_read(&obj.key)
                 .await
                 .map_err(|e| e.to_string())?;
-            let (chunks_tx, mut chunks) =
-                tokio::sync::mpsc::channel::<Output>(tuning("MOBIFLUX_CHUNK_QUEUE", CHUNK_QUEUE));
+            let (chunks_tx, mut chunks) = tokio::sync::mpsc::channel::<Output>(tuning(
+                &QUEUE_KNOB,
+                "MOBIFLUX_CHUNK_QUEUE",
+                CHUNK_QUEUE,
+                1,
+            ));
             let (map, text) = (map.clone(), text.clone());
             let (pipeline, partner, run_id) = (
                 manifest.pipeline.clone(),
@@ -886,7 +910,7 @@ impl Runner {
             );
             let (key, fetched) = (obj.key.clone(), obj.fetched_at);
             let mut run_keys = keys.take().expect("returned by the previous file");
-            let chunk_rows = tuning("MOBIFLUX_CHUNK_ROWS", CHUNK_ROWS);
+            let chunk_rows = tuning(&ROWS_KNOB, "MOBIFLUX_CHUNK_ROWS", CHUNK_ROWS, 1);
             let task = tokio::task::spawn_blocking(move || {
                 let ctx = Context {
                     pipeline: &pipeline,
@@ -1035,7 +1059,7 @@ impl Runner {
         record.finished_at = Some(Utc::now());
         let mut tx = self
             .warehouse
-            .begin(record)
+            .begin(record, &[])
             .await
             .map_err(|e| e.to_string())?;
         let mut curated = self.curated(record);
@@ -1073,6 +1097,7 @@ impl Runner {
         manifest: &Manifest,
         def: Option<&Definition>,
         record: &mut RunRecord,
+        latest: &Latest,
         reload: bool,
     ) -> Result<Loaded, String> {
         let language = def.and_then(|d| d.language.as_deref());
@@ -1086,14 +1111,6 @@ impl Runner {
                 .map(|(_, t)| *t)
         };
         let usable = || manifest.objects.iter().filter(|o| o.usable());
-        let latest = if reference.is_empty() {
-            Default::default()
-        } else {
-            self.warehouse
-                .latest_loaded(&manifest.pipeline)
-                .await
-                .map_err(|e| e.to_string())?
-        };
         // What a reference payload's rows depend on besides its bytes: who they belong to,
         // the language picked, and this build's transforms.
         let content = |o: &mobiflux_extractors::raw::ManifestObject| {
@@ -1195,9 +1212,10 @@ impl Runner {
         );
         record.finished_at = Some(Utc::now());
         let mut curated = self.curated(record);
+        let tables: Vec<_> = out.tables.iter().map(|t| t.0).collect();
         let mut tx = self
             .warehouse
-            .begin(record)
+            .begin(record, &tables)
             .await
             .map_err(|e| e.to_string())?;
         for (table, df) in &out.tables {
@@ -1220,5 +1238,20 @@ impl Runner {
             quarantined: stats.quarantined,
             pivot,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::knob_value;
+
+    #[test]
+    fn a_tuning_knob_takes_whole_numbers_from_its_minimum_and_keeps_its_default_otherwise() {
+        assert_eq!(knob_value("K", None, 7, 0), 7);
+        assert_eq!(knob_value("K", Some("0"), 7, 0), 0);
+        assert_eq!(knob_value("K", Some(" 12 "), 7, 1), 12);
+        assert_eq!(knob_value("K", Some("0"), 7, 1), 7);
+        assert_eq!(knob_value("K", Some("-3"), 7, 0), 7);
+        assert_eq!(knob_value("K", Some("64k"), 7, 0), 7);
     }
 }

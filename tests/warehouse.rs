@@ -132,7 +132,7 @@ async fn binary_copy_encodes_every_type_by_column_and_by_cell() {
     wh.migrate().await.unwrap();
     let run = irve_run("r-enc", "enc");
     wh.start_run(&run).await.unwrap();
-    let mut tx = wh.begin(&run).await.unwrap();
+    let mut tx = wh.begin(&run, &[]).await.unwrap();
     for df in [&columnar, &with_nul, &chunked] {
         tx.frame(&CHARGE_POINTS, df).await.unwrap();
     }
@@ -224,7 +224,7 @@ async fn merge_stage_tables_outlive_a_load_but_not_its_rows() {
     {
         let run = irve_run(&format!("r-stage-{i}"), "stage");
         wh.start_run(&run).await.unwrap();
-        let mut tx = wh.begin(&run).await.unwrap();
+        let mut tx = wh.begin(&run, &[]).await.unwrap();
         tx.frame(&CHARGE_POINTS, &frame(rows)).await.unwrap();
         let stats = tx.commit().await.unwrap();
         changed.push(stats.changed);

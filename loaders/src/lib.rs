@@ -262,6 +262,10 @@ pub struct PipelineInfo {
     pub interval_s: Option<i64>,
 }
 
+/// Per feed resource of a pipeline, the content key of the payload it loaded last
+/// (`latest_objects`).
+pub type Latest = std::collections::HashMap<String, String>;
+
 pub trait Warehouse: Send + Sync {
     /// Records the pipelines' partners, territories and schedules (`pipelines`), which the
     /// statistics views and the territory policies read.
@@ -271,15 +275,22 @@ pub trait Warehouse: Send + Sync {
     ) -> BoxFuture<'a, Result<(), LoadError>>;
     /// Creates or upgrades the schema; safe to call from several processes at once.
     fn migrate(&self) -> BoxFuture<'_, Result<(), LoadError>>;
-    /// Records a run as started (or restarted, for a replay).
-    fn start_run<'a>(&'a self, run: &'a RunRecord) -> BoxFuture<'a, Result<(), LoadError>>;
+    /// Records a run as started (or restarted, for a replay), and returns what its pipeline
+    /// loaded last ([`Warehouse::latest_loaded`]), in the same round trip.
+    fn start_run<'a>(&'a self, run: &'a RunRecord) -> BoxFuture<'a, Result<Latest, LoadError>>;
     /// Opens the run's load transaction; the run's earlier quarantine rows are replaced.
-    fn begin<'a>(&'a self, run: &'a RunRecord)
-    -> BoxFuture<'a, Result<Box<dyn LoadTx>, LoadError>>;
+    /// `tables`: those the load will write, when known up front (PostgreSQL takes the
+    /// snapshot tables' load locks in the BEGIN's own round trip; others as they come).
+    fn begin<'a>(
+        &'a self,
+        run: &'a RunRecord,
+        tables: &'a [&'static TableSchema],
+    ) -> BoxFuture<'a, Result<Box<dyn LoadTx>, LoadError>>;
     /// Loads a run's frames, quarantine and final `etl_runs` row in one transaction.
     fn load<'a>(&'a self, batch: Batch<'a>) -> BoxFuture<'a, Result<LoadStats, LoadError>> {
         Box::pin(async move {
-            let mut tx = self.begin(batch.run).await?;
+            let tables: Vec<&'static TableSchema> = batch.tables.iter().map(|t| t.0).collect();
+            let mut tx = self.begin(batch.run, &tables).await?;
             for (schema, df) in batch.tables {
                 tx.frame(schema, df).await?;
             }
@@ -298,10 +309,7 @@ pub trait Warehouse: Send + Sync {
     /// Per feed resource, what the rows of this pipeline's payload loaded last depend on (its
     /// content, with the settings that shape its rows, as the runner hashes them): a payload
     /// fetched again unchanged need not be transformed again (DESIGN: raw zone).
-    fn latest_loaded<'a>(
-        &'a self,
-        pipeline: &'a str,
-    ) -> BoxFuture<'a, Result<std::collections::HashMap<String, String>, LoadError>>;
+    fn latest_loaded<'a>(&'a self, pipeline: &'a str) -> BoxFuture<'a, Result<Latest, LoadError>>;
     /// The `etl_runs` row of a run.
     fn run<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<Option<RunRecord>, LoadError>>;
     /// Every run started since then, oldest first.

@@ -16,8 +16,8 @@ use std::str::FromStr;
 
 use crate::cells::{self, Cell, ColRef};
 use crate::{
-    LoadError, LoadStats, LoadTx, PipelineInfo, RunRecord, TableDump, TxCounts, Warehouse, sql,
-    ts_text,
+    Latest, LoadError, LoadStats, LoadTx, PipelineInfo, RunRecord, TableDump, TxCounts, Warehouse,
+    sql, ts_text,
 };
 use crate::{rollup, stats};
 use polars::prelude::DataFrame;
@@ -156,6 +156,9 @@ fn nodelay(port: u16) {
     }
 }
 
+/// Idle for this long, a pooled connection is pinged before use.
+const IDLE_PING: Duration = Duration::from_secs(1);
+
 impl PostgresWarehouse {
     pub async fn connect(url: &str) -> Result<Self, LoadError> {
         Self::connect_sized(url, DEFAULT_CONNECTIONS).await
@@ -175,6 +178,18 @@ impl PostgresWarehouse {
         let pool = PgPoolOptions::new()
             .max_connections(connections.max(1))
             .acquire_timeout(Duration::from_secs(15))
+            // sqlx pings a connection when it comes back to the pool; pinging it again when
+            // it is taken is worth a round trip only after it sat idle a while (a scheduler's
+            // runs take and return connections every few milliseconds: ~1 round trip in 8).
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= IDLE_PING {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .after_connect(move |_, _| {
                 Box::pin(async move {
                     nodelay(port);
@@ -522,27 +537,39 @@ async fn ensure_partitions(
     Ok(())
 }
 
-async fn upsert_run(conn: &mut sqlx::PgConnection, r: &RunRecord) -> Result<(), sqlx::Error> {
-    let q = format!(
+/// The `etl_runs` upsert of a run record, its columns bound from `$1` (`bind_run!`).
+fn upsert_run_sql() -> String {
+    format!(
         "INSERT INTO etl_runs ({}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14) {}",
         sql::ETL_RUN_COLUMNS,
         sql::ETL_RUN_UPSERT
-    );
-    sqlx::query(AssertSqlSafe(q))
-        .bind(&r.run_id)
-        .bind(&r.pipeline)
-        .bind(&r.partner)
-        .bind(&r.format)
-        .bind(&r.trigger)
-        .bind(r.scheduled_for)
-        .bind(r.started_at)
-        .bind(r.finished_at)
-        .bind(&r.status)
-        .bind(r.rows_loaded)
-        .bind(r.rows_quarantined)
-        .bind(r.bytes)
-        .bind(&r.error)
-        .bind(&r.manifest)
+    )
+}
+
+/// A query's `$1` to `$14`: the run record's columns, in `sql::ETL_RUN_COLUMNS` order (for
+/// `query` and `query_as` alike).
+macro_rules! bind_run {
+    ($q:expr, $r:expr) => {{
+        let r: &RunRecord = $r;
+        $q.bind(&r.run_id)
+            .bind(&r.pipeline)
+            .bind(&r.partner)
+            .bind(&r.format)
+            .bind(&r.trigger)
+            .bind(r.scheduled_for)
+            .bind(r.started_at)
+            .bind(r.finished_at)
+            .bind(&r.status)
+            .bind(r.rows_loaded)
+            .bind(r.rows_quarantined)
+            .bind(r.bytes)
+            .bind(&r.error)
+            .bind(&r.manifest)
+    }};
+}
+
+async fn upsert_run(conn: &mut sqlx::PgConnection, r: &RunRecord) -> Result<(), sqlx::Error> {
+    bind_run!(sqlx::query(AssertSqlSafe(upsert_run_sql())), r)
         .execute(conn)
         .await?;
     Ok(())
@@ -646,27 +673,62 @@ fn delta_insert(d: &rollup::Delta, first: usize) -> String {
     )
 }
 
+/// The last sample of each station (`station_last_status`) whose sample changed, by partner,
+/// bound from `$1` to `$6`.
+const LAST_STATUS_UPSERT: &str = "INSERT INTO station_last_status (partner, station_id, observed_at, was_empty, was_full, was_renting) \
+     SELECT $1, * FROM UNNEST($2::text[], $3::timestamptz[], $4::bool[], $5::bool[], $6::bool[]) \
+     ON CONFLICT (partner, station_id) DO UPDATE SET observed_at = EXCLUDED.observed_at, \
+     was_empty = EXCLUDED.was_empty, was_full = EXCLUDED.was_full, was_renting = EXCLUDED.was_renting";
+
 /// The rows of rollup deltas added in one statement (each delta an `INSERT` of its own in a
-/// `WITH` clause, the last one the statement's): one round trip per frame, not per table.
+/// `WITH` clause, the last one the statement's), with the stations' changed last samples
+/// when given: one round trip per frame, not per table.
 async fn add_deltas(
     tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
     deltas: &[rollup::Delta],
+    last_status: Option<(&str, &[(String, rollup::Sample)])>,
 ) -> Result<(), sqlx::Error> {
     let deltas: Vec<&rollup::Delta> = deltas.iter().filter(|d| !d.rows.is_empty()).collect();
-    let Some((last, before)) = deltas.split_last() else {
-        return Ok(());
-    };
+    let last_status = last_status.filter(|(_, changed)| !changed.is_empty());
     let mut first = 1;
     let mut with = Vec::new();
-    for (i, d) in before.iter().enumerate() {
-        with.push(format!("d{i} AS ({})", delta_insert(d, first)));
+    if last_status.is_some() {
+        with.push(LAST_STATUS_UPSERT.to_string());
+        first += 6;
+    }
+    for d in &deltas {
+        with.push(delta_insert(d, first));
         first += d.table.keys.len() + d.table.sums.len();
     }
+    let Some(stmt) = with.pop() else {
+        return Ok(());
+    };
     let stmt = match with.is_empty() {
-        true => delta_insert(last, first),
-        false => format!("WITH {} {}", with.join(", "), delta_insert(last, first)),
+        true => stmt,
+        false => {
+            let ctes: Vec<String> = with
+                .iter()
+                .enumerate()
+                .map(|(i, s)| format!("d{i} AS ({s})"))
+                .collect();
+            format!("WITH {} {stmt}", ctes.join(", "))
+        }
     };
     let mut q = sqlx::query(AssertSqlSafe(stmt));
+    if let Some((partner, changed)) = last_status {
+        q = q
+            .bind(partner)
+            .bind(changed.iter().map(|c| c.0.as_str()).collect::<Vec<_>>())
+            .bind(
+                changed
+                    .iter()
+                    .map(|c| to_utc(c.1.observed_at))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(changed.iter().map(|c| c.1.empty).collect::<Vec<_>>())
+            .bind(changed.iter().map(|c| c.1.full).collect::<Vec<_>>())
+            .bind(changed.iter().map(|c| c.1.renting).collect::<Vec<_>>());
+    }
     for d in &deltas {
         let t = d.table;
         for (i, (_, ty)) in t.keys.iter().enumerate() {
@@ -720,6 +782,11 @@ fn observed_range(
     range
 }
 
+/// The advisory lock a load of a partner's rows into a table holds to commit (`hashtext`).
+fn load_lock(schema: &TableSchema, partner: &str) -> String {
+    format!("mobiflux.load.{}.{partner}", schema.name)
+}
+
 impl PgLoad {
     /// Locks the table for this partner (held to commit), once per load. For a reference
     /// table, also says where its rows may be COPYed straight in: the partner has no row
@@ -730,7 +797,7 @@ impl PgLoad {
         }
         let partner = self.run.partner.clone();
         sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
-            .bind(format!("mobiflux.load.{}.{partner}", schema.name))
+            .bind(load_lock(schema, &partner))
             .execute(&mut *self.tx)
             .await?;
         let target = match schema.kind {
@@ -904,25 +971,11 @@ impl PgLoad {
                 last.insert(r.try_get::<String, _>(0)?, sample);
             }
             let (deltas, changed) = rollup::stations(schema, cols, height, &is_new, &mut last);
-            if !changed.is_empty() {
-                sqlx::query(
-                    "INSERT INTO station_last_status (partner, station_id, observed_at, was_empty, was_full, was_renting) \
-                     SELECT $1, * FROM UNNEST($2::text[], $3::timestamptz[], $4::bool[], $5::bool[], $6::bool[]) \
-                     ON CONFLICT (partner, station_id) DO UPDATE SET observed_at = EXCLUDED.observed_at, \
-                     was_empty = EXCLUDED.was_empty, was_full = EXCLUDED.was_full, was_renting = EXCLUDED.was_renting",
-                )
-                .bind(&partner)
-                .bind(changed.iter().map(|c| c.0.as_str()).collect::<Vec<_>>())
-                .bind(changed.iter().map(|c| to_utc(c.1.observed_at)).collect::<Vec<_>>())
-                .bind(changed.iter().map(|c| c.1.empty).collect::<Vec<_>>())
-                .bind(changed.iter().map(|c| c.1.full).collect::<Vec<_>>())
-                .bind(changed.iter().map(|c| c.1.renting).collect::<Vec<_>>())
-                .execute(&mut *self.tx)
-                .await?;
-            }
-            deltas
+            return add_deltas(&mut self.tx, &deltas, Some((&partner, &changed)))
+                .await
+                .map(|()| any_stored);
         };
-        add_deltas(&mut self.tx, &deltas).await?;
+        add_deltas(&mut self.tx, &deltas, None).await?;
         Ok(any_stored)
     }
 
@@ -1115,10 +1168,7 @@ impl LoadTx for PgLoad {
 }
 
 impl Warehouse for PostgresWarehouse {
-    fn latest_loaded<'a>(
-        &'a self,
-        pipeline: &'a str,
-    ) -> BoxFuture<'a, Result<std::collections::HashMap<String, String>, LoadError>> {
+    fn latest_loaded<'a>(&'a self, pipeline: &'a str) -> BoxFuture<'a, Result<Latest, LoadError>> {
         Box::pin(async move {
             let rows: Vec<(String, String)> =
                 sqlx::query_as("SELECT resource, content FROM latest_objects WHERE pipeline = $1")
@@ -1170,15 +1220,27 @@ impl Warehouse for PostgresWarehouse {
         })
     }
 
-    fn start_run<'a>(&'a self, run: &'a RunRecord) -> BoxFuture<'a, Result<(), LoadError>> {
+    fn start_run<'a>(&'a self, run: &'a RunRecord) -> BoxFuture<'a, Result<Latest, LoadError>> {
         Box::pin(async move {
-            let mut conn = self.pool.acquire().await.map_err(|e| self.db(e))?;
-            upsert_run(&mut conn, run).await.map_err(|e| self.db(e))
+            // One checkout and one statement: the run's row, then the pipeline's latest
+            // objects (a data-modifying WITH runs whatever the query reads).
+            let q = format!(
+                "WITH run AS ({}) SELECT resource, content FROM latest_objects WHERE pipeline = $2",
+                upsert_run_sql()
+            );
+            let rows: Vec<(String, String)> = bind_run!(sqlx::query_as(AssertSqlSafe(q)), run)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| self.db(e))?;
+            Ok(rows.into_iter().collect())
         })
     }
 
     fn fail_run<'a>(&'a self, run: &'a RunRecord) -> BoxFuture<'a, Result<(), LoadError>> {
-        self.start_run(run)
+        Box::pin(async move {
+            let mut conn = self.pool.acquire().await.map_err(|e| self.db(e))?;
+            upsert_run(&mut conn, run).await.map_err(|e| self.db(e))
+        })
     }
 
     fn register_pipelines<'a>(
@@ -1214,16 +1276,34 @@ impl Warehouse for PostgresWarehouse {
     fn begin<'a>(
         &'a self,
         run: &'a RunRecord,
+        tables: &'a [&'static TableSchema],
     ) -> BoxFuture<'a, Result<Box<dyn LoadTx>, LoadError>> {
         Box::pin(async move {
             // A load's statements run with generic plans: their parameters are arrays of a
             // frame's keys and times, which a custom plan cannot use any better, yet
             // PostgreSQL's estimate for an array of unknown length made it re-plan the
             // snapshot check at every load (a quarter of a millisecond each, more than its
-            // execution). In the BEGIN's own round trip.
+            // execution). In the BEGIN's own round trip, with the snapshot tables' load
+            // locks (in name order, as every load takes them up front): each statement of a
+            // simple query sees what committed before it ran, so the rollups' check that
+            // follows sees every load that held the lock before.
+            let mut snapshots: Vec<&'static TableSchema> = tables
+                .iter()
+                .copied()
+                .filter(|s| s.kind == TableKind::Snapshot)
+                .collect();
+            snapshots.sort_by_key(|s| s.name);
+            snapshots.dedup_by_key(|s| s.name);
+            let mut begin = String::from("BEGIN; SET LOCAL plan_cache_mode = force_generic_plan");
+            for s in &snapshots {
+                begin.push_str(&format!(
+                    "; SELECT pg_advisory_xact_lock(hashtext({}))",
+                    sql::dollar_quoted(&load_lock(s, &run.partner))
+                ));
+            }
             let mut tx = self
                 .pool
-                .begin_with("BEGIN; SET LOCAL plan_cache_mode = force_generic_plan")
+                .begin_with(AssertSqlSafe(begin))
                 .await
                 .map_err(|e| self.db(e))?;
             if run.reloads() {
@@ -1238,7 +1318,7 @@ impl Warehouse for PostgresWarehouse {
                 partitions: self.partitions.clone(),
                 run: run.clone(),
                 staged: Vec::new(),
-                locked: Vec::new(),
+                locked: snapshots.iter().map(|s| (s.name, None)).collect(),
                 fresh: Vec::new(),
                 counts: TxCounts::default(),
             }) as Box<dyn LoadTx>)

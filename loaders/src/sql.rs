@@ -58,6 +58,17 @@ pub fn dump_order(t: &TableSchema) -> String {
     }
 }
 
+/// A string as a PostgreSQL dollar-quoted literal (`$q$…$q$`), for a statement that cannot
+/// bind parameters (a simple query): nothing in it is special, whatever the server's
+/// `standard_conforming_strings`; the tag grows until the string does not contain it.
+pub fn dollar_quoted(s: &str) -> String {
+    let mut tag = String::from("$q$");
+    while s.contains(&tag) {
+        tag.insert(tag.len() - 1, 'q');
+    }
+    format!("{tag}{s}{tag}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,5 +86,12 @@ mod tests {
             on_conflict(&VEHICLES),
             "ON CONFLICT (partner, vehicle_id, observed_at) DO NOTHING"
         );
+    }
+
+    #[test]
+    fn a_dollar_quoted_literal_never_contains_its_own_tag() {
+        assert_eq!(super::dollar_quoted("velo'city"), "$q$velo'city$q$");
+        assert_eq!(super::dollar_quoted("a$q$b"), "$qq$a$q$b$qq$");
+        assert_eq!(super::dollar_quoted("$q$$qq$"), "$qqq$$q$$qq$$qqq$");
     }
 }

@@ -16,8 +16,8 @@ use sqlx::{AssertSqlSafe, ConnectOptions, Row as _, Sqlite};
 
 use crate::cells::{self, Cell, ColRef};
 use crate::{
-    LoadError, LoadStats, LoadTx, PipelineInfo, RunRecord, TableDump, TxCounts, Warehouse, sql,
-    ts_text,
+    Latest, LoadError, LoadStats, LoadTx, PipelineInfo, RunRecord, TableDump, TxCounts, Warehouse,
+    sql, ts_text,
 };
 use crate::{rollup, stats};
 use polars::prelude::DataFrame;
@@ -517,15 +517,18 @@ impl Warehouse for SqliteWarehouse {
         })
     }
 
-    fn start_run<'a>(&'a self, run: &'a RunRecord) -> BoxFuture<'a, Result<(), LoadError>> {
+    fn start_run<'a>(&'a self, run: &'a RunRecord) -> BoxFuture<'a, Result<Latest, LoadError>> {
         Box::pin(async move {
-            let mut conn = self.pool.acquire().await.map_err(|e| self.db(e))?;
-            upsert_run(&mut conn, run).await.map_err(|e| self.db(e))
+            self.fail_run(run).await?;
+            self.latest_loaded(&run.pipeline).await
         })
     }
 
     fn fail_run<'a>(&'a self, run: &'a RunRecord) -> BoxFuture<'a, Result<(), LoadError>> {
-        self.start_run(run)
+        Box::pin(async move {
+            let mut conn = self.pool.acquire().await.map_err(|e| self.db(e))?;
+            upsert_run(&mut conn, run).await.map_err(|e| self.db(e))
+        })
     }
 
     fn register_pipelines<'a>(
@@ -560,6 +563,7 @@ impl Warehouse for SqliteWarehouse {
     fn begin<'a>(
         &'a self,
         run: &'a RunRecord,
+        _tables: &'a [&'static TableSchema],
     ) -> BoxFuture<'a, Result<Box<dyn LoadTx>, LoadError>> {
         Box::pin(async move {
             let mut tx = self
@@ -582,10 +586,7 @@ impl Warehouse for SqliteWarehouse {
         })
     }
 
-    fn latest_loaded<'a>(
-        &'a self,
-        pipeline: &'a str,
-    ) -> BoxFuture<'a, Result<std::collections::HashMap<String, String>, LoadError>> {
+    fn latest_loaded<'a>(&'a self, pipeline: &'a str) -> BoxFuture<'a, Result<Latest, LoadError>> {
         Box::pin(async move {
             let rows: Vec<(String, String)> =
                 sqlx::query_as("SELECT resource, content FROM latest_objects WHERE pipeline = ?")
