@@ -634,8 +634,9 @@ fn to_utc(us: i64) -> DateTime<Utc> {
 }
 
 /// `INSERT … SELECT * FROM UNNEST(…) ON CONFLICT (key) DO UPDATE SET s = s + excluded.s`
-/// for every row of a rollup delta, its arrays bound from `$first` on.
-fn delta_insert(d: &rollup::Delta, first: usize) -> String {
+/// for every row of a rollup delta, its arrays bound from `$first` on; `filter` (a `WHERE`
+/// clause or nothing) decides whether its rows go in.
+fn delta_insert(d: &rollup::Delta, first: usize, filter: &str) -> String {
     let t = d.table;
     let names: Vec<&str> = t
         .keys
@@ -664,13 +665,82 @@ fn delta_insert(d: &rollup::Delta, first: usize) -> String {
         .map(|s| format!("{s} = {}.{s} + EXCLUDED.{s}", t.name))
         .collect();
     format!(
-        "INSERT INTO {} ({}) SELECT * FROM UNNEST({}) ON CONFLICT ({}) DO UPDATE SET {}",
+        "INSERT INTO {} ({}) SELECT * FROM UNNEST({}){filter} ON CONFLICT ({}) DO UPDATE SET {}",
         t.name,
         names.join(", "),
         arrays.join(", "),
         keys.join(", "),
         sets.join(", ")
     )
+}
+
+/// Binds each delta's key and sum arrays, in order.
+fn bind_deltas<'q>(
+    mut q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    deltas: &[&rollup::Delta],
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    for d in deltas {
+        let t = d.table;
+        for (i, (_, ty)) in t.keys.iter().enumerate() {
+            let column = d.rows.keys().map(|k| &k[i]);
+            q = match ty {
+                rollup::KeyType::Text => q.bind(
+                    column
+                        .map(|k| match k {
+                            rollup::Key::Text(s) => s.clone(),
+                            rollup::Key::Ts(_) => String::new(),
+                        })
+                        .collect::<Vec<_>>(),
+                ),
+                rollup::KeyType::Ts => q.bind(
+                    column
+                        .map(|k| match k {
+                            rollup::Key::Ts(t) => to_utc(*t),
+                            rollup::Key::Text(_) => DateTime::<Utc>::default(),
+                        })
+                        .collect::<Vec<_>>(),
+                ),
+            };
+        }
+        for j in 0..t.sums.len() {
+            q = q.bind(d.rows.values().map(|v| v[j]).collect::<Vec<f64>>());
+        }
+    }
+    q
+}
+
+/// Which of a frame's snapshot times (`$2`) a partner (`$1`) has stored already: one probe of
+/// the `(observed_at, partner)` index per time (migration 10), however many rows the partner
+/// has loaded before.
+fn probe_sql(schema: &TableSchema) -> String {
+    format!(
+        "SELECT t FROM unnest($2::timestamptz[]) AS t \
+         WHERE EXISTS (SELECT 1 FROM {} WHERE observed_at = t AND partner = $1)",
+        schema.name
+    )
+}
+
+/// The snapshot check (`probe`, on `$1` and `$2`) and the fleet rollup deltas in one
+/// statement: the deltas go in only if none of the times is stored. Returns the stored times.
+async fn fleet_unless_stored(
+    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+    probe: &str,
+    partner: &str,
+    at: &[DateTime<Utc>],
+    deltas: &[rollup::Delta],
+) -> Result<Vec<DateTime<Utc>>, sqlx::Error> {
+    let deltas: Vec<&rollup::Delta> = deltas.iter().filter(|d| !d.rows.is_empty()).collect();
+    let mut first = 3;
+    let mut ctes = vec![format!("stored AS ({probe})")];
+    for (i, d) in deltas.iter().enumerate() {
+        let insert = delta_insert(d, first, " WHERE NOT EXISTS (SELECT 1 FROM stored)");
+        ctes.push(format!("d{i} AS ({insert})"));
+        first += d.table.keys.len() + d.table.sums.len();
+    }
+    let stmt = format!("WITH {} SELECT t FROM stored", ctes.join(", "));
+    let q = sqlx::query(AssertSqlSafe(stmt)).bind(partner).bind(at);
+    let rows = bind_deltas(q, &deltas).fetch_all(&mut **tx).await?;
+    rows.iter().map(|r| r.try_get(0)).collect()
 }
 
 /// The last sample of each station (`station_last_status`) whose sample changed, by partner,
@@ -697,7 +767,7 @@ async fn add_deltas(
         first += 6;
     }
     for d in &deltas {
-        with.push(delta_insert(d, first));
+        with.push(delta_insert(d, first, ""));
         first += d.table.keys.len() + d.table.sums.len();
     }
     let Some(stmt) = with.pop() else {
@@ -729,34 +799,7 @@ async fn add_deltas(
             .bind(changed.iter().map(|c| c.1.full).collect::<Vec<_>>())
             .bind(changed.iter().map(|c| c.1.renting).collect::<Vec<_>>());
     }
-    for d in &deltas {
-        let t = d.table;
-        for (i, (_, ty)) in t.keys.iter().enumerate() {
-            let column = d.rows.keys().map(|k| &k[i]);
-            q = match ty {
-                rollup::KeyType::Text => q.bind(
-                    column
-                        .map(|k| match k {
-                            rollup::Key::Text(s) => s.clone(),
-                            rollup::Key::Ts(_) => String::new(),
-                        })
-                        .collect::<Vec<_>>(),
-                ),
-                rollup::KeyType::Ts => q.bind(
-                    column
-                        .map(|k| match k {
-                            rollup::Key::Ts(t) => to_utc(*t),
-                            rollup::Key::Text(_) => DateTime::<Utc>::default(),
-                        })
-                        .collect::<Vec<_>>(),
-                ),
-            };
-        }
-        for j in 0..t.sums.len() {
-            q = q.bind(d.rows.values().map(|v| v[j]).collect::<Vec<f64>>());
-        }
-    }
-    q.execute(&mut **tx).await?;
+    bind_deltas(q, &deltas).execute(&mut **tx).await?;
     Ok(())
 }
 
@@ -932,50 +975,71 @@ impl PgLoad {
             return Ok(None);
         }
         let at: Vec<DateTime<Utc>> = observed.iter().map(|t| to_utc(*t)).collect();
-        // One probe of the (observed_at, partner) index per time (migration 10), however
-        // many rows the partner has loaded before.
-        let stored: Vec<DateTime<Utc>> = sqlx::query_scalar(AssertSqlSafe(format!(
-            "SELECT t FROM unnest($2::timestamptz[]) AS t \
-             WHERE EXISTS (SELECT 1 FROM {} WHERE observed_at = t AND partner = $1)",
-            schema.name
+        let micros = |stored: Vec<DateTime<Utc>>| -> Vec<i64> {
+            stored.iter().map(|t| t.timestamp_micros()).collect()
+        };
+        let probe = probe_sql(schema);
+        if schema.name == "vehicles" {
+            // The check and the rollups in one statement: the deltas assume no time of the
+            // frame is stored yet (a poll's new snapshot), and are added only if so. When some
+            // is, they are recomputed for the fresh times and added by a second statement.
+            let all = |_: i64| true;
+            let optimistic = rollup::fleet(schema, cols, height, &all);
+            let stored = micros(
+                fleet_unless_stored(&mut self.tx, &probe, &partner, &at, &optimistic).await?,
+            );
+            let fresh = self.counts.fresh_snapshots(schema.name, &observed, &stored);
+            if !stored.is_empty() && !fresh.is_empty() {
+                let deltas = rollup::fleet(schema, cols, height, &|t| fresh.contains(&t));
+                add_deltas(&mut self.tx, &deltas, None).await?;
+            }
+            return Ok(Some(!stored.is_empty()));
+        }
+        if !rollup::feeds(schema) {
+            let stored: Vec<DateTime<Utc>> = sqlx::query_scalar(AssertSqlSafe(probe))
+                .bind(&partner)
+                .bind(&at)
+                .fetch_all(&mut *self.tx)
+                .await?;
+            let stored = micros(stored);
+            self.counts.fresh_snapshots(schema.name, &observed, &stored);
+            return Ok(Some(!stored.is_empty()));
+        }
+        // Station status: the check and the stations' last samples in one statement (rows
+        // without a station are the stored times).
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT NULL::text, t, NULL::bool, NULL::bool, NULL::bool FROM ({probe}) AS stored(t) \
+             UNION ALL SELECT station_id, observed_at, was_empty, was_full, was_renting \
+             FROM station_last_status WHERE partner = $1"
         )))
         .bind(&partner)
         .bind(&at)
         .fetch_all(&mut *self.tx)
         .await?;
-        let stored: Vec<i64> = stored.iter().map(|t| t.timestamp_micros()).collect();
+        let mut stored = Vec::new();
+        let mut last = HashMap::with_capacity(rows.len());
+        for r in &rows {
+            let at: DateTime<Utc> = r.try_get(1)?;
+            let Some(station) = r.try_get::<Option<String>, _>(0)? else {
+                stored.push(at.timestamp_micros());
+                continue;
+            };
+            let sample = rollup::Sample {
+                observed_at: at.timestamp_micros(),
+                empty: r.try_get(2)?,
+                full: r.try_get(3)?,
+                renting: r.try_get(4)?,
+            };
+            last.insert(station, sample);
+        }
         let any_stored = Some(!stored.is_empty());
         let fresh = self.counts.fresh_snapshots(schema.name, &observed, &stored);
-        if fresh.is_empty() || !rollup::feeds(schema) {
+        if fresh.is_empty() {
             return Ok(any_stored);
         }
         let is_new = |t: i64| fresh.contains(&t);
-        let deltas = if schema.name == "vehicles" {
-            rollup::fleet(schema, cols, height, &is_new)
-        } else {
-            let rows = sqlx::query(
-                "SELECT station_id, observed_at, was_empty, was_full, was_renting FROM station_last_status WHERE partner = $1",
-            )
-            .bind(&partner)
-            .fetch_all(&mut *self.tx)
-            .await?;
-            let mut last = HashMap::with_capacity(rows.len());
-            for r in &rows {
-                let at: DateTime<Utc> = r.try_get(1)?;
-                let sample = rollup::Sample {
-                    observed_at: at.timestamp_micros(),
-                    empty: r.try_get(2)?,
-                    full: r.try_get(3)?,
-                    renting: r.try_get(4)?,
-                };
-                last.insert(r.try_get::<String, _>(0)?, sample);
-            }
-            let (deltas, changed) = rollup::stations(schema, cols, height, &is_new, &mut last);
-            return add_deltas(&mut self.tx, &deltas, Some((&partner, &changed)))
-                .await
-                .map(|()| any_stored);
-        };
-        add_deltas(&mut self.tx, &deltas, None).await?;
+        let (deltas, changed) = rollup::stations(schema, cols, height, &is_new, &mut last);
+        add_deltas(&mut self.tx, &deltas, Some((&partner, &changed))).await?;
         Ok(any_stored)
     }
 
