@@ -348,12 +348,24 @@ pub async fn run(runner: Runner, defs: Vec<Definition>, settings: Settings) -> R
     println!("metrics on http://{bound}/metrics, health on http://{bound}/health");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut every = tokio::time::interval(settings.reload);
+    // Today's and tomorrow's partitions, made ahead of the loads (at start, then hourly).
+    let mut partitions = tokio::time::interval(Duration::from_secs(3600));
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
             _ = term.recv() => break,
             _ = every.tick() => {
                 reload(&settings.pipelines, &mut seen, &host, &mut daemon, settings.catch_up);
+            }
+            _ = partitions.tick() => {
+                let warehouse = host.runner.warehouse.clone();
+                tokio::spawn(async move {
+                    let today = Utc::now().date_naive();
+                    let days: Vec<_> = [Some(today), today.succ_opt()].into_iter().flatten().collect();
+                    if let Err(e) = warehouse.prepare_partitions(&days).await {
+                        tracing::warn!(error = %e, "could not make the coming days' partitions ahead (loads make them when missing)");
+                    }
+                });
             }
         }
     }

@@ -189,6 +189,7 @@ async fn ledger(pg: &str) -> Vec<(String, i64, i64, i64, Vec<String>)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_daemons_share_50_pipelines_for_3_minutes_and_outlive_a_killed_one() {
     use chrono::{DurationRound, Utc};
+    let tomorrow = (Utc::now() + chrono::Duration::days(1)).format("%Y%m%d");
     let sim = msp().await;
     let base = sim.base_url();
     let pipelines = temp_dir("sched-pg-defs");
@@ -323,6 +324,19 @@ async fn three_daemons_share_50_pipelines_for_3_minutes_and_outlive_a_killed_one
     .await
     .unwrap();
     assert_eq!(dupes, 0);
+    // The daemons made every snapshot table's partition for tomorrow ahead of its loads.
+    for t in mobiflux_model::schema::UNIFIED_TABLES
+        .iter()
+        .filter(|t| t.kind == mobiflux_model::TableKind::Snapshot)
+    {
+        let part = format!("{}_p{tomorrow}", t.name);
+        let made: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+            .bind(&part)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert!(made, "{part} made ahead");
+    }
 }
 
 /// Scheduled runs of a pipeline (its ticks, RFC 3339 text) in a SQLite warehouse.

@@ -349,6 +349,16 @@ pub trait Warehouse: Send + Sync {
     ) -> BoxFuture<'a, Result<(), LoadError>>;
     /// Whether several scheduler instances may share this warehouse (PostgreSQL: yes).
     fn shares_schedules(&self) -> bool;
+    /// Makes the snapshot tables' partitions for these days ahead of the loads, in a short
+    /// transaction of its own (a scheduler: today's and tomorrow's, every hour). Loads make
+    /// a missing day's partition themselves, under a lock held to their commit: at midnight
+    /// every load running then would wait for the one before it. SQLite: nothing to do.
+    fn prepare_partitions<'a>(
+        &'a self,
+        _days: &'a [chrono::NaiveDate],
+    ) -> BoxFuture<'a, Result<(), LoadError>> {
+        Box::pin(async { Ok(()) })
+    }
     /// A statistic (`stats::STATS`) with its filters.
     fn stats<'a>(
         &'a self,

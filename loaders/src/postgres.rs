@@ -498,7 +498,7 @@ async fn ensure_partitions(
             _ => None,
         })
         .collect();
-    let name = |day: &chrono::NaiveDate| format!("{}_p{}", schema.name, day.format("%Y%m%d"));
+    let name = |day: &chrono::NaiveDate| day_partition(schema, *day);
     let mut missing = Vec::new();
     for day in days {
         let part = name(&day);
@@ -520,20 +520,41 @@ async fn ensure_partitions(
     }
     // Two loaders creating the same partition would race: one lock per table, held to commit.
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
-        .bind(format!("mobiflux.partition.{}", schema.name))
+        .bind(partition_lock(schema))
         .execute(&mut *conn)
         .await?;
     for day in missing {
-        let next = day.succ_opt().expect("a next day");
-        let ddl = format!(
-            "CREATE TABLE IF NOT EXISTS {t}_p{d} PARTITION OF {t} FOR VALUES FROM ('{day} 00:00:00+00') TO ('{next} 00:00:00+00')",
-            t = schema.name,
-            d = day.format("%Y%m%d"),
-        );
-        sqlx::raw_sql(AssertSqlSafe(ddl))
-            .execute(&mut *conn)
-            .await?;
+        create_day_partition(conn, schema, day).await?;
     }
+    Ok(())
+}
+
+/// The name of a snapshot table's partition for a (UTC) day.
+fn day_partition(schema: &TableSchema, day: chrono::NaiveDate) -> String {
+    format!("{}_p{}", schema.name, day.format("%Y%m%d"))
+}
+
+/// The advisory lock under which a snapshot table's day partitions are made.
+fn partition_lock(schema: &TableSchema) -> String {
+    format!("mobiflux.partition.{}", schema.name)
+}
+
+/// `{table}_pYYYYMMDD`, the day's partition of a snapshot table, unless it exists (the
+/// caller holds the table's partition lock).
+async fn create_day_partition(
+    conn: &mut sqlx::PgConnection,
+    schema: &TableSchema,
+    day: chrono::NaiveDate,
+) -> Result<(), sqlx::Error> {
+    let Some(next) = day.succ_opt() else {
+        return Ok(());
+    };
+    let ddl = format!(
+        "CREATE TABLE IF NOT EXISTS {} PARTITION OF {} FOR VALUES FROM ('{day} 00:00:00+00') TO ('{next} 00:00:00+00')",
+        day_partition(schema, day),
+        schema.name,
+    );
+    sqlx::raw_sql(AssertSqlSafe(ddl)).execute(conn).await?;
     Ok(())
 }
 
@@ -1565,6 +1586,37 @@ impl Warehouse for PostgresWarehouse {
             }
             let rows = q.fetch_all(&self.pool).await.map_err(|e| self.db(e))?;
             stats::Table::of(&rows, json_cell).map_err(|e| self.db(e))
+        })
+    }
+
+    fn prepare_partitions<'a>(
+        &'a self,
+        days: &'a [chrono::NaiveDate],
+    ) -> BoxFuture<'a, Result<(), LoadError>> {
+        Box::pin(async move {
+            let snapshots = mobiflux_model::schema::UNIFIED_TABLES
+                .iter()
+                .filter(|t| t.kind == TableKind::Snapshot);
+            for schema in snapshots {
+                // One short transaction per table: a load making one of them waits no longer.
+                let mut tx = self.pool.begin().await.map_err(|e| self.db(e))?;
+                sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                    .bind(partition_lock(schema))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| self.db(e))?;
+                for day in days {
+                    create_day_partition(&mut tx, schema, *day)
+                        .await
+                        .map_err(|e| self.db(e))?;
+                }
+                tx.commit().await.map_err(|e| self.db(e))?;
+                let mut known = self.partitions.lock().expect("not poisoned");
+                for day in days {
+                    known.insert(day_partition(schema, *day));
+                }
+            }
+            Ok(())
         })
     }
 
