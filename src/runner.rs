@@ -33,6 +33,7 @@ const CHUNK_ROWS: usize = 25_000;
 const CHUNK_QUEUE: usize = 2;
 static ROWS_KNOB: OnceLock<usize> = OnceLock::new();
 static QUEUE_KNOB: OnceLock<usize> = OnceLock::new();
+static INLINE_KNOB: OnceLock<usize> = OnceLock::new();
 
 /// A tuning knob from the environment, read once per process: `default` when unset; a value
 /// that is not a whole number of at least `min` is refused with a warning, and the default
@@ -321,9 +322,8 @@ async fn cpu_work<T: Send + 'static>(
     size: usize,
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, tokio::task::JoinError> {
-    static KNOB: OnceLock<usize> = OnceLock::new();
     // 0: every transform of a non-empty input goes to the blocking pool.
-    if size <= tuning(&KNOB, "MOBIFLUX_INLINE_BYTES", INLINE_BYTES, 0) {
+    if size <= tuning(&INLINE_KNOB, "MOBIFLUX_INLINE_BYTES", INLINE_BYTES, 0) {
         Ok(work())
     } else {
         tokio::task::spawn_blocking(work).await

@@ -498,10 +498,9 @@ async fn ensure_partitions(
             _ => None,
         })
         .collect();
-    let name = |day: &chrono::NaiveDate| day_partition(schema, *day);
     let mut missing = Vec::new();
     for day in days {
-        let part = name(&day);
+        let part = day_partition(schema, day);
         if known.lock().expect("not poisoned").contains(&part) {
             continue;
         }
@@ -519,10 +518,7 @@ async fn ensure_partitions(
         return Ok(());
     }
     // Two loaders creating the same partition would race: one lock per table, held to commit.
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
-        .bind(partition_lock(schema))
-        .execute(&mut *conn)
-        .await?;
+    xact_lock(conn, &partition_lock(schema)).await?;
     for day in missing {
         create_day_partition(conn, schema, day).await?;
     }
@@ -532,6 +528,15 @@ async fn ensure_partitions(
 /// The name of a snapshot table's partition for a (UTC) day.
 fn day_partition(schema: &TableSchema, day: chrono::NaiveDate) -> String {
     format!("{}_p{}", schema.name, day.format("%Y%m%d"))
+}
+
+/// Takes an advisory lock, by name (`hashtext`), held to the transaction's end.
+async fn xact_lock(conn: &mut sqlx::PgConnection, key: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+        .bind(key)
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// The advisory lock under which a snapshot table's day partitions are made.
@@ -860,10 +865,7 @@ impl PgLoad {
             return Ok(d.clone());
         }
         let partner = self.run.partner.clone();
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
-            .bind(load_lock(schema, &partner))
-            .execute(&mut *self.tx)
-            .await?;
+        xact_lock(&mut self.tx, &load_lock(schema, &partner)).await?;
         let target = match schema.kind {
             TableKind::Static => match self.fresh_partition(schema, &partner).await? {
                 Some(part) => Some(part),
@@ -1600,9 +1602,7 @@ impl Warehouse for PostgresWarehouse {
             for schema in snapshots {
                 // One short transaction per table: a load making one of them waits no longer.
                 let mut tx = self.pool.begin().await.map_err(|e| self.db(e))?;
-                sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
-                    .bind(partition_lock(schema))
-                    .execute(&mut *tx)
+                xact_lock(&mut tx, &partition_lock(schema))
                     .await
                     .map_err(|e| self.db(e))?;
                 for day in days {

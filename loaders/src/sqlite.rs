@@ -83,6 +83,12 @@ impl SqliteWarehouse {
             message: e.to_string(),
         }
     }
+
+    /// Writes a run's `etl_runs` row as it stands (started, or failed).
+    async fn record_run(&self, run: &RunRecord) -> Result<(), LoadError> {
+        let mut conn = self.pool.acquire().await.map_err(|e| self.db(e))?;
+        upsert_run(&mut conn, run).await.map_err(|e| self.db(e))
+    }
 }
 
 /// A pool on a SQLite file (created with its folder if missing) or `:memory:`, in WAL mode:
@@ -519,16 +525,13 @@ impl Warehouse for SqliteWarehouse {
 
     fn start_run<'a>(&'a self, run: &'a RunRecord) -> BoxFuture<'a, Result<Latest, LoadError>> {
         Box::pin(async move {
-            self.fail_run(run).await?;
+            self.record_run(run).await?;
             self.latest_loaded(&run.pipeline).await
         })
     }
 
     fn fail_run<'a>(&'a self, run: &'a RunRecord) -> BoxFuture<'a, Result<(), LoadError>> {
-        Box::pin(async move {
-            let mut conn = self.pool.acquire().await.map_err(|e| self.db(e))?;
-            upsert_run(&mut conn, run).await.map_err(|e| self.db(e))
-        })
+        Box::pin(self.record_run(run))
     }
 
     fn register_pipelines<'a>(
