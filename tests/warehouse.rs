@@ -261,3 +261,41 @@ async fn merge_stage_tables_outlive_a_load_but_not_its_rows() {
         ]
     );
 }
+
+/// A load that names its snapshot tables takes their per-partner load locks in its BEGIN,
+/// whatever the partner's name holds (quotes, a dollar tag), and holds them to its end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_holds_its_snapshot_tables_locks_from_its_begin_to_its_end() {
+    use mobiflux_model::schema::{STATION_STATUS, VEHICLES};
+    let pg = common::pg_database().await;
+    let wh = mobiflux_loaders::open(&pg).await.unwrap();
+    wh.migrate().await.unwrap();
+    let mut run = irve_run("r-locks", "locks");
+    run.partner = "o'neil $q$ bikes".into();
+    wh.start_run(&run).await.unwrap();
+    let other = sqlx::PgPool::connect(&pg).await.unwrap();
+    let free = |table: &str| {
+        let key = format!("mobiflux.load.{table}.{}", run.partner);
+        let other = other.clone();
+        async move {
+            let mut tx = other.begin().await.unwrap();
+            let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtext($1))")
+                .bind(key)
+                .fetch_one(&mut *tx)
+                .await
+                .unwrap();
+            tx.rollback().await.unwrap();
+            got
+        }
+    };
+    let tx = wh.begin(&run, &[&VEHICLES, &STATION_STATUS]).await.unwrap();
+    assert!(!free("vehicles").await, "vehicles locked by the BEGIN");
+    assert!(
+        !free("station_status").await,
+        "station_status locked by the BEGIN"
+    );
+    assert!(free("charge_points").await, "only the tables named");
+    tx.commit().await.unwrap();
+    assert!(free("vehicles").await, "released at commit");
+    assert!(free("station_status").await, "released at commit");
+}
