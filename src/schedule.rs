@@ -348,7 +348,8 @@ pub async fn run(runner: Runner, defs: Vec<Definition>, settings: Settings) -> R
     println!("metrics on http://{bound}/metrics, health on http://{bound}/health");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut every = tokio::time::interval(settings.reload);
-    // Today's and tomorrow's partitions, made ahead of the loads (at start, then hourly).
+    // Today's and tomorrow's partitions, made ahead of the loads, and the rollups' past days
+    // closed (at start, then hourly).
     let mut partitions = tokio::time::interval(Duration::from_secs(3600));
     loop {
         tokio::select! {
@@ -364,6 +365,9 @@ pub async fn run(runner: Runner, defs: Vec<Definition>, settings: Settings) -> R
                     let days: Vec<_> = [Some(today), today.succ_opt()].into_iter().flatten().collect();
                     if let Err(e) = warehouse.prepare_partitions(&days).await {
                         tracing::warn!(error = %e, "could not make the coming days' partitions ahead (loads make them when missing)");
+                    }
+                    if let Err(e) = warehouse.close_days().await {
+                        tracing::warn!(error = %e, "could not close the rollups' past days (the statistics sum them from the hourly rows meanwhile)");
                     }
                 });
             }

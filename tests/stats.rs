@@ -197,7 +197,10 @@ fn check(row: &Value, expected: &[(&str, f64)]) {
 /// The figures of the generated history, worked out by hand (see HISTORY).
 async fn views_give_the_expected_figures(warehouse: &str, hour: impl Fn(u32) -> Value) {
     load_history(warehouse, &[("velov", "lyon")]).await;
+    expected_figures(warehouse, hour).await;
+}
 
+async fn expected_figures(warehouse: &str, hour: impl Fn(u32) -> Value) {
     // Station occupancy per hour. Station a, 08:00: samples at 0, 5, 10, 20, 50 min with
     // 0, 3, 10, 6, 6 vehicles and 10, 7, 0, 4, 4 docks; empty 0-5, full 10-20, observed
     // 0-20 and 50-60 (the 20-50 gap is no data).
@@ -371,6 +374,61 @@ async fn postgres_views_give_the_expected_figures() {
     let pg = pg_database().await;
     views_give_the_expected_figures(&pg, |h| json!(format!("2026-11-02T{h:02}:00:00.000000Z")))
         .await;
+}
+
+/// The history's day is still open when it is loaded (PostgreSQL): loads add to the hourly
+/// rollups only and the daily statistics are summed from them; closing the day writes its
+/// daily rows once, and the figures stay the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_daily_figures_are_the_same_before_and_after_their_day_closes() {
+    use mobiflux_loaders::Warehouse as _;
+    let pg = pg_database().await;
+    let warehouse = mobiflux_loaders::PostgresWarehouse::connect(&pg)
+        .await
+        .unwrap();
+    warehouse.migrate().await.unwrap();
+    let pool = sqlx::PgPool::connect(&pg).await.unwrap();
+    // A fresh warehouse has closed every day before the one it was made on.
+    let closed: bool = sqlx::query_scalar(
+        "SELECT closed_before = date_trunc('day', now(), 'UTC') FROM rollup_days",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(closed);
+    sqlx::query("UPDATE rollup_days SET closed_before = '2026-11-01T00:00:00Z'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let hour = |h: u32| json!(format!("2026-11-02T{h:02}:00:00.000000Z"));
+    views_give_the_expected_figures(&pg, hour).await;
+    let daily_rows = "SELECT (SELECT count(*) FROM fleet_availability_daily) \
+        + (SELECT count(*) FROM fleet_snapshots_daily) + (SELECT count(*) FROM station_occupancy_daily)";
+    let open: i64 = sqlx::query_scalar(daily_rows)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(open, 0, "loads into an open day wrote daily rows");
+    let hourly: i64 = sqlx::query_scalar("SELECT count(*) FROM fleet_availability_hourly")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(hourly > 0);
+
+    let days = warehouse.close_days().await.unwrap();
+    let today = Utc::now().date_naive();
+    let first = chrono::NaiveDate::from_ymd_opt(2026, 11, 1).unwrap();
+    assert_eq!(days as i64, (today - first).num_days());
+    // Fleet: 3 type-and-area rows and 1 snapshot count for the day; stations: 2.
+    let closed: i64 = sqlx::query_scalar(daily_rows)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(closed, 3 + 1 + 2);
+    expected_figures(&pg, hour).await;
+    // Closing again has nothing to do.
+    assert_eq!(warehouse.close_days().await.unwrap(), 0);
+    expected_figures(&pg, hour).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

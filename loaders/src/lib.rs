@@ -359,6 +359,14 @@ pub trait Warehouse: Send + Sync {
     ) -> BoxFuture<'a, Result<(), LoadError>> {
         Box::pin(async { Ok(()) })
     }
+    /// Closes the rollups' UTC days before today's (PostgreSQL): their daily rows are written
+    /// once from the hourly rows, where loads into an open day add to the hourly rows only.
+    /// Returns the days closed (none when nothing was due, or when loads kept the lock for
+    /// the whole wait: the next call closes them). SQLite: loads keep both rows up to date,
+    /// nothing to close.
+    fn close_days(&self) -> BoxFuture<'_, Result<u32, LoadError>> {
+        Box::pin(async { Ok(0) })
+    }
     /// A statistic (`stats::STATS`) with its filters.
     fn stats<'a>(
         &'a self,

@@ -55,6 +55,10 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
         10,
         include_str!("../migrations/postgres/0010_snapshot_time_index.sql"),
     ),
+    (
+        11,
+        include_str!("../migrations/postgres/0011_rollup_days.sql"),
+    ),
 ];
 /// Reference tables partitioned by partner (migration 8): a partner's first load writes a
 /// table of its own without an index, builds its primary key at commit and attaches it.
@@ -652,6 +656,8 @@ struct PgLoad {
     /// A partner's first partitions, written without an index: (table, partition, partner
     /// as a literal); their keys are built and they are attached at commit.
     fresh: Vec<(&'static TableSchema, String, String)>,
+    /// [`DAYS_LOCK`] held, shared.
+    days_shared: bool,
     counts: TxCounts,
 }
 
@@ -660,9 +666,10 @@ fn to_utc(us: i64) -> DateTime<Utc> {
 }
 
 /// `INSERT … SELECT * FROM UNNEST(…) ON CONFLICT (key) DO UPDATE SET s = s + excluded.s`
-/// for every row of a rollup delta, its arrays bound from `$first` on; `filter` (a `WHERE`
-/// clause or nothing) decides whether its rows go in.
-fn delta_insert(d: &rollup::Delta, first: usize, filter: &str) -> String {
+/// for every row of a rollup delta, its arrays bound from `$first` on; `only_if` (a
+/// condition, or nothing) decides whether its rows go in. A daily table's rows go in only
+/// for days already closed (`rollup_days`): an open day is summed from the hourly rows.
+fn delta_insert(d: &rollup::Delta, first: usize, only_if: Option<&str>) -> String {
     let t = d.table;
     let names: Vec<&str> = t
         .keys
@@ -690,12 +697,74 @@ fn delta_insert(d: &rollup::Delta, first: usize, filter: &str) -> String {
         .iter()
         .map(|s| format!("{s} = {}.{s} + EXCLUDED.{s}", t.name))
         .collect();
+    let mut conditions: Vec<&str> = only_if.into_iter().collect();
+    if t.daily_of.is_some() {
+        conditions.push(DAY_CLOSED);
+    }
+    let filter = match conditions.is_empty() {
+        true => String::new(),
+        false => format!(" WHERE {}", conditions.join(" AND ")),
+    };
     format!(
-        "INSERT INTO {} ({}) SELECT * FROM UNNEST({}){filter} ON CONFLICT ({}) DO UPDATE SET {}",
+        "INSERT INTO {} ({}) SELECT * FROM UNNEST({}) AS u({}){filter} ON CONFLICT ({}) DO UPDATE SET {}",
         t.name,
         names.join(", "),
         arrays.join(", "),
+        names.join(", "),
         keys.join(", "),
+        sets.join(", ")
+    )
+}
+
+/// A daily delta row's day is closed (migration 11): loads read the mark under
+/// [`DAYS_LOCK`], shared, so a day cannot close between their reading it and their commit.
+const DAY_CLOSED: &str = "u.period < (SELECT closed_before FROM rollup_days)";
+
+/// The advisory lock (`hashtext`) loads that add to rollups hold shared, and
+/// [`PostgresWarehouse::close_days`] exclusive.
+const DAYS_LOCK: &str = "mobiflux.rollup.days";
+
+/// Writes the days in `[$1, $2)` of a daily table from its hourly rows, replacing what the
+/// table held for them.
+fn close_sql(daily: &rollup::RollupTable, hourly: &rollup::RollupTable) -> String {
+    let names: Vec<&str> = daily
+        .keys
+        .iter()
+        .map(|k| k.0)
+        .chain(daily.sums.iter().copied())
+        .collect();
+    let keys: Vec<String> = daily
+        .keys
+        .iter()
+        .map(|(k, _)| match *k {
+            "period" => "date_trunc('day', period, 'UTC')".to_string(),
+            k => k.to_string(),
+        })
+        .collect();
+    let sums: Vec<String> = daily.sums.iter().map(|s| format!("sum({s})")).collect();
+    let sets: Vec<String> = daily
+        .sums
+        .iter()
+        .map(|s| format!("{s} = EXCLUDED.{s}"))
+        .collect();
+    format!(
+        "INSERT INTO {} ({}) SELECT {}, {} FROM {} WHERE period >= $1 AND period < $2 GROUP BY {} \
+         ON CONFLICT ({}) DO UPDATE SET {}",
+        daily.name,
+        names.join(", "),
+        keys.join(", "),
+        sums.join(", "),
+        hourly.name,
+        (1..=keys.len())
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        daily
+            .keys
+            .iter()
+            .map(|k| k.0)
+            .collect::<Vec<_>>()
+            .join(", "),
         sets.join(", ")
     )
 }
@@ -759,7 +828,7 @@ async fn fleet_unless_stored(
     let mut first = 3;
     let mut ctes = vec![format!("stored AS ({probe})")];
     for (i, d) in deltas.iter().enumerate() {
-        let insert = delta_insert(d, first, " WHERE NOT EXISTS (SELECT 1 FROM stored)");
+        let insert = delta_insert(d, first, Some("NOT EXISTS (SELECT 1 FROM stored)"));
         ctes.push(format!("d{i} AS ({insert})"));
         first += d.table.keys.len() + d.table.sums.len();
     }
@@ -793,7 +862,7 @@ async fn add_deltas(
         first += 6;
     }
     for d in &deltas {
-        with.push(delta_insert(d, first, ""));
+        with.push(delta_insert(d, first, None));
         first += d.table.keys.len() + d.table.sums.len();
     }
     let Some(stmt) = with.pop() else {
@@ -996,6 +1065,16 @@ impl PgLoad {
         let observed = rollup::observed(schema, cols, height);
         if observed.len() > crate::SNAPSHOT_CHECK_MAX && !rollup::feeds(schema) {
             return Ok(None);
+        }
+        if rollup::feeds(schema) && !self.days_shared {
+            // A load that did not name its tables up front. The closing of days never waits
+            // for a load (it only tries its lock), so taking this after a load lock cannot
+            // deadlock.
+            sqlx::query("SELECT pg_advisory_xact_lock_shared(hashtext($1))")
+                .bind(DAYS_LOCK)
+                .execute(&mut *self.tx)
+                .await?;
+            self.days_shared = true;
         }
         let at: Vec<DateTime<Utc>> = observed.iter().map(|t| to_utc(*t)).collect();
         let micros = |stored: Vec<DateTime<Utc>>| -> Vec<i64> {
@@ -1382,6 +1461,14 @@ impl Warehouse for PostgresWarehouse {
             snapshots.sort_by_key(|s| s.name);
             snapshots.dedup_by_key(|s| s.name);
             let mut begin = String::from("BEGIN; SET LOCAL plan_cache_mode = force_generic_plan");
+            // The rollups' days stay open or closed until this load ends.
+            let days_shared = snapshots.iter().any(|s| rollup::feeds(s));
+            if days_shared {
+                begin.push_str(&format!(
+                    "; SELECT pg_advisory_xact_lock_shared(hashtext({}))",
+                    sql::dollar_quoted(DAYS_LOCK)
+                ));
+            }
             for s in &snapshots {
                 begin.push_str(&format!(
                     "; SELECT pg_advisory_xact_lock(hashtext({}))",
@@ -1407,6 +1494,7 @@ impl Warehouse for PostgresWarehouse {
                 staged: Vec::new(),
                 locked: snapshots.iter().map(|s| (s.name, None)).collect(),
                 fresh: Vec::new(),
+                days_shared,
                 counts: TxCounts::default(),
             }) as Box<dyn LoadTx>)
         })
@@ -1620,10 +1708,76 @@ impl Warehouse for PostgresWarehouse {
         })
     }
 
+    fn close_days(&self) -> BoxFuture<'_, Result<u32, LoadError>> {
+        Box::pin(async move {
+            let due = "SELECT closed_before, date_trunc('day', now(), 'UTC') FROM rollup_days";
+            let (from, to): (DateTime<Utc>, DateTime<Utc>) = sqlx::query_as(due)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(|e| self.db(e))?;
+            if from >= to {
+                return Ok(0);
+            }
+            // Loads adding to the rollups hold the lock shared: wait until none does, by
+            // trying (a closing waiting in the lock's queue would stall every new load
+            // behind the longest one running).
+            for attempt in 0..CLOSE_ATTEMPTS {
+                if attempt > 0 {
+                    tokio::time::sleep(CLOSE_RETRY).await;
+                }
+                let mut tx = self.pool.begin().await.map_err(|e| self.db(e))?;
+                let locked: bool =
+                    sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtext($1))")
+                        .bind(DAYS_LOCK)
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(|e| self.db(e))?;
+                if !locked {
+                    continue;
+                }
+                // Read again under the lock: another instance may have closed them.
+                let (from, to): (DateTime<Utc>, DateTime<Utc>) =
+                    sqlx::query_as(AssertSqlSafe(format!("{due} FOR UPDATE")))
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(|e| self.db(e))?;
+                if from >= to {
+                    return Ok(0);
+                }
+                for daily in rollup::DAILY {
+                    let hourly = daily.daily_of.expect("a daily table");
+                    sqlx::query(AssertSqlSafe(close_sql(daily, hourly)))
+                        .bind(from)
+                        .bind(to)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| self.db(e))?;
+                }
+                sqlx::query("UPDATE rollup_days SET closed_before = $1")
+                    .bind(to)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| self.db(e))?;
+                tx.commit().await.map_err(|e| self.db(e))?;
+                let days = (to - from).num_days();
+                tracing::info!(from = %from, to = %to, days, "rollup days closed");
+                return Ok(days as u32);
+            }
+            tracing::info!(
+                "rollup days not closed: loads held them open the whole wait; retried later"
+            );
+            Ok(0)
+        })
+    }
+
     fn shares_schedules(&self) -> bool {
         true
     }
 }
+
+/// How often, and how long apart, [`Warehouse::close_days`] tries its lock.
+const CLOSE_ATTEMPTS: u32 = 120;
+const CLOSE_RETRY: Duration = Duration::from_millis(500);
 
 /// An `etl_runs` row read with `sql::ETL_RUN_COLUMNS`.
 fn record_of(r: &sqlx::postgres::PgRow) -> Result<RunRecord, sqlx::Error> {

@@ -41,6 +41,10 @@ pub struct RollupTable {
     pub name: &'static str,
     pub keys: &'static [(&'static str, KeyType)],
     pub sums: &'static [&'static str],
+    /// A daily table: the hourly table whose rows sum to its rows. In PostgreSQL, loads add
+    /// to a daily row only once its UTC day is closed (`rollup_days`); an open day is read
+    /// from the hourly rows, and closing it writes its daily rows from them once.
+    pub daily_of: Option<&'static RollupTable>,
 }
 
 const FLEET_KEYS: &[(&str, KeyType)] = &[
@@ -70,31 +74,37 @@ pub const FLEET_HOURLY: RollupTable = RollupTable {
     name: "fleet_availability_hourly",
     keys: FLEET_KEYS,
     sums: FLEET_SUMS,
+    daily_of: None,
 };
 pub const FLEET_DAILY: RollupTable = RollupTable {
     name: "fleet_availability_daily",
     keys: FLEET_KEYS,
     sums: FLEET_SUMS,
+    daily_of: Some(&FLEET_HOURLY),
 };
 pub const SNAPSHOTS_HOURLY: RollupTable = RollupTable {
     name: "fleet_snapshots_hourly",
     keys: SNAPSHOT_KEYS,
     sums: &["snapshots"],
+    daily_of: None,
 };
 pub const SNAPSHOTS_DAILY: RollupTable = RollupTable {
     name: "fleet_snapshots_daily",
     keys: SNAPSHOT_KEYS,
     sums: &["snapshots"],
+    daily_of: Some(&SNAPSHOTS_HOURLY),
 };
 pub const STATIONS_HOURLY: RollupTable = RollupTable {
     name: "station_occupancy_hourly",
     keys: STATION_KEYS,
     sums: STATION_SUMS,
+    daily_of: None,
 };
 pub const STATIONS_DAILY: RollupTable = RollupTable {
     name: "station_occupancy_daily",
     keys: STATION_KEYS,
     sums: STATION_SUMS,
+    daily_of: Some(&STATIONS_HOURLY),
 };
 /// Station occupancy per partner and hour, all stations together (the heat map's source:
 /// a few rows per hour instead of one per station).
@@ -102,7 +112,11 @@ pub const PARTNER_STATIONS_HOURLY: RollupTable = RollupTable {
     name: "station_occupancy_partner_hourly",
     keys: SNAPSHOT_KEYS,
     sums: STATION_SUMS,
+    daily_of: None,
 };
+
+/// The daily tables, each summed from its hourly table (`RollupTable::daily_of`).
+pub const DAILY: &[&RollupTable] = &[&FLEET_DAILY, &SNAPSHOTS_DAILY, &STATIONS_DAILY];
 
 /// Every rollup table (the migrations create them; a test checks the columns).
 #[cfg(test)]
