@@ -671,12 +671,7 @@ fn to_utc(us: i64) -> DateTime<Utc> {
 /// for days already closed (`rollup_days`): an open day is summed from the hourly rows.
 fn delta_insert(d: &rollup::Delta, first: usize, only_if: Option<&str>) -> String {
     let t = d.table;
-    let names: Vec<&str> = t
-        .keys
-        .iter()
-        .map(|k| k.0)
-        .chain(t.sums.iter().copied())
-        .collect();
+    let names = t.columns();
     let mut arrays = Vec::new();
     for (i, (_, ty)) in t.keys.iter().enumerate() {
         arrays.push(format!(
@@ -727,12 +722,7 @@ const DAYS_LOCK: &str = "mobiflux.rollup.days";
 /// Writes the days in `[$1, $2)` of a daily table from its hourly rows, replacing what the
 /// table held for them.
 fn close_sql(daily: &rollup::RollupTable, hourly: &rollup::RollupTable) -> String {
-    let names: Vec<&str> = daily
-        .keys
-        .iter()
-        .map(|k| k.0)
-        .chain(daily.sums.iter().copied())
-        .collect();
+    let names = daily.columns();
     let keys: Vec<String> = daily
         .keys
         .iter()

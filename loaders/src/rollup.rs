@@ -47,6 +47,17 @@ pub struct RollupTable {
     pub daily_of: Option<&'static RollupTable>,
 }
 
+impl RollupTable {
+    /// Its key columns, then its sums.
+    pub fn columns(&self) -> Vec<&'static str> {
+        self.keys
+            .iter()
+            .map(|k| k.0)
+            .chain(self.sums.iter().copied())
+            .collect()
+    }
+}
+
 const FLEET_KEYS: &[(&str, KeyType)] = &[
     ("partner", KeyType::Text),
     ("period", KeyType::Ts),

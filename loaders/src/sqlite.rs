@@ -262,12 +262,7 @@ async fn add_delta(
     d: &rollup::Delta,
 ) -> Result<(), sqlx::Error> {
     let t = d.table;
-    let names: Vec<&str> = t
-        .keys
-        .iter()
-        .map(|k| k.0)
-        .chain(t.sums.iter().copied())
-        .collect();
+    let names = t.columns();
     let keys: Vec<&str> = t.keys.iter().map(|k| k.0).collect();
     let sets: Vec<String> = t
         .sums
