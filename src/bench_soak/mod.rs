@@ -159,7 +159,42 @@ struct Side {
     machine_cpu: f64,
     /// CPU of PostgreSQL meanwhile (part of `machine_cpu`).
     postgres_cpu: f64,
+    /// What PostgreSQL wrote for the side: rows inserted, updated or deleted, and WAL bytes
+    /// (steadier than CPU on a shared VM, and what makes its CPU).
+    writes: Writes,
     rss_kib: Vec<u64>,
+}
+
+#[derive(Default)]
+struct Writes {
+    rows: u64,
+    wal_bytes: u64,
+}
+
+impl Writes {
+    /// The WAL position now, to measure from.
+    fn mark(admin: &str) -> Result<String> {
+        let rows = psql_rows(admin, "SELECT pg_current_wal_lsn()")?;
+        Ok(rows[0][0].clone())
+    }
+
+    /// Since `mark`, by a side whose database is `db` (its backends gone, their statistics
+    /// flushed).
+    fn since(admin: &str, mark: &str, db: &str) -> Result<Self> {
+        std::thread::sleep(Duration::from_secs(1));
+        let wal = psql_rows(
+            admin,
+            &format!("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '{mark}')::bigint"),
+        )?;
+        let rows = psql_rows(
+            db,
+            "SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0) FROM pg_stat_user_tables",
+        )?;
+        Ok(Writes {
+            rows: rows[0][0].parse()?,
+            wal_bytes: wal[0][0].parse()?,
+        })
+    }
 }
 
 impl Side {
@@ -194,6 +229,15 @@ impl Side {
             self.machine_cpu,
             self.postgres_cpu,
             self.loaded as f64 / self.machine_cpu.max(1e-9)
+        );
+        let per = self.loaded.max(1) as f64;
+        println!(
+            "{:<10} PostgreSQL wrote {:.2} M rows (inserted, updated, deleted) and {:.0} MB of WAL: {:.0} rows and {:.0} KB per system loaded",
+            "",
+            self.writes.rows as f64 / 1e6,
+            self.writes.wal_bytes as f64 / 1e6,
+            self.writes.rows as f64 / per,
+            self.writes.wal_bytes as f64 / 1e3 / per
         );
         println!("{:<10} RSS MB every 30 s: {}", "", series.join(" "));
     }
@@ -353,10 +397,12 @@ pub async fn run(o: Options) -> Result<()> {
         .spawn()?;
     let until = Instant::now() + Duration::from_secs(o.minutes * 60);
     let mut rss = Vec::new();
+    let mark = Writes::mark(&o.pg_admin)?;
     let (cpu, machine_cpu, postgres_cpu) = watch(child.id(), until, &mut rss).await;
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let _ = child.wait();
+    let writes = Writes::since(&o.pg_admin, &mark, &pg)?;
     let rows = psql_rows(
         &pg,
         "SELECT count(*), count(*) FILTER (WHERE status = 'succeeded'), extract(epoch FROM max(finished_at) - scheduled_for) \
@@ -378,6 +424,7 @@ pub async fn run(o: Options) -> Result<()> {
         cpu,
         machine_cpu,
         postgres_cpu,
+        writes,
         rss_kib: rss,
     });
     drop(db);
@@ -403,10 +450,12 @@ pub async fn run(o: Options) -> Result<()> {
             .spawn()?;
         let until = Instant::now() + Duration::from_secs(o.minutes * 60);
         let mut rss = Vec::new();
+        let mark = Writes::mark(&o.pg_admin)?;
         let (cpu, machine_cpu, postgres_cpu) = watch(child.id(), until, &mut rss).await;
         // SAFETY: kill(2) on our own child.
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
         let out = child.wait_with_output()?;
+        let writes = Writes::since(&o.pg_admin, &mark, &pg)?;
         let mut cycles = Vec::new();
         let mut loaded = 0;
         for line in String::from_utf8_lossy(&out.stdout).lines() {
@@ -424,6 +473,7 @@ pub async fn run(o: Options) -> Result<()> {
             cpu,
             machine_cpu,
             postgres_cpu,
+            writes,
             rss_kib: rss,
         });
         drop(db);
