@@ -299,3 +299,62 @@ async fn a_load_holds_its_snapshot_tables_locks_from_its_begin_to_its_end() {
     assert!(free("vehicles").await, "released at commit");
     assert!(free("station_status").await, "released at commit");
 }
+
+/// Days close only when no load that adds to the rollups is open: a load holds the days
+/// lock shared from its BEGIN, and the closing, which only tries the lock, closes them once
+/// that load has committed (and never makes new loads wait behind it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn days_close_only_once_the_loads_in_flight_have_ended() {
+    use mobiflux_model::schema::{CHARGE_POINTS, VEHICLES};
+    let pg = common::pg_database().await;
+    let wh = std::sync::Arc::new(mobiflux_loaders::open(&pg).await.unwrap());
+    wh.migrate().await.unwrap();
+    let pool = sqlx::PgPool::connect(&pg).await.unwrap();
+    sqlx::query("UPDATE rollup_days SET closed_before = date_trunc('day', now(), 'UTC') - interval '3 days'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let mark = || async {
+        let open: bool = sqlx::query_scalar(
+            "SELECT closed_before < date_trunc('day', now(), 'UTC') FROM rollup_days",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        open
+    };
+    let run = irve_run("r-days", "days");
+    wh.start_run(&run).await.unwrap();
+    // A load of a table without rollups does not hold the days open.
+    let other = irve_run("r-days-cp", "days-cp");
+    wh.start_run(&other).await.unwrap();
+    let unrelated = wh.begin(&other, &[&CHARGE_POINTS]).await.unwrap();
+    let tx = wh.begin(&run, &[&VEHICLES]).await.unwrap();
+    let closing = tokio::spawn({
+        let wh = wh.clone();
+        async move { wh.close_days().await.unwrap() }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert!(mark().await, "closed while a load was open");
+    assert!(!closing.is_finished());
+    // A new load is not made to wait by the closing's tries.
+    let mut second = irve_run("r-days-2", "days-2");
+    second.partner = "other".into();
+    wh.start_run(&second).await.unwrap();
+    let tx2 = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        wh.begin(&second, &[&VEHICLES]),
+    )
+    .await
+    .expect("a new load began at once")
+    .unwrap();
+    tx.commit().await.unwrap();
+    tx2.commit().await.unwrap();
+    let days = tokio::time::timeout(std::time::Duration::from_secs(5), closing)
+        .await
+        .expect("closed once the loads had ended")
+        .unwrap();
+    assert_eq!(days, 3);
+    assert!(!mark().await);
+    unrelated.commit().await.unwrap();
+}
