@@ -719,9 +719,10 @@ const DAY_CLOSED: &str = "u.period < (SELECT closed_before FROM rollup_days)";
 /// [`PostgresWarehouse::close_days`] exclusive.
 const DAYS_LOCK: &str = "mobiflux.rollup.days";
 
-/// Writes the days in `[$1, $2)` of a daily table from its hourly rows, replacing what the
-/// table held for them.
-fn close_sql(daily: &rollup::RollupTable, hourly: &rollup::RollupTable) -> String {
+/// Writes the days in `[$1, $2)` of a daily table from its hourly rows
+/// (`RollupTable::daily_of`), replacing what the table held for them.
+fn close_sql(daily: &rollup::RollupTable) -> String {
+    let hourly = daily.daily_of.expect("a daily table");
     let names = daily.columns();
     let keys: Vec<String> = daily
         .keys
@@ -1725,18 +1726,17 @@ impl Warehouse for PostgresWarehouse {
                 if !locked {
                     continue;
                 }
-                // Read again under the lock: another instance may have closed them.
-                let (from, to): (DateTime<Utc>, DateTime<Utc>) =
-                    sqlx::query_as(AssertSqlSafe(format!("{due} FOR UPDATE")))
-                        .fetch_one(&mut *tx)
-                        .await
-                        .map_err(|e| self.db(e))?;
+                // Read again under the lock (every closing takes it): another instance may
+                // have closed them.
+                let (from, to): (DateTime<Utc>, DateTime<Utc>) = sqlx::query_as(due)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(|e| self.db(e))?;
                 if from >= to {
                     return Ok(0);
                 }
                 for daily in rollup::DAILY {
-                    let hourly = daily.daily_of.expect("a daily table");
-                    sqlx::query(AssertSqlSafe(close_sql(daily, hourly)))
+                    sqlx::query(AssertSqlSafe(close_sql(daily)))
                         .bind(from)
                         .bind(to)
                         .execute(&mut *tx)
