@@ -823,6 +823,67 @@ async fn postgres_before_migration(version: i32) -> (String, sqlx::PgPool) {
     (pg, pool)
 }
 
+/// A warehouse made before migration 12: the times of its stored vehicle and station
+/// snapshots are recorded in `snapshot_times`, each once per partner (what the loads ask to
+/// skip a stored snapshot), and the two tables' time index becomes a BRIN index.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_12_records_the_stored_snapshot_times() {
+    let (pg, pool) = postgres_before_migration(12).await;
+    sqlx::raw_sql(
+        "CREATE TABLE station_status_p20261122 PARTITION OF station_status \
+           FOR VALUES FROM ('2026-11-22 00:00:00+00') TO ('2026-11-23 00:00:00+00'); \
+         CREATE TABLE vehicles_p20261122 PARTITION OF vehicles \
+           FOR VALUES FROM ('2026-11-22 00:00:00+00') TO ('2026-11-23 00:00:00+00'); \
+         INSERT INTO station_status (partner, station_id, observed_at, vehicles_available, is_installed, is_renting, is_returning, run_id) \
+           SELECT p, 's' || i, t, 3, true, true, true, 'r1' FROM generate_series(1, 50) i, \
+             (VALUES ('a'), ('b')) AS x(p), \
+             (VALUES ('2026-11-22 08:00:00+00'::timestamptz), ('2026-11-22 08:01:00+00')) AS y(t); \
+         INSERT INTO vehicles (partner, vehicle_id, observed_at, is_reserved, is_disabled, run_id) \
+           SELECT 'a', 'v' || i, '2026-11-22 08:00:30+00', false, false, 'r1' FROM generate_series(1, 20) i",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let out = mobiflux(&["migrate", "--warehouse", &pg], &[]).await;
+    assert!(out.status.success(), "{:?}", text(&out));
+    let times: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT tbl, partner, to_char(observed_at AT TIME ZONE 'UTC', 'HH24:MI:SS') \
+         FROM snapshot_times ORDER BY 1, 2, 3",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let row = |t: &str, p: &str, at: &str| (t.to_string(), p.to_string(), at.to_string());
+    assert_eq!(
+        times,
+        vec![
+            row("station_status", "a", "08:00:00"),
+            row("station_status", "a", "08:01:00"),
+            row("station_status", "b", "08:00:00"),
+            row("station_status", "b", "08:01:00"),
+            row("vehicles", "a", "08:00:30"),
+        ]
+    );
+    let methods: Vec<(String, String)> = sqlx::query_as(
+        "SELECT c.relname::text, am.amname::text FROM pg_index x \
+         JOIN pg_class c ON c.oid = x.indexrelid JOIN pg_am am ON am.oid = c.relam \
+         WHERE x.indrelid IN ('vehicles'::regclass, 'station_status'::regclass, \
+           'vehicles_p20261122'::regclass) AND NOT x.indisprimary ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let brin: Vec<&str> = methods.iter().map(|m| m.1.as_str()).collect();
+    assert_eq!(brin, vec!["brin"; 3], "{methods:?}");
+    let n: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM station_status WHERE observed_at >= '2026-11-22 08:00:30+00' AND partner = 'b'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(n, 50, "the stored rows stay");
+}
+
 /// A warehouse made before migration 8: its charge points and parking facilities move to
 /// their partners' partitions, and the views that read them still answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -928,9 +989,6 @@ async fn migration_10_indexes_snapshot_times_by_time_then_partner() {
         }
     };
     for table in [
-        "station_status",
-        "station_status_p20261122",
-        "vehicles",
         "charge_point_status",
         "parking_occupancy",
         "gateway_calls",
@@ -941,6 +999,10 @@ async fn migration_10_indexes_snapshot_times_by_time_then_partner() {
             vec!["observed_at, partner"],
             "{table}"
         );
+    }
+    // Migration 12 replaced the B-tree of these two with a BRIN index on the time alone.
+    for table in ["station_status", "station_status_p20261122", "vehicles"] {
+        assert_eq!(columns(table).await, vec!["observed_at"], "{table}");
     }
     let n: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM station_status WHERE observed_at = '2026-11-22 08:00:00+00' AND partner = 'p'",

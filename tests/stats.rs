@@ -374,6 +374,22 @@ async fn postgres_views_give_the_expected_figures() {
     let pg = pg_database().await;
     views_give_the_expected_figures(&pg, |h| json!(format!("2026-11-02T{h:02}:00:00.000000Z")))
         .await;
+    // Each snapshot time recorded once per table (the replay found its time there).
+    let pool = sqlx::PgPool::connect(&pg).await.unwrap();
+    let times: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT tbl, partner, count(*) FROM snapshot_times GROUP BY 1, 2 ORDER BY 1, 2",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let n = HISTORY.len() as i64;
+    assert_eq!(
+        times,
+        vec![
+            ("station_status".to_string(), "velov".to_string(), n),
+            ("vehicles".to_string(), "velov".to_string(), n),
+        ]
+    );
 }
 
 /// The history's day is still open when it is loaded (PostgreSQL): loads add to the hourly

@@ -59,6 +59,10 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
         11,
         include_str!("../migrations/postgres/0011_rollup_days.sql"),
     ),
+    (
+        12,
+        include_str!("../migrations/postgres/0012_snapshot_times.sql"),
+    ),
 ];
 /// Reference tables partitioned by partner (migration 8): a partner's first load writes a
 /// table of its own without an index, builds its primary key at commit and attaches it.
@@ -795,29 +799,57 @@ fn bind_deltas<'q>(
     q
 }
 
-/// Which of a frame's snapshot times (`$2`) a partner (`$1`) has stored already: one probe of
-/// the `(observed_at, partner)` index per time (migration 10), however many rows the partner
-/// has loaded before.
+/// Whether a snapshot table's times are kept in `snapshot_times` (migration 12): the tables
+/// every GBFS poll writes (the rollups' tables), whose time index was a B-tree entry per row.
+fn catalogued(schema: &TableSchema) -> bool {
+    rollup::feeds(schema)
+}
+
+/// Which of a frame's snapshot times (`$2`) a partner (`$1`) has stored already: one index
+/// probe per time, of `snapshot_times` (migration 12) or of the table's `(observed_at,
+/// partner)` index (migration 10), however many rows the partner has loaded before.
 fn probe_sql(schema: &TableSchema) -> String {
+    match catalogued(schema) {
+        true => format!(
+            "SELECT t FROM unnest($2::timestamptz[]) AS t WHERE EXISTS (SELECT 1 FROM snapshot_times \
+             WHERE tbl = '{}' AND partner = $1 AND observed_at = t)",
+            schema.name
+        ),
+        false => format!(
+            "SELECT t FROM unnest($2::timestamptz[]) AS t \
+             WHERE EXISTS (SELECT 1 FROM {} WHERE observed_at = t AND partner = $1)",
+            schema.name
+        ),
+    }
+}
+
+/// Records a catalogued frame's snapshot times (`$2`) for its partner (`$1`), the new ones:
+/// a data-modifying `WITH` item, beside the probe in the same statement (which reads the
+/// times as they were before it). Its rows commit or roll back with the load's.
+fn record_sql(schema: &TableSchema) -> String {
     format!(
-        "SELECT t FROM unnest($2::timestamptz[]) AS t \
-         WHERE EXISTS (SELECT 1 FROM {} WHERE observed_at = t AND partner = $1)",
+        "INSERT INTO snapshot_times (tbl, partner, observed_at) \
+         SELECT '{}', $1, t FROM unnest($2::timestamptz[]) AS t ON CONFLICT DO NOTHING",
         schema.name
     )
 }
 
-/// The snapshot check (`probe`, on `$1` and `$2`) and the fleet rollup deltas in one
-/// statement: the deltas go in only if none of the times is stored. Returns the stored times.
+/// The snapshot check (`probe_sql`, on `$1` and `$2`), the record of the times and the fleet
+/// rollup deltas in one statement: the deltas go in only if none of the times was stored.
+/// Returns the times stored before.
 async fn fleet_unless_stored(
     tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
-    probe: &str,
+    schema: &TableSchema,
     partner: &str,
     at: &[DateTime<Utc>],
     deltas: &[rollup::Delta],
 ) -> Result<Vec<DateTime<Utc>>, sqlx::Error> {
     let deltas: Vec<&rollup::Delta> = deltas.iter().filter(|d| !d.rows.is_empty()).collect();
     let mut first = 3;
-    let mut ctes = vec![format!("stored AS ({probe})")];
+    let mut ctes = vec![
+        format!("stored AS ({})", probe_sql(schema)),
+        format!("recorded AS ({})", record_sql(schema)),
+    ];
     for (i, d) in deltas.iter().enumerate() {
         let insert = delta_insert(d, first, Some("NOT EXISTS (SELECT 1 FROM stored)"));
         ctes.push(format!("d{i} AS ({insert})"));
@@ -1079,7 +1111,7 @@ impl PgLoad {
             let all = |_: i64| true;
             let optimistic = rollup::fleet(schema, cols, height, &all);
             let stored = micros(
-                fleet_unless_stored(&mut self.tx, &probe, &partner, &at, &optimistic).await?,
+                fleet_unless_stored(&mut self.tx, schema, &partner, &at, &optimistic).await?,
             );
             let fresh = self.counts.fresh_snapshots(schema.name, &observed, &stored);
             if !stored.is_empty() && !fresh.is_empty() {
@@ -1101,9 +1133,11 @@ impl PgLoad {
         // Station status: the check and the stations' last samples in one statement (rows
         // without a station are the stored times).
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT NULL::text, t, NULL::bool, NULL::bool, NULL::bool FROM ({probe}) AS stored(t) \
+            "WITH recorded AS ({}) \
+             SELECT NULL::text, t, NULL::bool, NULL::bool, NULL::bool FROM ({probe}) AS stored(t) \
              UNION ALL SELECT station_id, observed_at, was_empty, was_full, was_renting \
-             FROM station_last_status WHERE partner = $1"
+             FROM station_last_status WHERE partner = $1",
+            record_sql(schema)
         )))
         .bind(&partner)
         .bind(&at)
