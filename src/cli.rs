@@ -414,7 +414,16 @@ async fn dispatch(cmd: Command) -> Result<ExitCode> {
             let defs = select(load_definitions(&dest.pipelines)?, &names)?;
             let runner = runner(&dest, BTreeMap::new()).await?;
             definitions::register(runner.warehouse.as_ref(), &defs).await?;
-            Ok(report(&runner.run_all(&defs).await, started))
+            let outcomes = runner.run_all(&defs).await;
+            // A warehouse loaded by `run` alone (from cron, say) folds its rollups and closes
+            // its past days too: one try each, so a run never waits for other processes.
+            if let Err(e) = runner.warehouse.fold_rollups().await {
+                tracing::warn!(error = %e, "could not fold the pending rollup rows (the statistics sum them meanwhile)");
+            }
+            if let Err(e) = runner.warehouse.close_days(1).await {
+                tracing::warn!(error = %e, "could not close the rollups' past days (the statistics sum them from the hourly rows meanwhile)");
+            }
+            Ok(report(&outcomes, started))
         }
         Command::Demo { dest, fixtures } => {
             let started = Instant::now();

@@ -227,6 +227,11 @@ fn fingerprint(dir: &std::path::Path) -> BTreeMap<std::path::PathBuf, u64> {
 /// Applies the pipelines folder's changes to the running daemon: new and changed valid
 /// definitions are (re)scheduled, removed ones stop; an invalid file is rejected with its
 /// errors and the definition it replaced (if any) keeps running.
+/// How often the scheduler folds the hourly rollup rows appended by loads into their keys
+/// (PostgreSQL, migration 13): each key is rewritten once a fold instead of once a load,
+/// and the views sum at most this long of pending rows.
+const FOLD_EVERY: Duration = Duration::from_secs(300);
+
 fn reload(
     dir: &std::path::Path,
     seen: &mut BTreeMap<std::path::PathBuf, u64>,
@@ -351,12 +356,23 @@ pub async fn run(runner: Runner, defs: Vec<Definition>, settings: Settings) -> R
     // Today's and tomorrow's partitions, made ahead of the loads, and the rollups' past days
     // closed (at start, then hourly).
     let mut partitions = tokio::time::interval(Duration::from_secs(3600));
+    // The hourly rollup rows the loads appended, folded into their keys.
+    let mut fold = tokio::time::interval(FOLD_EVERY);
+    fold.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
             _ = term.recv() => break,
             _ = every.tick() => {
                 reload(&settings.pipelines, &mut seen, &host, &mut daemon, settings.catch_up);
+            }
+            _ = fold.tick() => {
+                let warehouse = host.runner.warehouse.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = warehouse.fold_rollups().await {
+                        tracing::warn!(error = %e, "could not fold the pending rollup rows (the statistics sum them meanwhile)");
+                    }
+                });
             }
             _ = partitions.tick() => {
                 let warehouse = host.runner.warehouse.clone();
@@ -366,7 +382,7 @@ pub async fn run(runner: Runner, defs: Vec<Definition>, settings: Settings) -> R
                     if let Err(e) = warehouse.prepare_partitions(&days).await {
                         tracing::warn!(error = %e, "could not make the coming days' partitions ahead (loads make them when missing)");
                     }
-                    if let Err(e) = warehouse.close_days().await {
+                    if let Err(e) = warehouse.close_days(mobiflux_loaders::CLOSE_TRIES).await {
                         tracing::warn!(error = %e, "could not close the rollups' past days (the statistics sum them from the hourly rows meanwhile)");
                     }
                 });

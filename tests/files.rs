@@ -884,6 +884,125 @@ async fn migration_12_records_the_stored_snapshot_times() {
     assert_eq!(n, 50, "the stored rows stay");
 }
 
+/// A warehouse made before migration 13: each hourly rollup table becomes the folded rows
+/// of a view by its name (over them and the new pending rows), the statistics read the same
+/// figures, and a role that could read a table or a view still can, and the pending rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_13_keeps_the_hourly_rollups_and_who_reads_them() {
+    let (pg, pool) = postgres_before_migration(13).await;
+    let suffix = mobiflux_model::RunId::new().to_string().replace('-', "");
+    let role = format!("migration13_{}", &suffix[suffix.len() - 8..]);
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO fleet_availability_hourly VALUES ('p', '2026-11-22 08:00:00+00', 'bike', '45.76,4.83', 10, 8, 1, 1); \
+         INSERT INTO fleet_snapshots_hourly VALUES ('p', '2026-11-22 08:00:00+00', 2); \
+         CREATE ROLE {role}; \
+         GRANT SELECT ON fleet_availability_hourly, stats_fleet_availability_hourly TO {role}"
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+    let out = mobiflux(&["migrate", "--warehouse", &pg], &[]).await;
+    assert!(out.status.success(), "{:?}", text(&out));
+    let kinds: Vec<(String, String)> = sqlx::query_as(
+        "SELECT relname::text, relkind::text FROM pg_class \
+         WHERE relname LIKE 'fleet\\_availability\\_hourly%' AND relkind IN ('r', 'v') ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let kind = |n: &str, k: &str| (n.to_string(), k.to_string());
+    assert_eq!(
+        kinds,
+        vec![
+            kind("fleet_availability_hourly", "v"),
+            kind("fleet_availability_hourly_folded", "r"),
+            kind("fleet_availability_hourly_pending", "r"),
+        ]
+    );
+    let folded: i64 = sqlx::query_scalar("SELECT count(*) FROM fleet_availability_hourly_folded")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(folded, 1);
+    let avg: f64 = sqlx::query_scalar(
+        "SELECT avg_available FROM stats_fleet_availability_hourly WHERE partner = 'p'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(avg, 4.0);
+    for (relation, readable) in [
+        ("fleet_availability_hourly", true),
+        ("fleet_availability_hourly_folded", true),
+        ("fleet_availability_hourly_pending", true),
+        ("stats_fleet_availability_hourly", true),
+        ("fleet_snapshots_hourly", false),
+    ] {
+        let can: bool = sqlx::query_scalar("SELECT has_table_privilege($1, $2, 'SELECT')")
+            .bind(&role)
+            .bind(relation)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(can, readable, "{role} on {relation}");
+    }
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP OWNED BY {role}; DROP ROLE {role}"
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+}
+
+/// `mobiflux run` closes the rollups' past days when it ends (a warehouse loaded from cron
+/// alone has no scheduler to close them), with a single try of the days lock: while a load
+/// holds the days open, the run neither waits for it nor closes them, and the next run does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_closes_the_past_days_unless_loads_hold_them_open() {
+    let pg = pg_database().await;
+    let pipelines = temp_dir("run-closes");
+    define_format(
+        &pipelines,
+        "irve-static",
+        "irve",
+        &fixture("irve/statique/exemple-valide-statique.csv"),
+        "",
+    );
+    let raw = temp_dir("run-closes-raw");
+    let env = dest(&pipelines, raw.to_str().unwrap(), &pg);
+    let out = mobiflux(&["migrate", "--warehouse", &pg], &[]).await;
+    assert!(out.status.success(), "{:?}", text(&out));
+    let pool = sqlx::PgPool::connect(&pg).await.unwrap();
+    sqlx::query("UPDATE rollup_days SET closed_before = '2026-11-01T00:00:00Z'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let closed = "SELECT closed_before = date_trunc('day', now(), 'UTC') FROM rollup_days";
+
+    // A load in flight (of another process) holds the days lock shared.
+    let mut load = pool.acquire().await.unwrap();
+    sqlx::query("SELECT pg_advisory_lock_shared(hashtext('mobiflux.rollup.days'))")
+        .execute(&mut *load)
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let out = mobiflux(&["run"], &env).await;
+    assert!(out.status.success(), "{:?}", text(&out));
+    // The scheduler's closing would keep trying for a minute.
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    let done: bool = sqlx::query_scalar(closed).fetch_one(&pool).await.unwrap();
+    assert!(!done, "closed while a load held the days open");
+
+    sqlx::query("SELECT pg_advisory_unlock_shared(hashtext('mobiflux.rollup.days'))")
+        .execute(&mut *load)
+        .await
+        .unwrap();
+    let out = mobiflux(&["run"], &env).await;
+    assert!(out.status.success(), "{:?}", text(&out));
+    let done: bool = sqlx::query_scalar(closed).fetch_one(&pool).await.unwrap();
+    assert!(done, "the run did not close the past days");
+}
+
 /// A warehouse made before migration 8: its charge points and parking facilities move to
 /// their partners' partitions, and the views that read them still answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -392,9 +392,10 @@ async fn postgres_views_give_the_expected_figures() {
     );
 }
 
-/// The history's day is still open when it is loaded (PostgreSQL): loads add to the hourly
-/// rollups only and the daily statistics are summed from them; closing the day writes its
-/// daily rows once, and the figures stay the same.
+/// The history's day is still open when it is loaded (PostgreSQL): loads append to the
+/// pending hourly rollups only and the statistics are summed from them; folding them writes
+/// each hourly key once, closing the day writes its daily rows once, and the figures stay
+/// the same throughout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_daily_figures_are_the_same_before_and_after_their_day_closes() {
     use mobiflux_loaders::Warehouse as _;
@@ -417,7 +418,70 @@ async fn postgres_daily_figures_are_the_same_before_and_after_their_day_closes()
         .await
         .unwrap();
     let hour = |h: u32| json!(format!("2026-11-02T{h:02}:00:00.000000Z"));
+    // Each `mobiflux run` tries once, as it ends, to fold the pending hourly rows and to
+    // close the past days: a load of another process, holding the days lock shared, keeps
+    // the days open, and another process folding keeps the rows pending.
+    let mut other = pool.acquire().await.unwrap();
+    sqlx::query(
+        "SELECT pg_advisory_lock_shared(hashtext('mobiflux.rollup.days')), \
+         pg_advisory_lock(hashtext('mobiflux.rollup.fold'))",
+    )
+    .execute(&mut *other)
+    .await
+    .unwrap();
     views_give_the_expected_figures(&pg, hour).await;
+    let count = |table: String| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!(
+                "SELECT count(*) FROM {table}"
+            )))
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    // The figures above were summed from the pending rows alone.
+    assert_eq!(count("fleet_availability_hourly_folded".into()).await, 0);
+    assert_eq!(count("station_occupancy_hourly_folded".into()).await, 0);
+    let pending = count("fleet_availability_hourly_pending".into()).await;
+    // 6 loads (the replay adds nothing) of 1 to 3 type-and-area keys.
+    assert!((6..=18).contains(&pending), "{pending}");
+    assert_eq!(
+        warehouse.fold_rollups().await.unwrap(),
+        0,
+        "folded meanwhile"
+    );
+    sqlx::query("SELECT pg_advisory_unlock(hashtext('mobiflux.rollup.fold'))")
+        .execute(&mut *other)
+        .await
+        .unwrap();
+    // Folded: each key once, the same figures.
+    let keys = warehouse.fold_rollups().await.unwrap();
+    for t in [
+        "fleet_availability_hourly",
+        "fleet_snapshots_hourly",
+        "station_occupancy_hourly",
+        "station_occupancy_partner_hourly",
+    ] {
+        assert_eq!(count(format!("{t}_pending")).await, 0, "{t}");
+    }
+    let folded = count("fleet_availability_hourly_folded".into()).await
+        + count("fleet_snapshots_hourly_folded".into()).await
+        + count("station_occupancy_hourly_folded".into()).await
+        + count("station_occupancy_partner_hourly_folded".into()).await;
+    assert_eq!(keys as i64, folded);
+    assert!(count("fleet_availability_hourly_folded".into()).await < pending);
+    expected_figures(&pg, hour).await;
+    assert_eq!(
+        warehouse.fold_rollups().await.unwrap(),
+        0,
+        "nothing left to fold"
+    );
+    sqlx::query("SELECT pg_advisory_unlock_shared(hashtext('mobiflux.rollup.days'))")
+        .execute(&mut *other)
+        .await
+        .unwrap();
     let daily_rows = "SELECT (SELECT count(*) FROM fleet_availability_daily) \
         + (SELECT count(*) FROM fleet_snapshots_daily) + (SELECT count(*) FROM station_occupancy_daily)";
     let open: i64 = sqlx::query_scalar(daily_rows)
@@ -431,7 +495,10 @@ async fn postgres_daily_figures_are_the_same_before_and_after_their_day_closes()
         .unwrap();
     assert!(hourly > 0);
 
-    let days = warehouse.close_days().await.unwrap();
+    let days = warehouse
+        .close_days(mobiflux_loaders::CLOSE_TRIES)
+        .await
+        .unwrap();
     let today = Utc::now().date_naive();
     let first = chrono::NaiveDate::from_ymd_opt(2026, 11, 1).unwrap();
     assert_eq!(days as i64, (today - first).num_days());
@@ -443,7 +510,13 @@ async fn postgres_daily_figures_are_the_same_before_and_after_their_day_closes()
     assert_eq!(closed, 3 + 1 + 2);
     expected_figures(&pg, hour).await;
     // Closing again has nothing to do.
-    assert_eq!(warehouse.close_days().await.unwrap(), 0);
+    assert_eq!(
+        warehouse
+            .close_days(mobiflux_loaders::CLOSE_TRIES)
+            .await
+            .unwrap(),
+        0
+    );
     expected_figures(&pg, hour).await;
 }
 

@@ -332,7 +332,7 @@ async fn days_close_only_once_the_loads_in_flight_have_ended() {
     let tx = wh.begin(&run, &[&VEHICLES]).await.unwrap();
     let closing = tokio::spawn({
         let wh = wh.clone();
-        async move { wh.close_days().await.unwrap() }
+        async move { wh.close_days(mobiflux_loaders::CLOSE_TRIES).await.unwrap() }
     });
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     assert!(mark().await, "closed while a load was open");

@@ -157,6 +157,9 @@ pub(crate) struct TxCounts {
 /// against the warehouse (see [`LoadTx::stale_snapshots`]).
 pub const SNAPSHOT_CHECK_MAX: usize = 64;
 
+/// The tries of [`Warehouse::close_days`] by the scheduler: a minute, half a second apart.
+pub const CLOSE_TRIES: u32 = 120;
+
 impl TxCounts {
     /// Of a frame's snapshot times, those the rollups have not counted: neither stored
     /// before this load (`stored`) nor seen earlier in it. They are marked counted.
@@ -361,10 +364,19 @@ pub trait Warehouse: Send + Sync {
     }
     /// Closes the rollups' UTC days before today's (PostgreSQL): their daily rows are written
     /// once from the hourly rows, where loads into an open day add to the hourly rows only.
-    /// Returns the days closed (none when nothing was due, or when loads kept the lock for
-    /// the whole wait: the next call closes them). SQLite: loads keep both rows up to date,
+    /// Loads adding to the rollups keep the days open: the closing tries its lock `tries`
+    /// times, half a second apart ([`CLOSE_TRIES`] is a minute), and never waits in its
+    /// queue. Returns the days closed (none when nothing was due, or when loads kept the
+    /// lock every try: the next call closes them). SQLite: loads keep both rows up to date,
     /// nothing to close.
-    fn close_days(&self) -> BoxFuture<'_, Result<u32, LoadError>> {
+    fn close_days(&self, tries: u32) -> BoxFuture<'_, Result<u32, LoadError>> {
+        let _ = tries;
+        Box::pin(async { Ok(0) })
+    }
+    /// Folds the hourly rollup rows loads appended (PostgreSQL, migration 13) into their
+    /// keys, unless another instance is folding. Returns the keys written. The statistics
+    /// read the same figures before and after. SQLite: loads add to the keys themselves.
+    fn fold_rollups(&self) -> BoxFuture<'_, Result<u64, LoadError>> {
         Box::pin(async { Ok(0) })
     }
     /// A statistic (`stats::STATS`) with its filters.

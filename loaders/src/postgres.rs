@@ -63,6 +63,10 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
         12,
         include_str!("../migrations/postgres/0012_snapshot_times.sql"),
     ),
+    (
+        13,
+        include_str!("../migrations/postgres/0013_pending_rollups.sql"),
+    ),
 ];
 /// Reference tables partitioned by partner (migration 8): a partner's first load writes a
 /// table of its own without an index, builds its primary key at commit and attaches it.
@@ -73,7 +77,7 @@ const MIGRATION_LOCK: i64 = 0x6d6f_6269_666c_7578;
 const COPY_CHUNK: usize = 1 << 20;
 
 /// What an analyst role may read (each under a territory policy, migration 6), besides
-/// the `stats_*` views.
+/// the `stats_*` views. The hourly rollups are views of two tables each (migration 13).
 const ANALYST_TABLES: &[&str] = &[
     "etl_runs",
     "quarantine",
@@ -101,6 +105,14 @@ const ANALYST_TABLES: &[&str] = &[
     "station_occupancy_daily",
     "station_last_status",
     "station_occupancy_partner_hourly",
+    "fleet_availability_hourly_folded",
+    "fleet_availability_hourly_pending",
+    "fleet_snapshots_hourly_folded",
+    "fleet_snapshots_hourly_pending",
+    "station_occupancy_hourly_folded",
+    "station_occupancy_hourly_pending",
+    "station_occupancy_partner_hourly_folded",
+    "station_occupancy_partner_hourly_pending",
 ];
 
 /// Pool size of a warehouse opened for one-off commands and tests.
@@ -669,10 +681,27 @@ fn to_utc(us: i64) -> DateTime<Utc> {
     Utc.timestamp_micros(us).single().unwrap_or_default()
 }
 
-/// `INSERT … SELECT * FROM UNNEST(…) ON CONFLICT (key) DO UPDATE SET s = s + excluded.s`
-/// for every row of a rollup delta, its arrays bound from `$first` on; `only_if` (a
-/// condition, or nothing) decides whether its rows go in. A daily table's rows go in only
-/// for days already closed (`rollup_days`): an open day is summed from the hourly rows.
+/// `SET s = {table}.s + EXCLUDED.s` for each sum: an `ON CONFLICT` that adds.
+fn adding(table: &str, t: &rollup::RollupTable) -> String {
+    let keys: Vec<&str> = t.keys.iter().map(|k| k.0).collect();
+    let sets: Vec<String> = t
+        .sums
+        .iter()
+        .map(|s| format!("{s} = {table}.{s} + EXCLUDED.{s}"))
+        .collect();
+    format!(
+        "ON CONFLICT ({}) DO UPDATE SET {}",
+        keys.join(", "),
+        sets.join(", ")
+    )
+}
+
+/// `INSERT … SELECT * FROM UNNEST(…)` of every row of a rollup delta, its arrays bound from
+/// `$first` on; `only_if` (a condition, or nothing) decides whether its rows go in. Hourly
+/// rows are appended to `{table}_pending` (migration 13; [`fold_sql`] adds them to their
+/// keys later); daily rows are added to theirs (`ON CONFLICT … DO UPDATE SET s = s +
+/// excluded.s`), and only for days already closed (`rollup_days`): an open day is summed
+/// from the hourly rows.
 fn delta_insert(d: &rollup::Delta, first: usize, only_if: Option<&str>) -> String {
     let t = d.table;
     let names = t.columns();
@@ -690,12 +719,6 @@ fn delta_insert(d: &rollup::Delta, first: usize, only_if: Option<&str>) -> Strin
     for j in 0..t.sums.len() {
         arrays.push(format!("${}::float8[]", first + t.keys.len() + j));
     }
-    let keys: Vec<&str> = t.keys.iter().map(|k| k.0).collect();
-    let sets: Vec<String> = t
-        .sums
-        .iter()
-        .map(|s| format!("{s} = {}.{s} + EXCLUDED.{s}", t.name))
-        .collect();
     let mut conditions: Vec<&str> = only_if.into_iter().collect();
     if t.daily_of.is_some() {
         conditions.push(DAY_CLOSED);
@@ -704,14 +727,33 @@ fn delta_insert(d: &rollup::Delta, first: usize, only_if: Option<&str>) -> Strin
         true => String::new(),
         false => format!(" WHERE {}", conditions.join(" AND ")),
     };
+    let (target, conflict) = match t.daily_of {
+        None => (format!("{}_pending", t.name), String::new()),
+        Some(_) => (t.name.to_string(), format!(" {}", adding(t.name, t))),
+    };
     format!(
-        "INSERT INTO {} ({}) SELECT * FROM UNNEST({}) AS u({}){filter} ON CONFLICT ({}) DO UPDATE SET {}",
-        t.name,
+        "INSERT INTO {target} ({}) SELECT * FROM UNNEST({}) AS u({}){filter}{conflict}",
         names.join(", "),
         arrays.join(", "),
         names.join(", "),
+    )
+}
+
+/// Moves an hourly table's pending rows (migration 13) into its folded rows, summed per key,
+/// in one statement: rows appended by loads that commit meanwhile stay for the next fold.
+fn fold_sql(hourly: &rollup::RollupTable) -> String {
+    let names = hourly.columns().join(", ");
+    let keys: Vec<&str> = hourly.keys.iter().map(|k| k.0).collect();
+    let sums: Vec<String> = hourly.sums.iter().map(|s| format!("sum({s})")).collect();
+    let folded = format!("{}_folded", hourly.name);
+    format!(
+        "WITH moved AS (DELETE FROM {}_pending RETURNING {names}) \
+         INSERT INTO {folded} ({names}) SELECT {}, {} FROM moved GROUP BY {} {}",
+        hourly.name,
         keys.join(", "),
-        sets.join(", ")
+        sums.join(", "),
+        keys.join(", "),
+        adding(&folded, hourly)
     )
 }
 
@@ -722,6 +764,10 @@ const DAY_CLOSED: &str = "u.period < (SELECT closed_before FROM rollup_days)";
 /// The advisory lock (`hashtext`) loads that add to rollups hold shared, and
 /// [`PostgresWarehouse::close_days`] exclusive.
 const DAYS_LOCK: &str = "mobiflux.rollup.days";
+
+/// The advisory lock (`hashtext`) a fold of the pending rollup rows holds: one fold at a
+/// time across instances (two would add to the same keys in different orders).
+const FOLD_LOCK: &str = "mobiflux.rollup.fold";
 
 /// Writes the days in `[$1, $2)` of a daily table from its hourly rows
 /// (`RollupTable::daily_of`), replacing what the table held for them.
@@ -1733,7 +1779,7 @@ impl Warehouse for PostgresWarehouse {
         })
     }
 
-    fn close_days(&self) -> BoxFuture<'_, Result<u32, LoadError>> {
+    fn close_days(&self, tries: u32) -> BoxFuture<'_, Result<u32, LoadError>> {
         Box::pin(async move {
             let due = "SELECT closed_before, date_trunc('day', now(), 'UTC') FROM rollup_days";
             let (from, to): (DateTime<Utc>, DateTime<Utc>) = sqlx::query_as(due)
@@ -1746,7 +1792,7 @@ impl Warehouse for PostgresWarehouse {
             // Loads adding to the rollups hold the lock shared: wait until none does, by
             // trying (a closing waiting in the lock's queue would stall every new load
             // behind the longest one running).
-            for attempt in 0..CLOSE_ATTEMPTS {
+            for attempt in 0..tries {
                 if attempt > 0 {
                     tokio::time::sleep(CLOSE_RETRY).await;
                 }
@@ -1794,13 +1840,37 @@ impl Warehouse for PostgresWarehouse {
         })
     }
 
+    fn fold_rollups(&self) -> BoxFuture<'_, Result<u64, LoadError>> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await.map_err(|e| self.db(e))?;
+            let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtext($1))")
+                .bind(FOLD_LOCK)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|e| self.db(e))?;
+            if !locked {
+                return Ok(0);
+            }
+            let mut keys = 0;
+            for hourly in rollup::HOURLY {
+                keys += sqlx::query(AssertSqlSafe(fold_sql(hourly)))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| self.db(e))?
+                    .rows_affected();
+            }
+            tx.commit().await.map_err(|e| self.db(e))?;
+            tracing::debug!(keys, "pending rollup rows folded");
+            Ok(keys)
+        })
+    }
+
     fn shares_schedules(&self) -> bool {
         true
     }
 }
 
-/// How often, and how long apart, [`Warehouse::close_days`] tries its lock.
-const CLOSE_ATTEMPTS: u32 = 120;
+/// How long apart [`Warehouse::close_days`] tries its lock.
 const CLOSE_RETRY: Duration = Duration::from_millis(500);
 
 /// An `etl_runs` row read with `sql::ETL_RUN_COLUMNS`.

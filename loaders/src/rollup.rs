@@ -3,7 +3,9 @@
 //! reads thousands of hourly or daily rows instead of scanning millions of snapshots.
 //!
 //! Both warehouses use the same deltas ([`Delta`]): key cells plus additive sums, written
-//! with `INSERT … ON CONFLICT (key) DO UPDATE SET sum = sum + excluded.sum`. Only snapshots
+//! with `INSERT … ON CONFLICT (key) DO UPDATE SET sum = sum + excluded.sum` (PostgreSQL
+//! appends the hourly ones to `*_pending` tables, folded into their keys later: [`HOURLY`]
+//! and `Warehouse::fold_rollups`). Only snapshots
 //! new to the warehouse are counted (a replayed snapshot adds nothing), so the rollups stay
 //! equal to an aggregation of the snapshot tables.
 //!
@@ -125,6 +127,15 @@ pub const PARTNER_STATIONS_HOURLY: RollupTable = RollupTable {
     sums: STATION_SUMS,
     daily_of: None,
 };
+
+/// The hourly tables. In PostgreSQL, loads append their rows to `{name}_pending`, folded
+/// into `{name}_folded` now and then; `{name}` is the view of both (migration 13).
+pub const HOURLY: &[&RollupTable] = &[
+    &FLEET_HOURLY,
+    &SNAPSHOTS_HOURLY,
+    &STATIONS_HOURLY,
+    &PARTNER_STATIONS_HOURLY,
+];
 
 /// The daily tables, each summed from its hourly table (`RollupTable::daily_of`).
 pub const DAILY: &[&RollupTable] = &[&FLEET_DAILY, &SNAPSHOTS_DAILY, &STATIONS_DAILY];
