@@ -1860,6 +1860,19 @@ impl Warehouse for PostgresWarehouse {
                     .rows_affected();
             }
             tx.commit().await.map_err(|e| self.db(e))?;
+            if keys > 0 {
+                // The moved rows stay behind dead until vacuumed, and every read of the
+                // views scans the pending tables (they have no index): vacuumed now, not at
+                // autovacuum's next pass.
+                let tables: Vec<String> = rollup::HOURLY
+                    .iter()
+                    .map(|t| format!("{}_pending", t.name))
+                    .collect();
+                sqlx::raw_sql(AssertSqlSafe(format!("VACUUM {}", tables.join(", "))))
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|e| self.db(e))?;
+            }
             tracing::debug!(keys, "pending rollup rows folded");
             Ok(keys)
         })

@@ -243,10 +243,10 @@ impl Side {
     }
 }
 
-/// Watches a child until `until`, sampling CPU and RSS every 30 s; returns its last CPU and
-/// the machine's CPU over the same time but this process's own (the simulator's).
-/// CPU of the process, of the machine (less this one's) and of PostgreSQL from now until
-/// `until` and `finish` has run (work a side owes at the end, counted in its window).
+/// Watches a child until `until`, sampling CPU and RSS every 30 s, then runs `finish` (what
+/// the side owes at the end, counted in its window); returns the child's last CPU, the
+/// machine's CPU over the same time but this process's own (the simulator's), and
+/// PostgreSQL's.
 async fn watch(
     pid: u32,
     until: Instant,
@@ -407,18 +407,40 @@ pub async fn run(o: Options) -> Result<()> {
     let mut rss = Vec::new();
     let mark = Writes::mark(&o.pg_admin)?;
     // The hourly rollup rows still pending (the scheduler folds every 5 minutes) are folded
-    // within the window: their cost belongs to the loads that appended them.
-    let fold = async {
-        let keys = mobiflux_loaders::open(&pg).await?.fold_rollups().await?;
+    // within the window: their cost belongs to the loads that appended them. The daemon
+    // stops first (a fold of its own cut short rolls back, and this one does it again).
+    let pid = child.id();
+    let stop_and_fold = async {
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+        let _ = child.wait();
+        // Its backend may hold the fold's lock a moment longer (until it reads the
+        // connection's end): tried again until nothing is pending.
+        let warehouse = mobiflux_loaders::open(&pg).await?;
+        let mut keys = 0;
+        for _ in 0..300 {
+            keys = warehouse.fold_rollups().await?;
+            let pending = psql_rows(
+                &pg,
+                "SELECT EXISTS (SELECT 1 FROM fleet_availability_hourly_pending) \
+                 OR EXISTS (SELECT 1 FROM station_occupancy_hourly_pending)",
+            )?;
+            if keys > 0
+                || pending
+                    .first()
+                    .and_then(|r| r.first())
+                    .is_some_and(|v| v == "f")
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         println!(
             "mobiflux: the pending hourly rollup rows folded at the end, {keys} keys (counted in its window)"
         );
         Ok(())
     };
-    let (cpu, machine_cpu, postgres_cpu) = watch(child.id(), until, &mut rss, fold).await?;
-    // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let _ = child.wait();
+    let (cpu, machine_cpu, postgres_cpu) = watch(pid, until, &mut rss, stop_and_fold).await?;
     let writes = Writes::since(&o.pg_admin, &mark, &pg)?;
     let rows = psql_rows(
         &pg,

@@ -58,9 +58,12 @@ BEGIN
         FROM pg_attribute a
         WHERE a.attrelid = (t || '_folded')::regclass AND a.attnum > 0 AND NOT a.attisdropped
           AND a.atttypid = 'double precision'::regtype;
-        -- Folded keys without pending rows as they are; pending rows summed per key, plus
-        -- their folded row if any. Neither part aggregates the folded rows, and a filter on
-        -- the key (a period, a partner) reaches both tables.
+        -- Three parts, so that a read of the view aggregates the pending rows only:
+        -- folded rows of hours before the earliest pending row, as they are; folded rows
+        -- from that hour on without pending rows (checked per key); pending rows summed
+        -- per key, plus their folded row if any (looked up by the primary key: `LIMIT 1`
+        -- keeps the subquery a lookup rather than a join over every folded row). A filter on
+        -- the key (a period, a partner) reaches every part.
         SELECT string_agg(quote_ident(x), ', ' ORDER BY n),
                string_agg('f.' || quote_ident(x), ', ' ORDER BY n),
                string_agg('p.' || quote_ident(x), ', ' ORDER BY n),
@@ -73,13 +76,18 @@ BEGIN
             INTO f_sums, p_sums, both_sums
         FROM unnest(sums) WITH ORDINALITY AS u(x, n);
         EXECUTE format(
-            'CREATE VIEW %I WITH (security_invoker = true) AS '
-            'SELECT %s, %s FROM %I f WHERE NOT EXISTS (SELECT 1 FROM %I p WHERE %s) '
+            'CREATE VIEW %1$I WITH (security_invoker = true) AS '
+            'SELECT %4$s, %5$s FROM %2$I f '
+            'WHERE f.period < (SELECT coalesce(min(period), ''infinity'') FROM %3$I) '
             'UNION ALL '
-            'SELECT %s, %s FROM (SELECT %s, %s FROM %I GROUP BY %s) p LEFT JOIN %I f ON %s',
-            t, f_keys, f_sums, t || '_folded', t || '_pending', same_key,
-            p_keys, both_sums, key_list, p_sums, t || '_pending', key_list, t || '_folded',
-            same_key);
+            'SELECT %4$s, %5$s FROM %2$I f '
+            'WHERE f.period >= (SELECT coalesce(min(period), ''infinity'') FROM %3$I) '
+            'AND NOT EXISTS (SELECT 1 FROM %3$I p WHERE %6$s) '
+            'UNION ALL '
+            'SELECT %7$s, %8$s FROM (SELECT %9$s, %10$s FROM %3$I GROUP BY %9$s) p '
+            'LEFT JOIN LATERAL (SELECT %5$s FROM %2$I f WHERE %6$s LIMIT 1) f ON true',
+            t, t || '_folded', t || '_pending', f_keys, f_sums, same_key, p_keys, both_sums,
+            key_list, p_sums);
         -- Whoever could read the table reads the view and the pending rows.
         FOR g IN SELECT DISTINCT a.grantee FROM pg_class c, aclexplode(c.relacl) AS a
                  WHERE c.oid = (t || '_folded')::regclass AND a.privilege_type = 'SELECT'
