@@ -120,6 +120,11 @@ enum Command {
         /// How often the pipelines folder is checked for added, changed or removed files.
         #[arg(long, env = "MOBIFLUX_RELOAD_SECS", default_value_t = 2)]
         reload_secs: u64,
+        /// How often the hourly rollup rows appended by loads are folded into their keys
+        /// (PostgreSQL): shorter keeps fewer rows pending for the statistics to sum, longer
+        /// rewrites each key less often.
+        #[arg(long, env = "MOBIFLUX_FOLD_SECS", default_value_t = 300)]
+        fold_secs: u64,
         /// Address of `/metrics` (Prometheus) and `/health`; port 0 picks a free port.
         #[arg(long, env = "MOBIFLUX_METRICS_ADDR", default_value = "127.0.0.1:9464")]
         metrics_addr: String,
@@ -467,6 +472,7 @@ async fn dispatch(cmd: Command) -> Result<ExitCode> {
             grace_secs,
             catch_up,
             reload_secs,
+            fold_secs,
             metrics_addr,
             per_host,
             breaker_failures,
@@ -489,6 +495,7 @@ async fn dispatch(cmd: Command) -> Result<ExitCode> {
                     CatchUpArg::Skip => mobiflux_schedules::clock::CatchUp::Skip,
                 },
                 reload: std::time::Duration::from_secs(reload_secs.max(1)),
+                fold: std::time::Duration::from_secs(fold_secs.max(1)),
                 pipelines: dest.pipelines.clone(),
                 metrics_addr,
                 per_host,

@@ -184,6 +184,10 @@ pub struct Settings {
     pub catch_up: CatchUp,
     /// How often the pipelines folder is looked at for changes.
     pub reload: Duration,
+    /// How often the hourly rollup rows appended by loads are folded into their keys
+    /// (PostgreSQL, migration 13): each key is rewritten once a fold instead of once a
+    /// load, and the views sum at most this long of pending rows.
+    pub fold: Duration,
     pub pipelines: std::path::PathBuf,
     /// Where `/metrics` and `/health` are served (port 0: any free port).
     pub metrics_addr: String,
@@ -227,11 +231,6 @@ fn fingerprint(dir: &std::path::Path) -> BTreeMap<std::path::PathBuf, u64> {
 /// Applies the pipelines folder's changes to the running daemon: new and changed valid
 /// definitions are (re)scheduled, removed ones stop; an invalid file is rejected with its
 /// errors and the definition it replaced (if any) keeps running.
-/// How often the scheduler folds the hourly rollup rows appended by loads into their keys
-/// (PostgreSQL, migration 13): each key is rewritten once a fold instead of once a load,
-/// and the views sum at most this long of pending rows.
-const FOLD_EVERY: Duration = Duration::from_secs(300);
-
 fn reload(
     dir: &std::path::Path,
     seen: &mut BTreeMap<std::path::PathBuf, u64>,
@@ -357,7 +356,7 @@ pub async fn run(runner: Runner, defs: Vec<Definition>, settings: Settings) -> R
     // closed (at start, then hourly).
     let mut partitions = tokio::time::interval(Duration::from_secs(3600));
     // The hourly rollup rows the loads appended, folded into their keys.
-    let mut fold = tokio::time::interval(FOLD_EVERY);
+    let mut fold = tokio::time::interval(settings.fold);
     fold.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {

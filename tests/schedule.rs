@@ -215,7 +215,7 @@ async fn three_daemons_share_50_pipelines_for_3_minutes_and_outlive_a_killed_one
     // Migrate once before the daemons start racing for the pipelines.
     let out = mobiflux(&["migrate"], &env).await;
     assert!(out.status.success());
-    let lease = ["--lease-secs", "10", "--per-host", "8"];
+    let lease = ["--lease-secs", "10", "--per-host", "8", "--fold-secs", "5"];
     let started = Utc::now();
     // The first daemon takes every pipeline; the two others find the leases held.
     let a = daemon(&env, &lease);
@@ -324,6 +324,31 @@ async fn three_daemons_share_50_pipelines_for_3_minutes_and_outlive_a_killed_one
     .await
     .unwrap();
     assert_eq!(dupes, 0);
+    // The daemons folded the hourly rollup rows their loads appended (every 5 s, one daemon
+    // at a time): none is left pending, and each snapshot was counted once.
+    let pending: i64 = sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM fleet_availability_hourly_pending) \
+         + (SELECT count(*) FROM fleet_snapshots_hourly_pending) \
+         + (SELECT count(*) FROM station_occupancy_hourly_pending) \
+         + (SELECT count(*) FROM station_occupancy_partner_hourly_pending)",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(pending, 0);
+    let counted: Vec<(String, i64, f64)> = sqlx::query_as(
+        "SELECT partner, coalesce(v.n, 0), coalesce(s.n, 0) FROM \
+         (SELECT partner, count(DISTINCT observed_at) AS n FROM vehicles GROUP BY 1) v \
+         FULL JOIN (SELECT partner, sum(snapshots) AS n FROM fleet_snapshots_hourly_folded GROUP BY 1) s \
+         USING (partner) ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(counted.len(), 50, "{counted:?}");
+    for (partner, stored, snapshots) in &counted {
+        assert_eq!(*stored as f64, *snapshots, "{partner}: {counted:?}");
+    }
     // The daemons made every snapshot table's partition for tomorrow ahead of its loads.
     for t in mobiflux_model::schema::UNIFIED_TABLES
         .iter()
