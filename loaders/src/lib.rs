@@ -369,8 +369,7 @@ pub trait Warehouse: Send + Sync {
     /// queue. Returns the days closed (none when nothing was due, or when loads kept the
     /// lock every try: the next call closes them). SQLite: loads keep both rows up to date,
     /// nothing to close.
-    fn close_days(&self, tries: u32) -> BoxFuture<'_, Result<u32, LoadError>> {
-        let _ = tries;
+    fn close_days(&self, _tries: u32) -> BoxFuture<'_, Result<u32, LoadError>> {
         Box::pin(async { Ok(0) })
     }
     /// Folds the hourly rollup rows loads appended (PostgreSQL, migration 13) into their
