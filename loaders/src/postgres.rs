@@ -77,7 +77,8 @@ const MIGRATION_LOCK: i64 = 0x6d6f_6269_666c_7578;
 const COPY_CHUNK: usize = 1 << 20;
 
 /// What an analyst role may read (each under a territory policy, migration 6), besides
-/// the `stats_*` views. The hourly rollups are views of two tables each (migration 13).
+/// the `stats_*` views. The hourly rollups are views of two tables each (migration 13),
+/// granted with them ([`hourly_tables`]).
 const ANALYST_TABLES: &[&str] = &[
     "etl_runs",
     "quarantine",
@@ -105,14 +106,6 @@ const ANALYST_TABLES: &[&str] = &[
     "station_occupancy_daily",
     "station_last_status",
     "station_occupancy_partner_hourly",
-    "fleet_availability_hourly_folded",
-    "fleet_availability_hourly_pending",
-    "fleet_snapshots_hourly_folded",
-    "fleet_snapshots_hourly_pending",
-    "station_occupancy_hourly_folded",
-    "station_occupancy_hourly_pending",
-    "station_occupancy_partner_hourly_folded",
-    "station_occupancy_partner_hourly_pending",
 ];
 
 /// Pool size of a warehouse opened for one-off commands and tests.
@@ -276,7 +269,12 @@ impl PostgresWarehouse {
         .fetch_all(&mut *tx)
         .await
         .map_err(|e| self.db(e))?;
-        for t in ANALYST_TABLES.iter().map(|t| t.to_string()).chain(views) {
+        for t in ANALYST_TABLES
+            .iter()
+            .map(|t| t.to_string())
+            .chain(hourly_tables())
+            .chain(views)
+        {
             statements.push(format!("GRANT SELECT ON {t} TO {quoted}"));
         }
         for stmt in statements {
@@ -681,21 +679,6 @@ fn to_utc(us: i64) -> DateTime<Utc> {
     Utc.timestamp_micros(us).single().unwrap_or_default()
 }
 
-/// `SET s = {table}.s + EXCLUDED.s` for each sum: an `ON CONFLICT` that adds.
-fn adding(table: &str, t: &rollup::RollupTable) -> String {
-    let keys: Vec<&str> = t.keys.iter().map(|k| k.0).collect();
-    let sets: Vec<String> = t
-        .sums
-        .iter()
-        .map(|s| format!("{s} = {table}.{s} + EXCLUDED.{s}"))
-        .collect();
-    format!(
-        "ON CONFLICT ({}) DO UPDATE SET {}",
-        keys.join(", "),
-        sets.join(", ")
-    )
-}
-
 /// `INSERT … SELECT * FROM UNNEST(…)` of every row of a rollup delta, its arrays bound from
 /// `$first` on; `only_if` (a condition, or nothing) decides whether its rows go in. Hourly
 /// rows are appended to `{table}_pending` (migration 13; [`fold_sql`] adds them to their
@@ -729,7 +712,7 @@ fn delta_insert(d: &rollup::Delta, first: usize, only_if: Option<&str>) -> Strin
     };
     let (target, conflict) = match t.daily_of {
         None => (format!("{}_pending", t.name), String::new()),
-        Some(_) => (t.name.to_string(), format!(" {}", adding(t.name, t))),
+        Some(_) => (t.name.to_string(), format!(" {}", t.adding_into(t.name))),
     };
     format!(
         "INSERT INTO {target} ({}) SELECT * FROM UNNEST({}) AS u({}){filter}{conflict}",
@@ -739,11 +722,19 @@ fn delta_insert(d: &rollup::Delta, first: usize, only_if: Option<&str>) -> Strin
     )
 }
 
+/// The tables behind the hourly rollup views (migration 13): `{name}_folded` and
+/// `{name}_pending` of each.
+fn hourly_tables() -> impl Iterator<Item = String> {
+    rollup::HOURLY
+        .iter()
+        .flat_map(|t| [format!("{}_folded", t.name), format!("{}_pending", t.name)])
+}
+
 /// Moves an hourly table's pending rows (migration 13) into its folded rows, summed per key,
 /// in one statement: rows appended by loads that commit meanwhile stay for the next fold.
 fn fold_sql(hourly: &rollup::RollupTable) -> String {
     let names = hourly.columns().join(", ");
-    let keys: Vec<&str> = hourly.keys.iter().map(|k| k.0).collect();
+    let keys = hourly.key_names();
     let sums: Vec<String> = hourly.sums.iter().map(|s| format!("sum({s})")).collect();
     let folded = format!("{}_folded", hourly.name);
     format!(
@@ -753,7 +744,7 @@ fn fold_sql(hourly: &rollup::RollupTable) -> String {
         keys.join(", "),
         sums.join(", "),
         keys.join(", "),
-        adding(&folded, hourly)
+        hourly.adding_into(&folded)
     )
 }
 
@@ -800,12 +791,7 @@ fn close_sql(daily: &rollup::RollupTable) -> String {
             .map(|i| i.to_string())
             .collect::<Vec<_>>()
             .join(", "),
-        daily
-            .keys
-            .iter()
-            .map(|k| k.0)
-            .collect::<Vec<_>>()
-            .join(", "),
+        daily.key_names().join(", "),
         sets.join(", ")
     )
 }
@@ -1149,7 +1135,6 @@ impl PgLoad {
         let micros = |stored: Vec<DateTime<Utc>>| -> Vec<i64> {
             stored.iter().map(|t| t.timestamp_micros()).collect()
         };
-        let probe = probe_sql(schema);
         if schema.name == "vehicles" {
             // The check and the rollups in one statement: the deltas assume no time of the
             // frame is stored yet (a poll's new snapshot), and are added only if so. When some
@@ -1166,6 +1151,7 @@ impl PgLoad {
             }
             return Ok(Some(!stored.is_empty()));
         }
+        let probe = probe_sql(schema);
         if !rollup::feeds(schema) {
             let stored: Vec<DateTime<Utc>> = sqlx::query_scalar(AssertSqlSafe(probe))
                 .bind(&partner)

@@ -50,13 +50,32 @@ pub struct RollupTable {
 }
 
 impl RollupTable {
+    /// Its key columns.
+    pub fn key_names(&self) -> Vec<&'static str> {
+        self.keys.iter().map(|k| k.0).collect()
+    }
+
     /// Its key columns, then its sums.
     pub fn columns(&self) -> Vec<&'static str> {
-        self.keys
+        let mut all = self.key_names();
+        all.extend_from_slice(self.sums);
+        all
+    }
+
+    /// `ON CONFLICT (key) DO UPDATE SET s = {table}.s + EXCLUDED.s` for each sum: an insert
+    /// into `table` (this table, or one with its columns) that adds to the rows it meets.
+    /// The same in PostgreSQL and SQLite.
+    pub fn adding_into(&self, table: &str) -> String {
+        let sets: Vec<String> = self
+            .sums
             .iter()
-            .map(|k| k.0)
-            .chain(self.sums.iter().copied())
-            .collect()
+            .map(|s| format!("{s} = {table}.{s} + EXCLUDED.{s}"))
+            .collect();
+        format!(
+            "ON CONFLICT ({}) DO UPDATE SET {}",
+            self.key_names().join(", "),
+            sets.join(", ")
+        )
     }
 }
 
@@ -512,7 +531,7 @@ mod tests {
                 .nth(1)
                 .unwrap_or_else(|| panic!("sqlite: {}", t.name));
             let body = &create[..create.find(");").unwrap()];
-            for c in t.keys.iter().map(|k| k.0).chain(t.sums.iter().copied()) {
+            for c in t.columns() {
                 assert!(body.contains(&format!("    {c} ")), "sqlite {}.{c}", t.name);
             }
         }

@@ -263,23 +263,16 @@ async fn add_delta(
 ) -> Result<(), sqlx::Error> {
     let t = d.table;
     let names = t.columns();
-    let keys: Vec<&str> = t.keys.iter().map(|k| k.0).collect();
-    let sets: Vec<String> = t
-        .sums
-        .iter()
-        .map(|s| format!("{s} = {}.{s} + excluded.{s}", t.name))
-        .collect();
+    let adding = t.adding_into(t.name);
     let rows: Vec<(&Vec<rollup::Key>, &Vec<f64>)> = d.rows.iter().collect();
     let per_stmt = (MAX_BINDS / names.len()).clamp(1, MAX_ROWS_PER_INSERT);
     let marks = format!("({})", vec!["?"; names.len()].join(","));
     for chunk in rows.chunks(per_stmt) {
         let stmt = format!(
-            "INSERT INTO {} ({}) VALUES {} ON CONFLICT ({}) DO UPDATE SET {}",
+            "INSERT INTO {} ({}) VALUES {} {adding}",
             t.name,
             names.join(", "),
             vec![marks.as_str(); chunk.len()].join(","),
-            keys.join(", "),
-            sets.join(", ")
         );
         let mut q = sqlx::query(AssertSqlSafe(stmt));
         for (key, sums) in chunk {
