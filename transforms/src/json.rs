@@ -172,25 +172,28 @@ pub fn req_bool(o: &Obj, field: &str) -> Result<bool, Issue> {
 /// Integers above 10^11 are read as milliseconds, a common publisher mistake.
 pub fn time_value(v: &Value) -> Option<DateTime<Utc>> {
     match v {
-        Value::Number(n) => {
-            let secs = n.as_f64()?;
-            if !secs.is_finite() || secs < 0.0 {
-                return None;
-            }
-            let micros = if secs > 1e11 { secs * 1e3 } else { secs * 1e6 };
-            Utc.timestamp_micros(micros.round() as i64).single()
-        }
-        Value::String(s) => {
-            let s = s.trim();
-            if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-                return Some(t.with_timezone(&Utc));
-            }
-            s.parse::<i64>()
-                .ok()
-                .and_then(|n| time_value(&Value::from(n)))
-        }
+        Value::Number(n) => time_of_secs(n.as_f64()?),
+        Value::String(s) => time_of_str(s),
         _ => None,
     }
+}
+
+/// A time given as a JSON number: POSIX seconds, or milliseconds above 10^11.
+pub fn time_of_secs(secs: f64) -> Option<DateTime<Utc>> {
+    if !secs.is_finite() || secs < 0.0 {
+        return None;
+    }
+    let micros = if secs > 1e11 { secs * 1e3 } else { secs * 1e6 };
+    Utc.timestamp_micros(micros.round() as i64).single()
+}
+
+/// A time given as a JSON string: RFC 3339, or POSIX seconds written as a string.
+pub fn time_of_str(s: &str) -> Option<DateTime<Utc>> {
+    let s = s.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.with_timezone(&Utc));
+    }
+    s.parse::<i64>().ok().and_then(|n| time_of_secs(n as f64))
 }
 
 pub fn opt_time(o: &Obj, field: &str) -> Result<Option<DateTime<Utc>>, Issue> {

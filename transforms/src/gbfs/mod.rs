@@ -18,8 +18,12 @@ use crate::json::{self, Issue, Obj};
 use crate::records::{Table, as_obj};
 use crate::{Context, Output, Payload, TransformError};
 
+mod fast;
 #[cfg(test)]
 mod tests;
+
+/// The vehicle files: `free_bike_status` before GBFS 3.0, `vehicle_status` since.
+const VEHICLE_FILES: &[&str] = &["free_bike_status", "vehicle_status"];
 
 /// GBFS files read into unified tables; every other file (gbfs, manifest, gbfs_versions,
 /// system_hours, system_calendar, system_alerts, …) stays in the raw zone only.
@@ -130,11 +134,29 @@ pub fn transform_changed(
     payloads: &[Payload],
     known: &[&str],
 ) -> Result<Output, TransformError> {
-    let mut files: Vec<File> = Vec::new();
-    for p in payloads.iter().filter(|p| {
+    let wanted = |p: &&Payload| {
         TRANSFORMED.contains(&p.resource)
             && (p.resource == "system_information" || !known.contains(&p.resource))
-    }) {
+    };
+    // A lone vehicle file of the usual shape is read straight into its frame (`fast.rs`).
+    let vehicle_files = || {
+        payloads
+            .iter()
+            .filter(wanted)
+            .filter(|p| VEHICLE_FILES.contains(&p.resource))
+    };
+    let mut fast_vehicles = None;
+    if let (Some(p), 1) = (vehicle_files().next(), vehicle_files().count()) {
+        let mut builder = crate::frame::FrameBuilder::new(&VEHICLES);
+        if fast::vehicles(&mut builder, ctx, p) {
+            fast_vehicles = Some(builder);
+        }
+    }
+    let mut files: Vec<File> = Vec::new();
+    for p in payloads.iter().filter(wanted) {
+        if fast_vehicles.is_some() && VEHICLE_FILES.contains(&p.resource) {
+            continue;
+        }
         files.push(parse(p)?);
     }
     // Localized strings: the definition's language, else the system's own.
@@ -167,8 +189,14 @@ pub fn transform_changed(
         (&STATIONS, &["station_information"]),
         (&GEOFENCING_ZONES, &["geofencing_zones"]),
         (&STATION_STATUS, &["station_status"]),
-        (&VEHICLES, &["free_bike_status", "vehicle_status"]),
+        (&VEHICLES, VEHICLE_FILES),
     ] {
+        if schema.name == VEHICLES.name
+            && let Some(builder) = fast_vehicles.take()
+        {
+            out.push((schema, builder.finish()));
+            continue;
+        }
         let mine: Vec<&File> = files
             .iter()
             .filter(|f| {

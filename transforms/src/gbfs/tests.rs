@@ -481,3 +481,113 @@ fn gbfs_1_0_integer_booleans_and_bike_ids_are_read() {
         Some("2015-06-11T20:31:18+00:00")
     );
 }
+
+/// The generic reader's rows and quarantine for one vehicle file.
+fn generic_vehicles(ctx: &Context, p: &Payload) -> (DataFrame, Vec<crate::Quarantined>) {
+    let file = parse(p).unwrap();
+    let mut quarantine = Vec::new();
+    let mut t = Table::new(&VEHICLES, ctx, &mut quarantine);
+    vehicles(&mut t, &file).unwrap();
+    let df = t.builder.finish();
+    (df, quarantine)
+}
+
+/// The fast path's rows, when it takes the file.
+fn fast_vehicles(ctx: &Context, p: &Payload) -> Option<DataFrame> {
+    let mut builder = crate::frame::FrameBuilder::new(&VEHICLES);
+    fast::vehicles(&mut builder, ctx, p).then(|| builder.finish())
+}
+
+const CTX: Context = Context {
+    pipeline: "x",
+    partner: "p",
+    run_id: "r",
+    language: None,
+};
+
+#[test]
+fn the_vehicle_fast_path_gives_the_generic_readers_rows_for_every_real_vehicle_file() {
+    for (dir, file) in [
+        ("v2.3", "free_bike_status.json"),
+        ("v3.0", "vehicle_status.json"),
+        ("spec-examples/v2.3", "free_bike_status-1.json"),
+        ("spec-examples/v2.3", "free_bike_status-2.json"),
+        ("spec-examples/v3.0", "vehicle_status-1.json"),
+        ("spec-examples/v3.0", "vehicle_status-2.json"),
+    ] {
+        let loaded = Loaded::dir(dir, &[file]);
+        let (resource, key, bytes) = &loaded.resources[0];
+        let p = Payload {
+            resource,
+            source_object: key,
+            bytes,
+            fetched_at: fetched(),
+        };
+        let (generic, quarantine) = generic_vehicles(&CTX, &p);
+        assert!(quarantine.is_empty(), "{dir}/{file}: {quarantine:?}");
+        assert!(generic.height() > 0, "{dir}/{file}");
+        let fast = fast_vehicles(&CTX, &p).unwrap_or_else(|| panic!("{dir}/{file}: not taken"));
+        assert!(
+            fast.equals_missing(&generic),
+            "{dir}/{file}:\n{fast}\n{generic}"
+        );
+    }
+}
+
+#[test]
+fn the_vehicle_fast_path_leaves_every_unusual_file_to_the_generic_reader() {
+    let base = r#"{"bike_id":"b1","lat":45.1,"lon":4.8,"is_reserved":false,"is_disabled":false}"#;
+    let doc = |records: &str| {
+        format!(r#"{{"last_updated":1700000000,"ttl":60,"data":{{"bikes":[{base},{records}]}}}}"#)
+    };
+    // (file, does the fast path take it, rows the generic reader keeps)
+    let cases = [
+        // Shapes both read the same way.
+        (doc(r#"{"bike_id":7,"lat":45,"lon":4,"is_reserved":1,"is_disabled":0,"last_reported":1700000000123}"#), true, 2),
+        (doc(r#"{"vehicle_id":" v2 ","station_id":"s1","is_reserved":false,"is_disabled":false,"vehicle_type_id":"","last_reported":"2023-11-14T22:13:20+01:00"}"#), true, 2),
+        (r#"{"last_updated":"1700000000","data":{"vehicles":null,"bikes":[]}}"#.to_string(), true, 0),
+        (r#"{"data":{"vehicles":[{"vehicle_id":"v","lat":1,"lon":2,"is_reserved":true,"is_disabled":false,"current_fuel_percent":0.5,"pricing_plan_id":3}]}}"#.to_string(), true, 1),
+        // Values the generic reader reads its own way or quarantines.
+        (doc(r#"{"bike_id":"b2","lat":"45.2","lon":4.8,"is_reserved":false,"is_disabled":false}"#), false, 2),
+        (doc(r#"{"vehicle_id":null,"bike_id":"b2","lat":45.2,"lon":4.8,"is_reserved":false,"is_disabled":false}"#), false, 1),
+        (doc(base), false, 1),
+        (doc(r#"{"bike_id":"b2","lat":95,"lon":4.8,"is_reserved":false,"is_disabled":false}"#), false, 1),
+        (doc(r#"{"bike_id":"b2","lat":0,"lon":0,"is_reserved":false,"is_disabled":false}"#), false, 1),
+        (doc(r#"{"bike_id":"b2","is_reserved":false,"is_disabled":false}"#), false, 1),
+        (doc(r#"{"bike_id":"b2","lat":45.2,"lon":4.8,"is_disabled":false}"#), false, 1),
+        (doc(r#"{"bike_id":"b2","lat":45.2,"lon":4.8,"is_reserved":2,"is_disabled":false}"#), false, 1),
+        (doc(r#"{"bike_id":"b2","lat":45.2,"lon":4.8,"is_reserved":false,"is_disabled":false,"current_fuel_percent":50}"#), false, 1),
+        (doc(r#"{"bike_id":"b2","lat":45.2,"lon":4.8,"is_reserved":false,"is_disabled":false,"last_reported":"yesterday"}"#), false, 1),
+        (doc(r#"{"bike_id":"b2","lat":45.2,"lat":45.3,"lon":4.8,"is_reserved":false,"is_disabled":false}"#), false, 2),
+        (doc(r#"{"bike_\u0069d":"b2","lat":45.2,"lon":4.8,"is_reserved":false,"is_disabled":false}"#), false, 2),
+        (doc(r#"["b2",45.2,4.8,false,false]"#), false, 1),
+        (doc(r#"{"bike_id":1.5,"lat":45.2,"lon":4.8,"is_reserved":false,"is_disabled":false}"#), false, 2),
+        (r#"{"last_updated":true,"data":{"bikes":[]}}"#.to_string(), false, 0),
+    ];
+    for (i, (file, taken, rows)) in cases.iter().enumerate() {
+        let p = Payload {
+            resource: "free_bike_status",
+            source_object: "raw/x/free_bike_status/a.json",
+            bytes: file.as_bytes(),
+            fetched_at: fetched(),
+        };
+        let (generic, _) = generic_vehicles(&CTX, &p);
+        assert_eq!(generic.height(), *rows, "case {i}: {file}");
+        match fast_vehicles(&CTX, &p) {
+            Some(fast) => {
+                assert!(taken, "case {i} taken: {file}");
+                assert!(
+                    fast.equals_missing(&generic),
+                    "case {i}:\n{fast}\n{generic}"
+                );
+            }
+            None => assert!(!taken, "case {i} not taken: {file}"),
+        }
+        // Through the transform, whichever path reads it, the same rows.
+        let out = transform(&CTX, &[p]).unwrap();
+        assert!(
+            out.table("vehicles").unwrap().equals_missing(&generic),
+            "case {i}"
+        );
+    }
+}
