@@ -138,26 +138,30 @@ pub fn transform_changed(
         TRANSFORMED.contains(&p.resource)
             && (p.resource == "system_information" || !known.contains(&p.resource))
     };
-    // A lone vehicle file of the usual shape is read straight into its frame (`fast.rs`).
-    let vehicle_files = || {
-        payloads
+    // A lone snapshot file of the usual shape is read straight into its frame (`fast.rs`).
+    let mut fast: Vec<(&'static str, crate::frame::FrameBuilder)> = Vec::new();
+    for (resources, schema, read) in fast::READERS {
+        let mut mine = payloads
             .iter()
             .filter(wanted)
-            .filter(|p| VEHICLE_FILES.contains(&p.resource))
-    };
-    let mut fast_vehicles = None;
-    if let (Some(p), 1) = (vehicle_files().next(), vehicle_files().count()) {
-        let mut builder = crate::frame::FrameBuilder::new(&VEHICLES);
-        if fast::vehicles(&mut builder, ctx, p) {
-            fast_vehicles = Some(builder);
+            .filter(|p| resources.contains(&p.resource));
+        if let (Some(p), None) = (mine.next(), mine.next()) {
+            let mut builder = crate::frame::FrameBuilder::new(schema);
+            if read(&mut builder, ctx, p) {
+                fast.push((schema.name, builder));
+            }
         }
     }
+    let read_fast = |resource: &str| {
+        fast::READERS.iter().any(|(resources, schema, _)| {
+            resources.contains(&resource) && fast.iter().any(|(t, _)| *t == schema.name)
+        })
+    };
     let mut files: Vec<File> = Vec::new();
     for p in payloads.iter().filter(wanted) {
-        if fast_vehicles.is_some() && VEHICLE_FILES.contains(&p.resource) {
-            continue;
+        if !read_fast(p.resource) {
+            files.push(parse(p)?);
         }
-        files.push(parse(p)?);
     }
     // Localized strings: the definition's language, else the system's own.
     let system_lang = files
@@ -191,9 +195,8 @@ pub fn transform_changed(
         (&STATION_STATUS, &["station_status"]),
         (&VEHICLES, VEHICLE_FILES),
     ] {
-        if schema.name == VEHICLES.name
-            && let Some(builder) = fast_vehicles.take()
-        {
+        if let Some(i) = fast.iter().position(|(t, _)| *t == schema.name) {
+            let (_, builder) = fast.swap_remove(i);
             out.push((schema, builder.finish()));
             continue;
         }

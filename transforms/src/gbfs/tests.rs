@@ -482,22 +482,6 @@ fn gbfs_1_0_integer_booleans_and_bike_ids_are_read() {
     );
 }
 
-/// The generic reader's rows and quarantine for one vehicle file.
-fn generic_vehicles(ctx: &Context, p: &Payload) -> (DataFrame, Vec<crate::Quarantined>) {
-    let file = parse(p).unwrap();
-    let mut quarantine = Vec::new();
-    let mut t = Table::new(&VEHICLES, ctx, &mut quarantine);
-    vehicles(&mut t, &file).unwrap();
-    let df = t.builder.finish();
-    (df, quarantine)
-}
-
-/// The fast path's rows, when it takes the file.
-fn fast_vehicles(ctx: &Context, p: &Payload) -> Option<DataFrame> {
-    let mut builder = crate::frame::FrameBuilder::new(&VEHICLES);
-    fast::vehicles(&mut builder, ctx, p).then(|| builder.finish())
-}
-
 const CTX: Context = Context {
     pipeline: "x",
     partner: "p",
@@ -505,15 +489,61 @@ const CTX: Context = Context {
     language: None,
 };
 
+/// A snapshot table's generic reader: the rows and quarantine of one file (`None` when it
+/// fails the whole file).
+type Generic = fn(&mut Table, &File) -> Result<(), TransformError>;
+
+fn generic_rows(
+    schema: &'static TableSchema,
+    read: Generic,
+    p: &Payload,
+) -> Option<(DataFrame, Vec<crate::Quarantined>)> {
+    let file = parse(p).ok()?;
+    let mut quarantine = Vec::new();
+    let mut t = Table::new(schema, &CTX, &mut quarantine);
+    read(&mut t, &file).ok()?;
+    Some((t.builder.finish(), quarantine))
+}
+
+/// The fast path's rows, when it takes the file.
+fn fast_rows(schema: &'static TableSchema, read: fast::Reader, p: &Payload) -> Option<DataFrame> {
+    let mut builder = crate::frame::FrameBuilder::new(schema);
+    read(&mut builder, &CTX, p).then(|| builder.finish())
+}
+
+fn generic_vehicles(p: &Payload) -> (DataFrame, Vec<crate::Quarantined>) {
+    generic_rows(&VEHICLES, vehicles, p).unwrap()
+}
+
+fn fast_vehicles(p: &Payload) -> Option<DataFrame> {
+    fast_rows(&VEHICLES, fast::vehicles, p)
+}
+
+fn generic_status(p: &Payload) -> Option<(DataFrame, Vec<crate::Quarantined>)> {
+    generic_rows(&STATION_STATUS, station_status, p)
+}
+
+fn fast_status(p: &Payload) -> Option<DataFrame> {
+    fast_rows(&STATION_STATUS, fast::station_status, p)
+}
+
 #[test]
-fn the_vehicle_fast_path_gives_the_generic_readers_rows_for_every_real_vehicle_file() {
-    for (dir, file) in [
-        ("v2.3", "free_bike_status.json"),
-        ("v3.0", "vehicle_status.json"),
-        ("spec-examples/v2.3", "free_bike_status-1.json"),
-        ("spec-examples/v2.3", "free_bike_status-2.json"),
-        ("spec-examples/v3.0", "vehicle_status-1.json"),
-        ("spec-examples/v3.0", "vehicle_status-2.json"),
+fn the_fast_path_gives_the_generic_readers_rows_for_every_real_snapshot_file() {
+    let vehicles: (&'static TableSchema, Generic, fast::Reader) =
+        (&VEHICLES, vehicles, fast::vehicles);
+    let status: (&'static TableSchema, Generic, fast::Reader) =
+        (&STATION_STATUS, station_status, fast::station_status);
+    for (dir, file, (schema, generic, fast)) in [
+        ("v2.3", "free_bike_status.json", vehicles),
+        ("v3.0", "vehicle_status.json", vehicles),
+        ("spec-examples/v2.3", "free_bike_status-1.json", vehicles),
+        ("spec-examples/v2.3", "free_bike_status-2.json", vehicles),
+        ("spec-examples/v3.0", "vehicle_status-1.json", vehicles),
+        ("spec-examples/v3.0", "vehicle_status-2.json", vehicles),
+        ("v2.3", "station_status.json", status),
+        ("v3.0", "station_status.json", status),
+        ("spec-examples/v2.3", "station_status.json", status),
+        ("spec-examples/v3.0", "station_status.json", status),
     ] {
         let loaded = Loaded::dir(dir, &[file]);
         let (resource, key, bytes) = &loaded.resources[0];
@@ -523,13 +553,14 @@ fn the_vehicle_fast_path_gives_the_generic_readers_rows_for_every_real_vehicle_f
             bytes,
             fetched_at: fetched(),
         };
-        let (generic, quarantine) = generic_vehicles(&CTX, &p);
+        let (rows, quarantine) = generic_rows(schema, generic, &p).unwrap();
         assert!(quarantine.is_empty(), "{dir}/{file}: {quarantine:?}");
-        assert!(generic.height() > 0, "{dir}/{file}");
-        let fast = fast_vehicles(&CTX, &p).unwrap_or_else(|| panic!("{dir}/{file}: not taken"));
+        assert!(rows.height() > 0, "{dir}/{file}");
+        let taken = fast_rows(schema, fast, &p);
+        let taken = taken.unwrap_or_else(|| panic!("{dir}/{file}: not taken"));
         assert!(
-            fast.equals_missing(&generic),
-            "{dir}/{file}:\n{fast}\n{generic}"
+            taken.equals_missing(&rows),
+            "{dir}/{file}:\n{taken}\n{rows}"
         );
     }
 }
@@ -571,9 +602,9 @@ fn the_vehicle_fast_path_leaves_every_unusual_file_to_the_generic_reader() {
             bytes: file.as_bytes(),
             fetched_at: fetched(),
         };
-        let (generic, _) = generic_vehicles(&CTX, &p);
+        let (generic, _) = generic_vehicles(&p);
         assert_eq!(generic.height(), *rows, "case {i}: {file}");
-        match fast_vehicles(&CTX, &p) {
+        match fast_vehicles(&p) {
             Some(fast) => {
                 assert!(taken, "case {i} taken: {file}");
                 assert!(
@@ -589,5 +620,114 @@ fn the_vehicle_fast_path_leaves_every_unusual_file_to_the_generic_reader() {
             out.table("vehicles").unwrap().equals_missing(&generic),
             "case {i}"
         );
+    }
+}
+
+#[test]
+fn the_station_status_fast_path_leaves_every_unusual_file_to_the_generic_reader() {
+    let base = r#"{"station_id":"s1","num_bikes_available":3,"num_docks_available":7,"is_installed":true,"is_renting":true,"is_returning":true,"last_reported":1700000000}"#;
+    let doc = |records: &str| {
+        format!(
+            r#"{{"last_updated":1700000000,"ttl":60,"data":{{"stations":[{base},{records}]}}}}"#
+        )
+    };
+    // (file, does the fast path take it, rows the generic reader keeps)
+    let cases = [
+        // Shapes both read the same way.
+        (
+            doc(
+                r#"{"station_id":2,"num_vehicles_available":0,"num_bikes_available":9,"num_vehicles_disabled":1,"num_docks_disabled":2,"is_installed":1,"is_renting":0,"is_returning":1,"vehicle_types_available":[{"vehicle_type_id":"b","count":2},{"vehicle_type_id":"a"},{"vehicle_type_id":"b","count":4}],"vehicle_docks_available":[{"vehicle_type_ids":["b","a"],"count":3}]}"#,
+            ),
+            true,
+            2,
+        ),
+        (
+            doc(
+                r#"{"station_id":"s2","num_bikes_available":1,"num_docks_available":null,"is_installed":true,"is_renting":true,"is_returning":true,"last_reported":"2023-11-14T22:13:20Z","vehicle_docks_available":null}"#,
+            ),
+            true,
+            2,
+        ),
+        (r#"{"data":{"stations":null}}"#.to_string(), true, 0),
+        // Values the generic reader reads its own way or quarantines.
+        (
+            doc(
+                r#"{"station_id":"s2","num_bikes_available":1.0,"is_installed":true,"is_renting":true,"is_returning":true}"#,
+            ),
+            false,
+            2,
+        ),
+        (
+            doc(
+                r#"{"station_id":"s2","num_bikes_available":-1,"is_installed":true,"is_renting":true,"is_returning":true}"#,
+            ),
+            false,
+            1,
+        ),
+        (
+            doc(r#"{"station_id":"s2","is_installed":true,"is_renting":true,"is_returning":true}"#),
+            false,
+            1,
+        ),
+        (
+            doc(
+                r#"{"station_id":"s2","num_bikes_available":1,"is_renting":true,"is_returning":true}"#,
+            ),
+            false,
+            1,
+        ),
+        (
+            doc(
+                r#"{"station_id":"","num_bikes_available":1,"is_installed":true,"is_renting":true,"is_returning":true}"#,
+            ),
+            false,
+            1,
+        ),
+        (doc(base), false, 1),
+        (
+            doc(
+                r#"{"station_id":"s2","num_bikes_available":1,"is_installed":true,"is_renting":true,"is_returning":true,"vehicle_types_available":[{"count":1}]}"#,
+            ),
+            false,
+            1,
+        ),
+        (
+            doc(
+                r#"{"station_id":"s2","num_bikes_available":1,"is_installed":true,"is_renting":true,"is_returning":true,"vehicle_types_available":{"b":1}}"#,
+            ),
+            false,
+            2,
+        ),
+        (
+            doc(
+                r#"{"station_id":"s2","num_bikes_available":1,"is_installed":true,"is_renting":true,"is_returning":true,"last_reported":true}"#,
+            ),
+            false,
+            1,
+        ),
+        (r#"{"data":{"stations":{}}}"#.to_string(), false, 0),
+    ];
+    for (i, (file, taken, rows)) in cases.iter().enumerate() {
+        let p = Payload {
+            resource: "station_status",
+            source_object: "raw/x/station_status/a.json",
+            bytes: file.as_bytes(),
+            fetched_at: fetched(),
+        };
+        let generic = generic_status(&p).map(|g| g.0);
+        match &generic {
+            Some(g) => assert_eq!(g.height(), *rows, "case {i}: {file}"),
+            None => assert_eq!(*rows, 0, "case {i}: {file}"),
+        }
+        match fast_status(&p) {
+            Some(fast) => {
+                assert!(taken, "case {i} taken: {file}");
+                assert!(
+                    fast.equals_missing(generic.as_ref().unwrap()),
+                    "case {i}:\n{fast}"
+                );
+            }
+            None => assert!(!taken, "case {i} not taken: {file}"),
+        }
     }
 }
