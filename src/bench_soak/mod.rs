@@ -172,6 +172,17 @@ struct Writes {
 }
 
 impl Writes {
+    /// Writes out what earlier work left dirty (a CHECKPOINT) before a side starts, so that
+    /// neither side's window holds a checkpoint owed to what ran before it (PostgreSQL's CPU
+    /// counts the checkpointer's). Only warns when the role may not checkpoint.
+    fn settle(admin: &str) {
+        if let Err(e) = psql_rows(admin, "CHECKPOINT") {
+            eprintln!(
+                "soak: no CHECKPOINT between sides ({e}); the second side may pay for the first's"
+            );
+        }
+    }
+
     /// The WAL position now, to measure from.
     fn mark(admin: &str) -> Result<String> {
         let rows = psql_rows(admin, "SELECT pg_current_wal_lsn()")?;
@@ -386,6 +397,7 @@ pub async fn run(o: Options) -> Result<()> {
     if !status.success() {
         bail!("migrating {pg}");
     }
+    Writes::settle(&o.pg_admin);
     let mut child = Command::new(&exe)
         .args([
             "schedule",
@@ -479,6 +491,7 @@ pub async fn run(o: Options) -> Result<()> {
         std::fs::write(&script, REFERENCE)?;
         let db = FreshDb::named(&o.pg_admin, "soak_ref")?;
         let pg = db.url.clone();
+        Writes::settle(&o.pg_admin);
         let child = Command::new(&python)
             .arg(&script)
             .arg(&systems_file)
