@@ -487,6 +487,17 @@ pub async fn run(o: Options) -> Result<()> {
             "aiohttp, psycopg",
             &["aiohttp", "psycopg[binary]"],
         )?;
+        // What PyPI resolved when the venv was made: the reference's speed depends on it.
+        let versions = Command::new(&python)
+            .args([
+                "-c",
+                "import sys, aiohttp, psycopg; print(f'Python {sys.version.split()[0]}, aiohttp {aiohttp.__version__}, psycopg {psycopg.__version__} ({psycopg.pq.__impl__}, libpq {psycopg.pq.version()})')",
+            ])
+            .output()?;
+        println!(
+            "reference: {}",
+            String::from_utf8_lossy(&versions.stdout).trim()
+        );
         let script = work.join("reference.py");
         std::fs::write(&script, REFERENCE)?;
         let db = FreshDb::named(&o.pg_admin, "soak_ref")?;
