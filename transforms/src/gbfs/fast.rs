@@ -360,12 +360,10 @@ fn time(field: &Option<Option<Time>>) -> ValueRef<'static> {
     }
 }
 
-/// The files a fast reader takes, its table and the reader.
+/// The tables with a fast reader (the files each is read from: [`super::files_of`]).
 pub(super) type Reader = fn(&mut FrameBuilder, &Context, &Payload) -> bool;
-pub(super) const READERS: &[(&[&str], &TableSchema, Reader)] = &[
-    (super::VEHICLE_FILES, &VEHICLES, vehicles),
-    (&["station_status"], &STATION_STATUS, station_status),
-];
+pub(super) const READERS: &[(&TableSchema, Reader)] =
+    &[(&VEHICLES, vehicles), (&STATION_STATUS, station_status)];
 
 /// The file's snapshot time (`last_updated`, else the fetch time) and `data`, or `None`
 /// for a file of another shape.

@@ -22,8 +22,26 @@ mod fast;
 #[cfg(test)]
 mod tests;
 
-/// The vehicle files: `free_bike_status` before GBFS 3.0, `vehicle_status` since.
-const VEHICLE_FILES: &[&str] = &["free_bike_status", "vehicle_status"];
+/// Each unified table read from GBFS, in load order, and the files it is read from
+/// (vehicles: `free_bike_status` before GBFS 3.0, `vehicle_status` since).
+const TABLES: &[(&TableSchema, &[&str])] = &[
+    (&SYSTEM_INFO, &["system_information"]),
+    (&VEHICLE_TYPES, &["vehicle_types"]),
+    (&PRICING_PLANS, &["system_pricing_plans"]),
+    (&REGIONS, &["system_regions"]),
+    (&STATIONS, &["station_information"]),
+    (&GEOFENCING_ZONES, &["geofencing_zones"]),
+    (&STATION_STATUS, &["station_status"]),
+    (&VEHICLES, &["free_bike_status", "vehicle_status"]),
+];
+
+/// The files a table is read from.
+fn files_of(schema: &TableSchema) -> &'static [&'static str] {
+    TABLES
+        .iter()
+        .find(|(t, _)| t.name == schema.name)
+        .map_or(&[], |(_, files)| files)
+}
 
 /// GBFS files read into unified tables; every other file (gbfs, manifest, gbfs_versions,
 /// system_hours, system_calendar, system_alerts, …) stays in the raw zone only.
@@ -140,7 +158,9 @@ pub fn transform_changed(
     };
     // A lone snapshot file of the usual shape is read straight into its frame (`fast.rs`).
     let mut fast: Vec<(&'static str, crate::frame::FrameBuilder)> = Vec::new();
-    for (resources, schema, read) in fast::READERS {
+    let mut read_fast: Vec<&str> = Vec::new();
+    for (schema, read) in fast::READERS {
+        let resources = files_of(schema);
         let mut mine = payloads
             .iter()
             .filter(wanted)
@@ -149,17 +169,13 @@ pub fn transform_changed(
             let mut builder = crate::frame::FrameBuilder::new(schema);
             if read(&mut builder, ctx, p) {
                 fast.push((schema.name, builder));
+                read_fast.push(p.resource);
             }
         }
     }
-    let read_fast = |resource: &str| {
-        fast::READERS.iter().any(|(resources, schema, _)| {
-            resources.contains(&resource) && fast.iter().any(|(t, _)| *t == schema.name)
-        })
-    };
     let mut files: Vec<File> = Vec::new();
     for p in payloads.iter().filter(wanted) {
-        if !read_fast(p.resource) {
+        if !read_fast.contains(&p.resource) {
             files.push(parse(p)?);
         }
     }
@@ -185,16 +201,7 @@ pub fn transform_changed(
 
     let mut quarantine = Vec::new();
     let mut out: Vec<(&'static TableSchema, polars::prelude::DataFrame)> = Vec::new();
-    for (schema, resources) in [
-        (&SYSTEM_INFO, &["system_information"][..]),
-        (&VEHICLE_TYPES, &["vehicle_types"]),
-        (&PRICING_PLANS, &["system_pricing_plans"]),
-        (&REGIONS, &["system_regions"]),
-        (&STATIONS, &["station_information"]),
-        (&GEOFENCING_ZONES, &["geofencing_zones"]),
-        (&STATION_STATUS, &["station_status"]),
-        (&VEHICLES, VEHICLE_FILES),
-    ] {
+    for &(schema, resources) in TABLES {
         if let Some(i) = fast.iter().position(|(t, _)| *t == schema.name) {
             let (_, builder) = fast.swap_remove(i);
             out.push((schema, builder.finish()));

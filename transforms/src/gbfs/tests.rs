@@ -511,20 +511,50 @@ fn fast_rows(schema: &'static TableSchema, read: fast::Reader, p: &Payload) -> O
     read(&mut builder, &CTX, p).then(|| builder.finish())
 }
 
-fn generic_vehicles(p: &Payload) -> (DataFrame, Vec<crate::Quarantined>) {
-    generic_rows(&VEHICLES, vehicles, p).unwrap()
-}
-
-fn fast_vehicles(p: &Payload) -> Option<DataFrame> {
-    fast_rows(&VEHICLES, fast::vehicles, p)
-}
-
-fn generic_status(p: &Payload) -> Option<(DataFrame, Vec<crate::Quarantined>)> {
-    generic_rows(&STATION_STATUS, station_status, p)
-}
-
-fn fast_status(p: &Payload) -> Option<DataFrame> {
-    fast_rows(&STATION_STATUS, fast::station_status, p)
+/// For each crafted file (its text, whether the fast path takes it, the rows the generic
+/// reader keeps): the generic reader's row count (only case `failing` fails the whole
+/// file), the fast path taking the file or not, the same frame when it does, and the same
+/// rows through `transform` whichever path reads it.
+fn check_cases(
+    schema: &'static TableSchema,
+    generic: Generic,
+    fast: fast::Reader,
+    resource: &str,
+    cases: &[(String, bool, usize)],
+    failing: Option<usize>,
+) {
+    for (i, (file, taken, rows)) in cases.iter().enumerate() {
+        let p = Payload {
+            resource,
+            source_object: "raw/x/a.json",
+            bytes: file.as_bytes(),
+            fetched_at: fetched(),
+        };
+        let generic = generic_rows(schema, generic, &p).map(|g| g.0);
+        match &generic {
+            Some(g) => assert_eq!(g.height(), *rows, "case {i}: {file}"),
+            None => assert_eq!(Some(i), failing, "case {i} fails the file: {file}"),
+        }
+        match fast_rows(schema, fast, &p) {
+            Some(fast) => {
+                assert!(taken, "case {i} taken: {file}");
+                let generic = generic.as_ref().expect("the generic reader reads it too");
+                assert!(fast.equals_missing(generic), "case {i}:\n{fast}\n{generic}");
+            }
+            None => assert!(!taken, "case {i} not taken: {file}"),
+        }
+        match (transform(&CTX, &[p]), &generic) {
+            (Ok(out), Some(generic)) => assert!(
+                out.table(schema.name).unwrap().equals_missing(generic),
+                "case {i}"
+            ),
+            (Err(_), None) => {}
+            (out, _) => panic!(
+                "case {i}: transform {:?}, generic {generic:?}",
+                out.map(|o| o.tables.len())
+            ),
+        }
+    }
 }
 
 #[test]
@@ -595,32 +625,14 @@ fn the_vehicle_fast_path_leaves_every_unusual_file_to_the_generic_reader() {
         (doc(r#"{"bike_id":1.5,"lat":45.2,"lon":4.8,"is_reserved":false,"is_disabled":false}"#), false, 2),
         (r#"{"last_updated":true,"data":{"bikes":[]}}"#.to_string(), false, 0),
     ];
-    for (i, (file, taken, rows)) in cases.iter().enumerate() {
-        let p = Payload {
-            resource: "free_bike_status",
-            source_object: "raw/x/free_bike_status/a.json",
-            bytes: file.as_bytes(),
-            fetched_at: fetched(),
-        };
-        let (generic, _) = generic_vehicles(&p);
-        assert_eq!(generic.height(), *rows, "case {i}: {file}");
-        match fast_vehicles(&p) {
-            Some(fast) => {
-                assert!(taken, "case {i} taken: {file}");
-                assert!(
-                    fast.equals_missing(&generic),
-                    "case {i}:\n{fast}\n{generic}"
-                );
-            }
-            None => assert!(!taken, "case {i} not taken: {file}"),
-        }
-        // Through the transform, whichever path reads it, the same rows.
-        let out = transform(&CTX, &[p]).unwrap();
-        assert!(
-            out.table("vehicles").unwrap().equals_missing(&generic),
-            "case {i}"
-        );
-    }
+    check_cases(
+        &VEHICLES,
+        vehicles,
+        fast::vehicles,
+        "free_bike_status",
+        &cases,
+        None,
+    );
 }
 
 #[test]
@@ -707,27 +719,12 @@ fn the_station_status_fast_path_leaves_every_unusual_file_to_the_generic_reader(
         ),
         (r#"{"data":{"stations":{}}}"#.to_string(), false, 0),
     ];
-    for (i, (file, taken, rows)) in cases.iter().enumerate() {
-        let p = Payload {
-            resource: "station_status",
-            source_object: "raw/x/station_status/a.json",
-            bytes: file.as_bytes(),
-            fetched_at: fetched(),
-        };
-        let generic = generic_status(&p).map(|g| g.0);
-        match &generic {
-            Some(g) => assert_eq!(g.height(), *rows, "case {i}: {file}"),
-            None => assert_eq!(*rows, 0, "case {i}: {file}"),
-        }
-        match fast_status(&p) {
-            Some(fast) => {
-                assert!(taken, "case {i} taken: {file}");
-                assert!(
-                    fast.equals_missing(generic.as_ref().unwrap()),
-                    "case {i}:\n{fast}"
-                );
-            }
-            None => assert!(!taken, "case {i} not taken: {file}"),
-        }
-    }
+    check_cases(
+        &STATION_STATUS,
+        station_status,
+        fast::station_status,
+        "station_status",
+        &cases,
+        Some(cases.len() - 1),
+    );
 }
