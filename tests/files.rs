@@ -884,6 +884,89 @@ async fn migration_12_records_the_stored_snapshot_times() {
     assert_eq!(n, 50, "the stored rows stay");
 }
 
+/// A warehouse made before migration 14: the primary keys of `vehicles` and `station_status`
+/// put the snapshot time before the id (a poll's rows land together at the end of their
+/// partner's range), on the tables and on their existing day partitions; the stored rows
+/// stay, and a snapshot stored twice is still refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_14_puts_the_snapshot_time_before_the_id_in_the_key() {
+    let (pg, pool) = postgres_before_migration(14).await;
+    sqlx::raw_sql(
+        "CREATE TABLE station_status_p20261122 PARTITION OF station_status \
+           FOR VALUES FROM ('2026-11-22 00:00:00+00') TO ('2026-11-23 00:00:00+00'); \
+         CREATE TABLE vehicles_p20261122 PARTITION OF vehicles \
+           FOR VALUES FROM ('2026-11-22 00:00:00+00') TO ('2026-11-23 00:00:00+00'); \
+         INSERT INTO station_status (partner, station_id, observed_at, vehicles_available, is_installed, is_renting, is_returning, run_id) \
+           SELECT 'a', 's' || i, '2026-11-22 08:00:00+00', 3, true, true, true, 'r1' FROM generate_series(1, 30) i; \
+         INSERT INTO vehicles (partner, vehicle_id, observed_at, is_reserved, is_disabled, run_id) \
+           SELECT 'a', 'v' || i, t, false, false, 'r1' FROM generate_series(1, 20) i, \
+             (VALUES ('2026-11-22 08:00:30+00'::timestamptz), ('2026-11-22 08:01:30+00')) AS y(t)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let out = mobiflux(&["migrate", "--warehouse", &pg], &[]).await;
+    assert!(out.status.success(), "{:?}", text(&out));
+    let key = |table: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, String>(
+                "SELECT string_agg(a.attname, ', ' ORDER BY k.n) FROM pg_index x \
+                 CROSS JOIN LATERAL unnest(x.indkey) WITH ORDINALITY AS k(attnum, n) \
+                 JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.attnum \
+                 WHERE x.indrelid = $1::regclass AND x.indisprimary",
+            )
+            .bind(table)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    for table in ["vehicles", "vehicles_p20261122"] {
+        assert_eq!(
+            key(table).await,
+            "partner, observed_at, vehicle_id",
+            "{table}"
+        );
+    }
+    for table in ["station_status", "station_status_p20261122"] {
+        assert_eq!(
+            key(table).await,
+            "partner, observed_at, station_id",
+            "{table}"
+        );
+    }
+    let counts: (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM vehicles), (SELECT count(*) FROM station_status)",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(counts, (40, 30), "the stored rows stay");
+    let again = sqlx::raw_sql(
+        "INSERT INTO vehicles (partner, vehicle_id, observed_at, is_reserved, is_disabled, run_id) \
+         VALUES ('a', 'v1', '2026-11-22 08:00:30+00', false, false, 'r2')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(again.contains("duplicate key"), "{again}");
+    let merged = sqlx::raw_sql(
+        "INSERT INTO station_status (partner, station_id, observed_at, vehicles_available, is_installed, is_renting, is_returning, run_id) \
+         VALUES ('a', 's1', '2026-11-22 08:00:00+00', 4, true, true, true, 'r2') \
+         ON CONFLICT (partner, station_id, observed_at) DO NOTHING",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        merged.rows_affected(),
+        0,
+        "the merge's conflict target still names the key"
+    );
+}
+
 /// A warehouse made before migration 13: each hourly rollup table becomes the folded rows
 /// of a view by its name (over them and the new pending rows), the statistics read the same
 /// figures, and a role that could read a table or a view still can, and the pending rows.

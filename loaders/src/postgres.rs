@@ -67,6 +67,10 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
         13,
         include_str!("../migrations/postgres/0013_pending_rollups.sql"),
     ),
+    (
+        14,
+        include_str!("../migrations/postgres/0014_snapshot_key_order.sql"),
+    ),
 ];
 /// Reference tables partitioned by partner (migration 8): a partner's first load writes a
 /// table of its own without an index, builds its primary key at commit and attaches it.
