@@ -823,6 +823,23 @@ async fn postgres_before_migration(version: i32) -> (String, sqlx::PgPool) {
     (pg, pool)
 }
 
+/// The columns of a table's indexes, in index order, one comma-separated list per index:
+/// its primary key's (`primary`) or its other indexes'.
+async fn index_columns(pool: &sqlx::PgPool, table: &str, primary: bool) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT string_agg(a.attname, ', ' ORDER BY k.n) FROM pg_index x \
+         JOIN pg_class i ON i.oid = x.indexrelid \
+         CROSS JOIN LATERAL unnest(x.indkey) WITH ORDINALITY AS k(attnum, n) \
+         JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.attnum \
+         WHERE x.indrelid = $1::regclass AND x.indisprimary = $2 GROUP BY i.relname ORDER BY i.relname",
+    )
+    .bind(table)
+    .bind(primary)
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
 /// A warehouse made before migration 12: the times of its stored vehicle and station
 /// snapshots are recorded in `snapshot_times`, each once per partner (what the loads ask to
 /// skip a stored snapshot), and the two tables' time index becomes a BRIN index.
@@ -907,32 +924,17 @@ async fn migration_14_puts_the_snapshot_time_before_the_id_in_the_key() {
     .unwrap();
     let out = mobiflux(&["migrate", "--warehouse", &pg], &[]).await;
     assert!(out.status.success(), "{:?}", text(&out));
-    let key = |table: &'static str| {
-        let pool = pool.clone();
-        async move {
-            sqlx::query_scalar::<_, String>(
-                "SELECT string_agg(a.attname, ', ' ORDER BY k.n) FROM pg_index x \
-                 CROSS JOIN LATERAL unnest(x.indkey) WITH ORDINALITY AS k(attnum, n) \
-                 JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.attnum \
-                 WHERE x.indrelid = $1::regclass AND x.indisprimary",
-            )
-            .bind(table)
-            .fetch_one(&pool)
-            .await
-            .unwrap()
-        }
-    };
     for table in ["vehicles", "vehicles_p20261122"] {
         assert_eq!(
-            key(table).await,
-            "partner, observed_at, vehicle_id",
+            index_columns(&pool, table, true).await,
+            vec!["partner, observed_at, vehicle_id"],
             "{table}"
         );
     }
     for table in ["station_status", "station_status_p20261122"] {
         assert_eq!(
-            key(table).await,
-            "partner, observed_at, station_id",
+            index_columns(&pool, table, true).await,
+            vec!["partner, observed_at, station_id"],
             "{table}"
         );
     }
@@ -1174,22 +1176,6 @@ async fn migration_10_indexes_snapshot_times_by_time_then_partner() {
     .unwrap();
     let out = mobiflux(&["migrate", "--warehouse", &pg], &[]).await;
     assert!(out.status.success(), "{:?}", text(&out));
-    let columns = |table: &'static str| {
-        let pool = pool.clone();
-        async move {
-            sqlx::query_scalar::<_, String>(
-                "SELECT string_agg(a.attname, ', ' ORDER BY k.n) FROM pg_index x \
-                 JOIN pg_class i ON i.oid = x.indexrelid \
-                 CROSS JOIN LATERAL unnest(x.indkey) WITH ORDINALITY AS k(attnum, n) \
-                 JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.attnum \
-                 WHERE x.indrelid = $1::regclass AND NOT x.indisprimary GROUP BY i.relname",
-            )
-            .bind(table)
-            .fetch_all(&pool)
-            .await
-            .unwrap()
-        }
-    };
     for table in [
         "charge_point_status",
         "parking_occupancy",
@@ -1197,14 +1183,18 @@ async fn migration_10_indexes_snapshot_times_by_time_then_partner() {
         "carpool_journeys",
     ] {
         assert_eq!(
-            columns(table).await,
+            index_columns(&pool, table, false).await,
             vec!["observed_at, partner"],
             "{table}"
         );
     }
     // Migration 12 replaced the B-tree of these two with a BRIN index on the time alone.
     for table in ["station_status", "station_status_p20261122", "vehicles"] {
-        assert_eq!(columns(table).await, vec!["observed_at"], "{table}");
+        assert_eq!(
+            index_columns(&pool, table, false).await,
+            vec!["observed_at"],
+            "{table}"
+        );
     }
     let n: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM station_status WHERE observed_at = '2026-11-22 08:00:00+00' AND partner = 'p'",
