@@ -840,6 +840,13 @@ async fn index_columns(pool: &sqlx::PgPool, table: &str, primary: bool) -> Vec<S
     .unwrap()
 }
 
+/// The day partitions of 2026-11-22 of the two tables every GBFS poll writes, as the
+/// migration tests' older warehouses hold them.
+const NOV_22_PARTITIONS: &str = "CREATE TABLE station_status_p20261122 PARTITION OF station_status \
+       FOR VALUES FROM ('2026-11-22 00:00:00+00') TO ('2026-11-23 00:00:00+00'); \
+     CREATE TABLE vehicles_p20261122 PARTITION OF vehicles \
+       FOR VALUES FROM ('2026-11-22 00:00:00+00') TO ('2026-11-23 00:00:00+00');";
+
 /// A warehouse made before migration 12: the times of its stored vehicle and station
 /// snapshots are recorded in `snapshot_times`, each once per partner (what the loads ask to
 /// skip a stored snapshot), and the two tables' time index becomes a BRIN index.
@@ -847,16 +854,13 @@ async fn index_columns(pool: &sqlx::PgPool, table: &str, primary: bool) -> Vec<S
 async fn migration_12_records_the_stored_snapshot_times() {
     let (pg, pool) = postgres_before_migration(12).await;
     sqlx::raw_sql(
-        "CREATE TABLE station_status_p20261122 PARTITION OF station_status \
-           FOR VALUES FROM ('2026-11-22 00:00:00+00') TO ('2026-11-23 00:00:00+00'); \
-         CREATE TABLE vehicles_p20261122 PARTITION OF vehicles \
-           FOR VALUES FROM ('2026-11-22 00:00:00+00') TO ('2026-11-23 00:00:00+00'); \
-         INSERT INTO station_status (partner, station_id, observed_at, vehicles_available, is_installed, is_renting, is_returning, run_id) \
+        sqlx::AssertSqlSafe(format!(
+            "{NOV_22_PARTITIONS} INSERT INTO station_status (partner, station_id, observed_at, vehicles_available, is_installed, is_renting, is_returning, run_id) \
            SELECT p, 's' || i, t, 3, true, true, true, 'r1' FROM generate_series(1, 50) i, \
              (VALUES ('a'), ('b')) AS x(p), \
              (VALUES ('2026-11-22 08:00:00+00'::timestamptz), ('2026-11-22 08:01:00+00')) AS y(t); \
          INSERT INTO vehicles (partner, vehicle_id, observed_at, is_reserved, is_disabled, run_id) \
-           SELECT 'a', 'v' || i, '2026-11-22 08:00:30+00', false, false, 'r1' FROM generate_series(1, 20) i",
+           SELECT 'a', 'v' || i, '2026-11-22 08:00:30+00', false, false, 'r1' FROM generate_series(1, 20) i"))
     )
     .execute(&pool)
     .await
@@ -909,15 +913,12 @@ async fn migration_12_records_the_stored_snapshot_times() {
 async fn migration_14_puts_the_snapshot_time_before_the_id_in_the_key() {
     let (pg, pool) = postgres_before_migration(14).await;
     sqlx::raw_sql(
-        "CREATE TABLE station_status_p20261122 PARTITION OF station_status \
-           FOR VALUES FROM ('2026-11-22 00:00:00+00') TO ('2026-11-23 00:00:00+00'); \
-         CREATE TABLE vehicles_p20261122 PARTITION OF vehicles \
-           FOR VALUES FROM ('2026-11-22 00:00:00+00') TO ('2026-11-23 00:00:00+00'); \
-         INSERT INTO station_status (partner, station_id, observed_at, vehicles_available, is_installed, is_renting, is_returning, run_id) \
+        sqlx::AssertSqlSafe(format!(
+            "{NOV_22_PARTITIONS} INSERT INTO station_status (partner, station_id, observed_at, vehicles_available, is_installed, is_renting, is_returning, run_id) \
            SELECT 'a', 's' || i, '2026-11-22 08:00:00+00', 3, true, true, true, 'r1' FROM generate_series(1, 30) i; \
          INSERT INTO vehicles (partner, vehicle_id, observed_at, is_reserved, is_disabled, run_id) \
            SELECT 'a', 'v' || i, t, false, false, 'r1' FROM generate_series(1, 20) i, \
-             (VALUES ('2026-11-22 08:00:30+00'::timestamptz), ('2026-11-22 08:01:30+00')) AS y(t)",
+             (VALUES ('2026-11-22 08:00:30+00'::timestamptz), ('2026-11-22 08:01:30+00')) AS y(t)"))
     )
     .execute(&pool)
     .await
