@@ -251,7 +251,36 @@ impl Side {
             self.writes.wal_bytes as f64 / 1e3 / per
         );
         println!("{:<10} RSS MB every 30 s: {}", "", series.join(" "));
+        if let Some(slope) = peak_trend(&self.rss_kib) {
+            println!(
+                "{:<10} RSS trend: its peak per minute grew {slope:+.2} MB a minute over the second half (least squares; flat memory is about 0)",
+                ""
+            );
+        }
     }
+}
+
+/// How fast the per-minute peak of RSS (samples every 30 s, KiB) grows over the second half
+/// of a run, in MB a minute, by least squares: a scheduler's memory rises and falls with
+/// each cycle, so the peaks say whether it keeps growing. `None` under 4 minutes of samples.
+fn peak_trend(rss_kib: &[u64]) -> Option<f64> {
+    let peaks: Vec<f64> = rss_kib
+        .chunks(2)
+        .map(|m| m.iter().copied().max().unwrap_or(0) as f64 / 1024.0)
+        .collect();
+    if peaks.len() < 4 {
+        return None;
+    }
+    let half = &peaks[peaks.len() / 2..];
+    let n = half.len() as f64;
+    let mean_x = (n - 1.0) / 2.0;
+    let mean_y = half.iter().sum::<f64>() / n;
+    let (mut num, mut den) = (0.0, 0.0);
+    for (x, y) in half.iter().enumerate() {
+        num += (x as f64 - mean_x) * (y - mean_y);
+        den += (x as f64 - mean_x).powi(2);
+    }
+    Some(num / den)
 }
 
 /// Watches a child until `until`, sampling CPU and RSS every 30 s, then runs `finish` (what
@@ -567,4 +596,24 @@ pub async fn run(o: Options) -> Result<()> {
     }
     let _ = std::fs::remove_dir_all(&work);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::peak_trend;
+
+    #[test]
+    fn the_rss_trend_follows_the_per_minute_peaks_of_the_second_half() {
+        let mb = |v: &[u64]| v.iter().map(|m| m * 1024).collect::<Vec<_>>();
+        // Up and down with each cycle, the same peak every minute: flat.
+        let flat = mb(&[100, 130, 98, 130, 101, 130, 99, 130, 100, 130]);
+        assert_eq!(peak_trend(&flat), Some(0.0));
+        // Peaks 120, 121, …: a MB a minute, whatever the first half did.
+        let rising: Vec<u64> = (0..20u64)
+            .flat_map(|m| [90, if m < 10 { 150 - m } else { 110 + m }])
+            .collect();
+        let slope = peak_trend(&mb(&rising)).unwrap();
+        assert!((slope - 1.0).abs() < 1e-9, "{slope}");
+        assert_eq!(peak_trend(&mb(&[100, 120, 100, 120, 100, 120])), None);
+    }
 }
