@@ -264,9 +264,10 @@ impl Side {
 /// of a run, in MB a minute, by least squares: a scheduler's memory rises and falls with
 /// each cycle, so the peaks say whether it keeps growing. `None` under 4 minutes of samples.
 fn peak_trend(rss_kib: &[u64]) -> Option<f64> {
+    // Whole minutes only: a last lone sample may be a trough between two cycles.
     let peaks: Vec<f64> = rss_kib
-        .chunks(2)
-        .map(|m| m.iter().copied().max().unwrap_or(0) as f64 / 1024.0)
+        .chunks_exact(2)
+        .map(|m| m[0].max(m[1]) as f64 / 1024.0)
         .collect();
     if peaks.len() < 4 {
         return None;
@@ -608,6 +609,10 @@ mod tests {
         // Up and down with each cycle, the same peak every minute: flat.
         let flat = mb(&[100, 130, 98, 130, 101, 130, 99, 130, 100, 130]);
         assert_eq!(peak_trend(&flat), Some(0.0));
+        // A last lone sample, taken between two cycles, is no minute's peak.
+        let mut ending_low = flat.clone();
+        ending_low.push(95 * 1024);
+        assert_eq!(peak_trend(&ending_low), Some(0.0));
         // Peaks 120, 121, …: a MB a minute, whatever the first half did.
         let rising: Vec<u64> = (0..20u64)
             .flat_map(|m| [90, if m < 10 { 150 - m } else { 110 + m }])
