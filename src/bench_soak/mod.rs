@@ -250,7 +250,11 @@ impl Side {
             self.writes.rows as f64 / per,
             self.writes.wal_bytes as f64 / 1e3 / per
         );
-        println!("{:<10} RSS MB every 30 s: {}", "", series.join(" "));
+        println!(
+            "{:<10} RSS MB every {RSS_EVERY_SECS} s: {}",
+            "",
+            series.join(" ")
+        );
         if let Some(slope) = peak_trend(&self.rss_kib) {
             println!(
                 "{:<10} RSS trend: its peak per minute grew {slope:+.2} MB a minute over the second half (least squares; flat memory is about 0)",
@@ -260,14 +264,18 @@ impl Side {
     }
 }
 
-/// How fast the per-minute peak of RSS (samples every 30 s, KiB) grows over the second half
-/// of a run, in MB a minute, by least squares: a scheduler's memory rises and falls with
-/// each cycle, so the peaks say whether it keeps growing. `None` under 4 minutes of samples.
+/// How often [`watch`] samples RSS: [`peak_trend`] takes a minute's peak from as many samples.
+const RSS_EVERY_SECS: u64 = 30;
+
+/// How fast the per-minute peak of RSS (samples every [`RSS_EVERY_SECS`], KiB) grows over the
+/// second half of a run, in MB a minute, by least squares: a scheduler's memory rises and
+/// falls with each cycle, so the peaks say whether it keeps growing. `None` under 4 minutes
+/// of samples.
 fn peak_trend(rss_kib: &[u64]) -> Option<f64> {
     // Whole minutes only: a last lone sample may be a trough between two cycles.
     let peaks: Vec<f64> = rss_kib
-        .chunks_exact(2)
-        .map(|m| m[0].max(m[1]) as f64 / 1024.0)
+        .chunks_exact((60 / RSS_EVERY_SECS) as usize)
+        .map(|m| m.iter().copied().max().unwrap_or(0) as f64 / 1024.0)
         .collect();
     if peaks.len() < 4 {
         return None;
@@ -284,7 +292,7 @@ fn peak_trend(rss_kib: &[u64]) -> Option<f64> {
     Some(num / den)
 }
 
-/// Watches a child until `until`, sampling CPU and RSS every 30 s, then runs `finish` (what
+/// Watches a child until `until`, sampling CPU and RSS every [`RSS_EVERY_SECS`], then runs `finish` (what
 /// the side owes at the end, counted in its window); returns the child's last CPU, the
 /// machine's CPU over the same time but this process's own (the simulator's), and
 /// PostgreSQL's.
@@ -297,15 +305,15 @@ async fn watch(
     let own = || sample(std::process::id()).map_or(0.0, |s| s.0);
     let (machine0, own0, pg0) = (machine_busy().unwrap_or(0.0), own(), postgres_cpu_secs());
     let mut cpu = 0.0;
-    // From 30 s on: a process sampled as it starts (before or just after exec) shows
-    // almost no resident memory, which is no figure of its own.
-    let mut next_rss = Instant::now() + Duration::from_secs(30);
+    // From the first period on: a process sampled as it starts (before or just after exec)
+    // shows almost no resident memory, which is no figure of its own.
+    let mut next_rss = Instant::now() + Duration::from_secs(RSS_EVERY_SECS);
     while Instant::now() < until {
         if let Some((c, r)) = sample(pid) {
             cpu = c;
             if Instant::now() >= next_rss {
                 rss.push(r);
-                next_rss += Duration::from_secs(30);
+                next_rss += Duration::from_secs(RSS_EVERY_SECS);
             }
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
