@@ -169,6 +169,8 @@ struct Side {
 struct Writes {
     rows: u64,
     wal_bytes: u64,
+    /// Rows written by table (a partition counted under its partitioned table), most first.
+    by_table: Vec<(String, u64)>,
 }
 
 impl Writes {
@@ -199,11 +201,19 @@ impl Writes {
         )?;
         let rows = psql_rows(
             db,
-            "SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0) FROM pg_stat_user_tables",
+            "SELECT coalesce(p.relname, s.relname), sum(n_tup_ins + n_tup_upd + n_tup_del) AS n \
+             FROM pg_stat_user_tables s LEFT JOIN pg_inherits i ON i.inhrelid = s.relid \
+             LEFT JOIN pg_class p ON p.oid = i.inhparent GROUP BY 1 HAVING sum(n_tup_ins + n_tup_upd + n_tup_del) > 0 \
+             ORDER BY n DESC, 1",
         )?;
+        let by_table = rows
+            .iter()
+            .map(|r| Ok((r[0].clone(), r[1].parse()?)))
+            .collect::<Result<Vec<(String, u64)>>>()?;
         Ok(Writes {
-            rows: rows[0][0].parse()?,
+            rows: by_table.iter().map(|(_, n)| n).sum(),
             wal_bytes: wal[0][0].parse()?,
+            by_table,
         })
     }
 }
@@ -250,6 +260,13 @@ impl Side {
             self.writes.rows as f64 / per,
             self.writes.wal_bytes as f64 / 1e3 / per
         );
+        let tables: Vec<String> = self
+            .writes
+            .by_table
+            .iter()
+            .map(|(t, n)| format!("{t} {:.1}", *n as f64 / per))
+            .collect();
+        println!("{:<10} rows per system by table: {}", "", tables.join(", "));
         println!(
             "{:<10} RSS MB every {RSS_EVERY_SECS} s: {}",
             "",
