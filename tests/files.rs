@@ -1003,6 +1003,7 @@ async fn migration_13_keeps_the_hourly_rollups_and_who_reads_them() {
             kind("fleet_availability_hourly", "v"),
             kind("fleet_availability_hourly_folded", "r"),
             kind("fleet_availability_hourly_pending", "r"),
+            kind("fleet_availability_hourly_pending_rows", "v"),
         ]
     );
     let folded: i64 = sqlx::query_scalar("SELECT count(*) FROM fleet_availability_hourly_folded")
@@ -1021,8 +1022,115 @@ async fn migration_13_keeps_the_hourly_rollups_and_who_reads_them() {
         ("fleet_availability_hourly", true),
         ("fleet_availability_hourly_folded", true),
         ("fleet_availability_hourly_pending", true),
+        ("fleet_availability_hourly_pending_rows", true),
         ("stats_fleet_availability_hourly", true),
         ("fleet_snapshots_hourly", false),
+    ] {
+        let can: bool = sqlx::query_scalar("SELECT has_table_privilege($1, $2, 'SELECT')")
+            .bind(&role)
+            .bind(relation)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(can, readable, "{role} on {relation}");
+    }
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP OWNED BY {role}; DROP ROLE {role}"
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+}
+
+/// Migration 15 (pending hourly rollup rows as one row of arrays per load): the rows pending
+/// before it are folded into their keys, the hourly views and the statistics on them give
+/// the same figures, and whoever could read the pending rows reads the new table and its
+/// rows; a load's rows pending after it are read through the views too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_15_folds_the_pending_rollups_and_keeps_their_figures_and_readers() {
+    let (pg, pool) = postgres_before_migration(15).await;
+    let suffix = mobiflux_model::RunId::new().to_string().replace('-', "");
+    let role = format!("migration15_{}", &suffix[suffix.len() - 8..]);
+    // One key folded already, two pending rows of it and one of another key.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO fleet_availability_hourly_folded VALUES ('p', '2026-11-22 08:00:00+00', 'bike', '45.76,4.83', 10, 8, 1, 1); \
+         INSERT INTO fleet_availability_hourly_pending VALUES \
+           ('p', '2026-11-22 08:00:00+00', 'bike', '45.76,4.83', 5, 4, 1, 0), \
+           ('p', '2026-11-22 08:00:00+00', 'bike', '45.76,4.83', 5, 2, 2, 1), \
+           ('p', '2026-11-22 09:00:00+00', 'scooter', '45.75,4.84', 3, 3, 0, 0); \
+         INSERT INTO fleet_snapshots_hourly_pending VALUES ('p', '2026-11-22 08:00:00+00', 2); \
+         CREATE ROLE {role}; \
+         GRANT SELECT ON fleet_availability_hourly, fleet_availability_hourly_pending, stats_fleet_availability_hourly TO {role}"
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+    let figures = |pool: sqlx::PgPool| async move {
+        sqlx::query_as::<_, (String, String, String, f64, f64, f64, f64)>(
+            "SELECT period::text, vehicle_type_id, area, vehicles, available, reserved, disabled \
+             FROM fleet_availability_hourly ORDER BY 1, 2",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap()
+    };
+    let before = figures(pool.clone()).await;
+    assert_eq!(before.len(), 2);
+    let out = mobiflux(&["migrate", "--warehouse", &pg], &[]).await;
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert_eq!(figures(pool.clone()).await, before);
+    let count = |sql: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        count("SELECT count(*) FROM fleet_availability_hourly_pending").await,
+        0
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM fleet_snapshots_hourly_pending").await,
+        0
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM fleet_availability_hourly_folded").await,
+        2
+    );
+    let bike: (f64, f64) = sqlx::query_as(
+        "SELECT vehicles, available FROM fleet_availability_hourly_folded WHERE vehicle_type_id = 'bike'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(bike, (20.0, 14.0));
+    // A load's batch after the migration: read through the views with the folded rows.
+    sqlx::raw_sql(
+        "INSERT INTO fleet_availability_hourly_pending VALUES ('p', '2026-11-22 08:00:00+00', \
+           ARRAY['2026-11-22 08:00:00+00', '2026-11-22 10:00:00+00']::timestamptz[], ARRAY['bike', 'bike'], \
+           ARRAY['45.76,4.83', '45.76,4.83'], ARRAY[1, 2]::float8[], ARRAY[1, 2]::float8[], \
+           ARRAY[0, 0]::float8[], ARRAY[0, 0]::float8[])",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        count("SELECT count(*) FROM fleet_availability_hourly_pending_rows").await,
+        2
+    );
+    let after = figures(pool.clone()).await;
+    assert_eq!(after.len(), 3);
+    assert_eq!(after[0].3, 21.0);
+    assert_eq!(after[2].3, 2.0);
+    for (relation, readable) in [
+        ("fleet_availability_hourly", true),
+        ("fleet_availability_hourly_pending", true),
+        ("fleet_availability_hourly_pending_rows", true),
+        ("stats_fleet_availability_hourly", true),
+        ("fleet_snapshots_hourly_pending", false),
     ] {
         let can: bool = sqlx::query_scalar("SELECT has_table_privilege($1, $2, 'SELECT')")
             .bind(&role)

@@ -444,9 +444,11 @@ async fn postgres_daily_figures_are_the_same_before_and_after_their_day_closes()
     // The figures above were summed from the pending rows alone.
     assert_eq!(count("fleet_availability_hourly_folded".into()).await, 0);
     assert_eq!(count("station_occupancy_hourly_folded".into()).await, 0);
-    let pending = count("fleet_availability_hourly_pending".into()).await;
-    // 6 loads (the replay adds nothing) of 1 to 3 type-and-area keys.
+    let pending = count("fleet_availability_hourly_pending_rows".into()).await;
+    // 6 loads (the replay adds nothing) of 1 to 3 type-and-area keys, each load one row of
+    // arrays.
     assert!((6..=18).contains(&pending), "{pending}");
+    assert_eq!(count("fleet_availability_hourly_pending".into()).await, 6);
     assert_eq!(
         warehouse.fold_rollups().await.unwrap(),
         0,

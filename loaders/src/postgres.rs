@@ -71,6 +71,10 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
         14,
         include_str!("../migrations/postgres/0014_snapshot_key_order.sql"),
     ),
+    (
+        15,
+        include_str!("../migrations/postgres/0015_pending_batches.sql"),
+    ),
 ];
 /// Reference tables partitioned by partner (migration 8): a partner's first load writes a
 /// table of its own without an index, builds its primary key at commit and attaches it.
@@ -683,12 +687,12 @@ fn to_utc(us: i64) -> DateTime<Utc> {
     Utc.timestamp_micros(us).single().unwrap_or_default()
 }
 
-/// `INSERT … SELECT * FROM UNNEST(…)` of every row of a rollup delta, its arrays bound from
+/// `INSERT … SELECT … FROM UNNEST(…)` of every row of a rollup delta, its arrays bound from
 /// `$first` on; `only_if` (a condition, or nothing) decides whether its rows go in. Hourly
-/// rows are appended to `{table}_pending` (migration 13; [`fold_sql`] adds them to their
-/// keys later); daily rows are added to theirs (`ON CONFLICT … DO UPDATE SET s = s +
-/// excluded.s`), and only for days already closed (`rollup_days`): an open day is summed
-/// from the hourly rows.
+/// rows are appended to `{table}_pending`, one row of arrays per partner (migrations 13 and
+/// 15; [`fold_sql`] adds them to their keys later); daily rows are added to theirs (`ON
+/// CONFLICT … DO UPDATE SET s = s + excluded.s`), and only for days already closed
+/// (`rollup_days`): an open day is summed from the hourly rows.
 fn delta_insert(d: &rollup::Delta, first: usize, only_if: Option<&str>) -> String {
     let t = d.table;
     let names = t.columns();
@@ -714,39 +718,80 @@ fn delta_insert(d: &rollup::Delta, first: usize, only_if: Option<&str>) -> Strin
         true => String::new(),
         false => format!(" WHERE {}", conditions.join(" AND ")),
     };
-    let (target, conflict) = match t.daily_of {
-        None => (format!("{}_pending", t.name), String::new()),
-        Some(_) => (t.name.to_string(), format!(" {}", t.adding_into(t.name))),
-    };
+    if t.daily_of.is_none() {
+        let batched = pending_columns(t);
+        let aggregates: Vec<String> = batched
+            .iter()
+            .map(|c| format!("array_agg(u.{c})"))
+            .collect();
+        return format!(
+            "INSERT INTO {}_pending (partner, first_period, {}) SELECT u.partner, min(u.period), {} \
+             FROM UNNEST({}) AS u({}){filter} GROUP BY u.partner",
+            t.name,
+            batched.join(", "),
+            aggregates.join(", "),
+            arrays.join(", "),
+            names.join(", "),
+        );
+    }
     format!(
-        "INSERT INTO {target} ({}) SELECT * FROM UNNEST({}) AS u({}){filter}{conflict}",
+        "INSERT INTO {} ({}) SELECT * FROM UNNEST({}) AS u({}){filter} {}",
+        t.name,
         names.join(", "),
         arrays.join(", "),
         names.join(", "),
+        t.adding_into(t.name)
     )
 }
 
-/// The tables behind the hourly rollup views (migration 13): `{name}_folded` and
-/// `{name}_pending` of each.
-fn hourly_tables() -> impl Iterator<Item = String> {
-    rollup::HOURLY
-        .iter()
-        .flat_map(|t| [format!("{}_folded", t.name), format!("{}_pending", t.name)])
+/// The columns of an hourly table that its pending rows hold as arrays (migration 15): all
+/// but `partner`, one row of arrays per partner and load.
+fn pending_columns(hourly: &rollup::RollupTable) -> Vec<&'static str> {
+    hourly
+        .columns()
+        .into_iter()
+        .filter(|c| *c != "partner")
+        .collect()
 }
 
-/// Moves an hourly table's pending rows (migration 13) into its folded rows, summed per key,
-/// in one statement: rows appended by loads that commit meanwhile stay for the next fold.
+/// The relations behind the hourly rollup views (migrations 13 and 15): `{name}_folded`,
+/// `{name}_pending` and its rows, `{name}_pending_rows`, of each.
+fn hourly_tables() -> impl Iterator<Item = String> {
+    rollup::HOURLY.iter().flat_map(|t| {
+        [
+            format!("{}_folded", t.name),
+            format!("{}_pending", t.name),
+            format!("{}_pending_rows", t.name),
+        ]
+    })
+}
+
+/// Moves an hourly table's pending rows (migrations 13 and 15: rows of arrays) into its
+/// folded rows, summed per key, in one statement: rows appended by loads that commit
+/// meanwhile stay for the next fold.
 fn fold_sql(hourly: &rollup::RollupTable) -> String {
     let names = hourly.columns().join(", ");
-    let keys = hourly.key_names();
-    let sums: Vec<String> = hourly.sums.iter().map(|s| format!("sum({s})")).collect();
+    let batched = pending_columns(hourly);
+    let keys: Vec<String> = hourly
+        .key_names()
+        .iter()
+        .map(|k| match *k {
+            "partner" => "m.partner".to_string(),
+            k => format!("u.{k}"),
+        })
+        .collect();
+    let sums: Vec<String> = hourly.sums.iter().map(|s| format!("sum(u.{s})")).collect();
+    let arrays: Vec<String> = batched.iter().map(|c| format!("m.{c}")).collect();
     let folded = format!("{}_folded", hourly.name);
     format!(
-        "WITH moved AS (DELETE FROM {}_pending RETURNING {names}) \
-         INSERT INTO {folded} ({names}) SELECT {}, {} FROM moved GROUP BY {} {}",
+        "WITH moved AS (DELETE FROM {}_pending RETURNING *) \
+         INSERT INTO {folded} ({names}) SELECT {}, {} FROM moved m \
+         CROSS JOIN LATERAL unnest({}) AS u({}) GROUP BY {} {}",
         hourly.name,
         keys.join(", "),
         sums.join(", "),
+        arrays.join(", "),
+        batched.join(", "),
         keys.join(", "),
         hourly.adding_into(&folded)
     )

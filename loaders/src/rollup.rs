@@ -147,8 +147,9 @@ pub const PARTNER_STATIONS_HOURLY: RollupTable = RollupTable {
     daily_of: None,
 };
 
-/// The hourly tables. In PostgreSQL, loads append their rows to `{name}_pending`, folded
-/// into `{name}_folded` now and then; `{name}` is the view of both (migration 13).
+/// The hourly tables. In PostgreSQL, loads append their rows to `{name}_pending` (one row
+/// of arrays per load and partner), folded into `{name}_folded` now and then; `{name}` is
+/// the view of both (migrations 13 and 15).
 pub const HOURLY: &[&RollupTable] = &[
     &FLEET_HOURLY,
     &SNAPSHOTS_HOURLY,
