@@ -823,6 +823,25 @@ async fn postgres_before_migration(version: i32) -> (String, sqlx::PgPool) {
     (pg, pool)
 }
 
+/// Whether `role` may read each relation, as expected; then the role is dropped.
+async fn reads_then_drop(pool: &sqlx::PgPool, role: &str, expected: &[(&str, bool)]) {
+    for (relation, readable) in expected {
+        let can: bool = sqlx::query_scalar("SELECT has_table_privilege($1, $2, 'SELECT')")
+            .bind(role)
+            .bind(relation)
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        assert_eq!(can, *readable, "{role} on {relation}");
+    }
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP OWNED BY {role}; DROP ROLE {role}"
+    )))
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
 /// The columns of a table's indexes, in index order, one comma-separated list per index:
 /// its primary key's (`primary`) or its other indexes'.
 async fn index_columns(pool: &sqlx::PgPool, table: &str, primary: bool) -> Vec<String> {
@@ -1018,28 +1037,19 @@ async fn migration_13_keeps_the_hourly_rollups_and_who_reads_them() {
     .await
     .unwrap();
     assert_eq!(avg, 4.0);
-    for (relation, readable) in [
-        ("fleet_availability_hourly", true),
-        ("fleet_availability_hourly_folded", true),
-        ("fleet_availability_hourly_pending", true),
-        ("fleet_availability_hourly_pending_rows", true),
-        ("stats_fleet_availability_hourly", true),
-        ("fleet_snapshots_hourly", false),
-    ] {
-        let can: bool = sqlx::query_scalar("SELECT has_table_privilege($1, $2, 'SELECT')")
-            .bind(&role)
-            .bind(relation)
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-        assert_eq!(can, readable, "{role} on {relation}");
-    }
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "DROP OWNED BY {role}; DROP ROLE {role}"
-    )))
-    .execute(&pool)
-    .await
-    .unwrap();
+    reads_then_drop(
+        &pool,
+        &role,
+        &[
+            ("fleet_availability_hourly", true),
+            ("fleet_availability_hourly_folded", true),
+            ("fleet_availability_hourly_pending", true),
+            ("fleet_availability_hourly_pending_rows", true),
+            ("stats_fleet_availability_hourly", true),
+            ("fleet_snapshots_hourly", false),
+        ],
+    )
+    .await;
 }
 
 /// Migration 15 (pending hourly rollup rows as one row of arrays per load): the rows pending
@@ -1125,27 +1135,18 @@ async fn migration_15_folds_the_pending_rollups_and_keeps_their_figures_and_read
     assert_eq!(after.len(), 3);
     assert_eq!(after[0].3, 21.0);
     assert_eq!(after[2].3, 2.0);
-    for (relation, readable) in [
-        ("fleet_availability_hourly", true),
-        ("fleet_availability_hourly_pending", true),
-        ("fleet_availability_hourly_pending_rows", true),
-        ("stats_fleet_availability_hourly", true),
-        ("fleet_snapshots_hourly_pending", false),
-    ] {
-        let can: bool = sqlx::query_scalar("SELECT has_table_privilege($1, $2, 'SELECT')")
-            .bind(&role)
-            .bind(relation)
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-        assert_eq!(can, readable, "{role} on {relation}");
-    }
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "DROP OWNED BY {role}; DROP ROLE {role}"
-    )))
-    .execute(&pool)
-    .await
-    .unwrap();
+    reads_then_drop(
+        &pool,
+        &role,
+        &[
+            ("fleet_availability_hourly", true),
+            ("fleet_availability_hourly_pending", true),
+            ("fleet_availability_hourly_pending_rows", true),
+            ("stats_fleet_availability_hourly", true),
+            ("fleet_snapshots_hourly_pending", false),
+        ],
+    )
+    .await;
 }
 
 /// `mobiflux run` closes the rollups' past days when it ends (a warehouse loaded from cron
