@@ -768,7 +768,8 @@ fn hourly_tables() -> impl Iterator<Item = String> {
 
 /// Moves an hourly table's pending rows (migrations 13 and 15: rows of arrays) into its
 /// folded rows, summed per key, in one statement: rows appended by loads that commit
-/// meanwhile stay for the next fold.
+/// meanwhile stay for the next fold. It unnests the rows it deletes as `{name}_pending_rows`
+/// does (a view cannot be deleted from).
 fn fold_sql(hourly: &rollup::RollupTable) -> String {
     let names = hourly.columns().join(", ");
     let batched = pending_columns(hourly);

@@ -3,9 +3,9 @@
 -- (`first_period` the earliest period), instead of one row per key: a GBFS poll of 250
 -- vehicles added about 60 fleet rows (vehicle type × area) and one per station, each a heap
 -- tuple and a WAL record when inserted and again when the fold deleted it. `*_pending_rows`
--- is the view of their rows, one per key as before; the fold reads it (the same sums), and
--- each hourly view reads it in place of the old table (the same columns, so the views on
--- them stay). Rows pending when this migration runs are folded first.
+-- is the view of their rows, one per key as before: each hourly view reads it in place of
+-- the old table (the same columns, so the views on them stay); the fold unnests the rows it
+-- deletes the same way (`fold_sql`). Rows pending when this migration runs are folded first.
 DO $$
 DECLARE
     t text;
