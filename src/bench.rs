@@ -10,7 +10,7 @@
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -253,7 +253,9 @@ fn psql(url: &str, sql: &str) -> Result<()> {
 
 /// A Python virtual environment in the tools folder (`MOBIFLUX_TOOLS`, by default
 /// `~/.cache/mobiflux-tools`, outside any clone) with `packages` installed from PyPI on
-/// first use; its interpreter. Ready when `import {imports}` works.
+/// first use; its interpreter. Ready when `import {imports}` works and every package
+/// pinned as `name==version` (extras such as `[binary]` aside) is installed at that
+/// version; otherwise (re)installed, so a pin changed in the source takes effect.
 pub fn python_venv(name: &str, imports: &str, packages: &[&str]) -> Result<PathBuf> {
     let tools = std::env::var("MOBIFLUX_TOOLS")
         .map(PathBuf::from)
@@ -262,8 +264,21 @@ pub fn python_venv(name: &str, imports: &str, packages: &[&str]) -> Result<PathB
         });
     let dir = tools.join(name);
     let python = dir.join("bin/python");
+    let pins: Vec<String> = packages
+        .iter()
+        .filter_map(|p| p.split_once("=="))
+        .map(|(dist, version)| {
+            let dist = dist.split('[').next().unwrap_or(dist);
+            format!("({dist:?}, {version:?})")
+        })
+        .collect();
+    let check = format!(
+        "import {imports}\nimport importlib.metadata as m, sys\nsys.exit(any(m.version(d) != v for d, v in [{}]))",
+        pins.join(", ")
+    );
     let ready = Command::new(&python)
-        .args(["-c", &format!("import {imports}")])
+        .args(["-c", &check])
+        .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
     if !ready {
