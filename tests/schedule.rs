@@ -1,6 +1,7 @@
 //! `mobiflux schedule` as real processes: ticks run once each, a graceful stop on SIGTERM,
 //! several daemons sharing one PostgreSQL warehouse, a pipeline taken over after its daemon
-//! is killed, and definitions reloaded while the daemon runs.
+//! is killed, definitions reloaded while the daemon runs, and a daemon that claims nothing in
+//! a warehouse a newer mobiflux migrated.
 
 mod common;
 
@@ -538,5 +539,95 @@ async fn a_failing_host_opens_its_circuit_and_fails_fast_while_other_hosts_run()
     assert!(
         metrics.contains(&format!("mobiflux_breaker_state{{host=\"{up_host}\"}} 0")),
         "{metrics}"
+    );
+}
+
+/// A newer mobiflux migrating the shared warehouse while this one runs (a rolling upgrade):
+/// this daemon stops claiming ticks and gives its leases up at once, instead of writing
+/// tables whose shape or meaning it does not know; `/health` says why with a 503; it
+/// resumes when the warehouse is back at a version it knows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_runs_nothing_in_a_warehouse_a_newer_mobiflux_migrated() {
+    let sim = msp().await;
+    let pipelines = temp_dir("newer-defs");
+    every_second(&pipelines, &sim.base_url(), 2);
+    let pg = pg_database().await;
+    let work = temp_dir("newer-work");
+    let env = dest(&pipelines, work.join("raw").to_str().unwrap(), &pg);
+    let pool = sqlx::PgPool::connect(&pg).await.unwrap();
+    let runs = || async {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM etl_runs WHERE trigger = 'schedule'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        n
+    };
+    let leases = || async {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM schedule_leases")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        n
+    };
+    let addr = free_port();
+    let child = daemon(&env, &["--metrics-addr", &addr, "--lease-secs", "60"]);
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    assert_eq!(get(&addr, "/health").0, "HTTP/1.1 200 OK");
+    assert!(runs().await >= 2);
+    assert_eq!(leases().await, 2);
+
+    // A newer mobiflux's migration lands.
+    sqlx::query("INSERT INTO schema_migrations (version) VALUES (10000)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let (status, health) = get(&addr, "/health");
+    let before = runs().await;
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert_eq!(
+        runs().await,
+        before,
+        "no run started under the newer schema"
+    );
+    assert_eq!(status, "HTTP/1.1 503 Service Unavailable");
+    let known = mobiflux_loaders::POSTGRES_MIGRATIONS.last().unwrap().0;
+    assert!(
+        health.starts_with("{\"status\":\"failing\",\"pipelines\":2,")
+            && health.contains("\"claims_failing\":2,")
+            && health.contains(&format!(
+                "is at schema version 10000, newer than this mobiflux knows (up to {known}): upgrade this instance"
+            )),
+        "{health}"
+    );
+    // Its leases were given up at once (not after their 60 s), for an upgraded instance.
+    assert_eq!(leases().await, 0);
+    // A one-shot run refuses the warehouse before fetching anything.
+    let requests = sim.requests().len();
+    let out = mobiflux(&["run", "p0"], &env).await;
+    let (stdout, stderr) = text(&out);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(
+        stderr.contains("is at schema version 10000, newer than this mobiflux knows"),
+        "{stderr}"
+    );
+    assert_eq!(sim.requests().len(), requests);
+
+    // The warehouse is back at a version this mobiflux knows: it runs again.
+    sqlx::query("DELETE FROM schema_migrations WHERE version = 10000")
+        .execute(&pool)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let (status, health) = get(&addr, "/health");
+    assert_eq!(status, "HTTP/1.1 200 OK", "{health}");
+    assert!(runs().await > before);
+    signal(&child, libc::SIGTERM);
+    let (ok, stdout, stderr) = finish(child);
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("could not claim the tick; not run")
+            && stderr.contains("newer than this mobiflux knows"),
+        "{stderr}"
     );
 }

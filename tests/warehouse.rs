@@ -358,3 +358,95 @@ async fn days_close_only_once_the_loads_in_flight_have_ended() {
     assert!(!mark().await);
     unrelated.commit().await.unwrap();
 }
+
+/// A warehouse a newer mobiflux migrated further is refused, PostgreSQL and SQLite alike:
+/// by `migrate` (every command starts with it), by a scheduler's claim (which takes nothing,
+/// and gives up the lease it held on PostgreSQL), and by PostgreSQL's fold and closing of
+/// days; with the newer version gone, all work again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warehouse_a_newer_mobiflux_migrated_is_refused_with_both_versions() {
+    use std::time::Duration;
+    let pg = common::pg_database().await;
+    let dir = common::temp_dir("newer-schema");
+    let lite = format!("sqlite://{}/w.db", dir.display());
+    for url in [pg.as_str(), lite.as_str()] {
+        let wh = mobiflux_loaders::open(url).await.unwrap();
+        wh.migrate().await.unwrap();
+        let tick = chrono::Utc::now();
+        let ttl = Duration::from_secs(60);
+        assert!(wh.claim_tick("p", tick, "me", ttl).await.unwrap(), "{url}");
+        let db = if url.starts_with("postgres") {
+            Db::Pg(sqlx::PgPool::connect(url).await.unwrap())
+        } else {
+            Db::Lite(sqlx::SqlitePool::connect(url).await.unwrap())
+        };
+        db.exec("INSERT INTO schema_migrations (version) VALUES (10000)")
+            .await;
+        let e = wh.migrate().await.unwrap_err().to_string();
+        assert!(
+            e.contains("is at schema version 10000, newer than this mobiflux knows (up to ")
+                && e.contains("): upgrade this instance; every mobiflux sharing a warehouse must run the same version"),
+            "{url}: {e}"
+        );
+        let next = tick + chrono::Duration::seconds(1);
+        let e = wh.claim_tick("p", next, "me", ttl).await.unwrap_err();
+        assert!(
+            matches!(
+                e,
+                mobiflux_loaders::LoadError::SchemaNewer { found: 10000, .. }
+            ),
+            "{url}: {e}"
+        );
+        if url.starts_with("postgres") {
+            // The lease this instance held is given up, for an instance that knows the schema.
+            assert_eq!(db.leases().await, 0);
+            let known = mobiflux_loaders::POSTGRES_MIGRATIONS.last().unwrap().0;
+            for e in [
+                wh.fold_rollups().await.unwrap_err(),
+                wh.close_days(1).await.unwrap_err(),
+            ] {
+                assert!(
+                    matches!(e, mobiflux_loaders::LoadError::SchemaNewer { found: 10000, known: k, .. } if k == known),
+                    "{e}"
+                );
+            }
+        } else {
+            // One instance only: its lease stays as it was.
+            assert_eq!(db.leases().await, 1);
+        }
+        db.exec("DELETE FROM schema_migrations WHERE version = 10000")
+            .await;
+        wh.migrate().await.unwrap();
+        assert!(wh.claim_tick("p", next, "me", ttl).await.unwrap(), "{url}");
+        assert_eq!(db.leases().await, 1);
+        if url.starts_with("postgres") {
+            wh.fold_rollups().await.unwrap();
+            wh.close_days(1).await.unwrap();
+        }
+    }
+}
+
+/// Either warehouse's pool, for statements both run alike.
+enum Db {
+    Pg(sqlx::PgPool),
+    Lite(sqlx::SqlitePool),
+}
+
+impl Db {
+    async fn exec(&self, q: &'static str) {
+        match self {
+            Db::Pg(p) => sqlx::query(q).execute(p).await.map(drop),
+            Db::Lite(p) => sqlx::query(q).execute(p).await.map(drop),
+        }
+        .unwrap()
+    }
+
+    async fn leases(&self) -> i64 {
+        let q = "SELECT count(*) FROM schedule_leases";
+        match self {
+            Db::Pg(p) => sqlx::query_scalar(q).fetch_one(p).await,
+            Db::Lite(p) => sqlx::query_scalar(q).fetch_one(p).await,
+        }
+        .unwrap()
+    }
+}

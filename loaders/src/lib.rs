@@ -95,6 +95,38 @@ pub enum LoadError {
         table: &'static str,
         message: String,
     },
+    /// A newer mobiflux migrated the warehouse: this one would write tables whose shape or
+    /// meaning it does not know (every instance sharing a warehouse runs the same version).
+    #[error(
+        "warehouse {target} is at schema version {found}, newer than this mobiflux knows (up to {known}): upgrade this instance; every mobiflux sharing a warehouse must run the same version"
+    )]
+    SchemaNewer {
+        target: String,
+        found: i32,
+        known: i32,
+    },
+}
+
+/// The schema version a warehouse's migrations reach.
+pub(crate) fn known_version(migrations: &[(i32, &str)]) -> i32 {
+    migrations.last().map_or(0, |m| m.0)
+}
+
+/// Whether this mobiflux may write a warehouse whose newest applied migration is `found`.
+pub(crate) fn check_schema(
+    target: &str,
+    found: Option<i32>,
+    migrations: &[(i32, &str)],
+) -> Result<(), LoadError> {
+    let known = known_version(migrations);
+    match found {
+        Some(found) if found > known => Err(LoadError::SchemaNewer {
+            target: target.to_string(),
+            found,
+            known,
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// A failure inside a load transaction: the database's, or an injected fault.
@@ -276,7 +308,8 @@ pub trait Warehouse: Send + Sync {
         &'a self,
         pipelines: &'a [PipelineInfo],
     ) -> BoxFuture<'a, Result<(), LoadError>>;
-    /// Creates or upgrades the schema; safe to call from several processes at once.
+    /// Creates or upgrades the schema; safe to call from several processes at once. Fails
+    /// with [`LoadError::SchemaNewer`] when a newer mobiflux has migrated it further.
     fn migrate(&self) -> BoxFuture<'_, Result<(), LoadError>>;
     /// Records a run as started (or restarted, for a replay), and returns what its pipeline
     /// loaded last ([`Warehouse::latest_loaded`]), in the same round trip.
@@ -329,7 +362,10 @@ pub trait Warehouse: Send + Sync {
     fn describe(&self) -> String;
     /// Takes one tick of a pipeline for a scheduler instance (`owner`), in one transaction:
     /// false when another instance holds a live lease on the pipeline, or when the tick was
-    /// taken already. On success the instance holds the pipeline's lease for `ttl`.
+    /// taken already. On success the instance holds the pipeline's lease for `ttl`. Fails
+    /// with [`LoadError::SchemaNewer`], taking nothing, once a newer mobiflux has migrated
+    /// the warehouse while this one runs: its ticks are left to the instances that know the
+    /// schema.
     fn claim_tick<'a>(
         &'a self,
         pipeline: &'a str,

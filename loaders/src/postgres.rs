@@ -1489,6 +1489,12 @@ impl Warehouse for PostgresWarehouse {
                         .map_err(|e| self.db(e))?;
                 }
             }
+            let newest: Option<i32> =
+                sqlx::query_scalar("SELECT max(version) FROM schema_migrations")
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(|e| self.db(e))?;
+            crate::check_schema(&self.target, newest, MIGRATIONS)?;
             tx.commit().await.map_err(|e| self.db(e))
         })
     }
@@ -1705,26 +1711,35 @@ impl Warehouse for PostgresWarehouse {
         owner: &'a str,
         ttl: std::time::Duration,
     ) -> BoxFuture<'a, Result<bool, LoadError>> {
-        // One statement, one round trip: the lease is taken (new, ours, or expired), then
-        // the tick, only if the lease was. Taking an expired lease for a tick another
-        // instance already ran is the takeover the lease exists for; the tick's key keeps
-        // it from running twice.
+        // One statement, one round trip: the schema's version is read, the lease is taken
+        // (new, ours, or expired) if this mobiflux knows that version, then the tick, only
+        // if the lease was. Taking an expired lease for a tick another instance already ran
+        // is the takeover the lease exists for; the tick's key keeps it from running twice.
+        // Under a newer schema, a lease this instance holds is given up at once, so an
+        // upgraded instance takes the pipeline at its next tick, not after the lease's time.
         Box::pin(async move {
-            let claimed: Option<String> = sqlx::query_scalar(
-                "WITH lease AS (\
-                 INSERT INTO schedule_leases (pipeline, owner, expires_at) VALUES ($1, $2, now() + make_interval(secs => $3::float8 / 1000)) \
+            let (newest, claimed): (Option<i32>, Option<String>) = sqlx::query_as(
+                "WITH schema AS (SELECT max(version) AS version FROM schema_migrations), \
+                 lease AS (\
+                 INSERT INTO schedule_leases (pipeline, owner, expires_at) \
+                 SELECT $1, $2, now() + make_interval(secs => $3::float8 / 1000) FROM schema WHERE coalesce(version, 0) <= $5 \
                  ON CONFLICT (pipeline) DO UPDATE SET owner = EXCLUDED.owner, expires_at = EXCLUDED.expires_at \
-                 WHERE schedule_leases.owner = EXCLUDED.owner OR schedule_leases.expires_at < now() RETURNING owner) \
-                 INSERT INTO schedule_ticks (pipeline, scheduled_for, owner) SELECT $1, $4, owner FROM lease \
-                 ON CONFLICT DO NOTHING RETURNING owner",
+                 WHERE schedule_leases.owner = EXCLUDED.owner OR schedule_leases.expires_at < now() RETURNING owner), \
+                 tick AS (INSERT INTO schedule_ticks (pipeline, scheduled_for, owner) SELECT $1, $4, owner FROM lease \
+                 ON CONFLICT DO NOTHING RETURNING owner), \
+                 given_up AS (DELETE FROM schedule_leases WHERE pipeline = $1 AND owner = $2 \
+                 AND (SELECT coalesce(version, 0) FROM schema) > $5) \
+                 SELECT schema.version, (SELECT owner FROM tick) FROM schema",
             )
             .bind(pipeline)
             .bind(owner)
             .bind(ttl.as_millis() as i64)
             .bind(scheduled_for)
-            .fetch_optional(&self.pool)
+            .bind(crate::known_version(MIGRATIONS))
+            .fetch_one(&self.pool)
             .await
             .map_err(|e| self.db(e))?;
+            crate::check_schema(&self.target, newest, MIGRATIONS)?;
             Ok(claimed.is_some())
         })
     }
@@ -1817,11 +1832,14 @@ impl Warehouse for PostgresWarehouse {
 
     fn close_days(&self, tries: u32) -> BoxFuture<'_, Result<u32, LoadError>> {
         Box::pin(async move {
-            let due = "SELECT closed_before, date_trunc('day', now(), 'UTC') FROM rollup_days";
-            let (from, to): (DateTime<Utc>, DateTime<Utc>) = sqlx::query_as(due)
-                .fetch_one(&self.pool)
-                .await
-                .map_err(|e| self.db(e))?;
+            // Closing days runs this version's statements: under a newer schema, none run.
+            let due = "SELECT closed_before, date_trunc('day', now(), 'UTC'), (SELECT max(version) FROM schema_migrations) FROM rollup_days";
+            let (from, to, newest): (DateTime<Utc>, DateTime<Utc>, Option<i32>) =
+                sqlx::query_as(due)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(|e| self.db(e))?;
+            crate::check_schema(&self.target, newest, MIGRATIONS)?;
             if from >= to {
                 return Ok(0);
             }
@@ -1879,11 +1897,15 @@ impl Warehouse for PostgresWarehouse {
     fn fold_rollups(&self) -> BoxFuture<'_, Result<u64, LoadError>> {
         Box::pin(async move {
             let mut tx = self.pool.begin().await.map_err(|e| self.db(e))?;
-            let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtext($1))")
-                .bind(FOLD_LOCK)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(|e| self.db(e))?;
+            // The fold's statements are this version's: under a newer schema, none run.
+            let (locked, newest): (bool, Option<i32>) = sqlx::query_as(
+                "SELECT pg_try_advisory_xact_lock(hashtext($1)), (SELECT max(version) FROM schema_migrations)",
+            )
+            .bind(FOLD_LOCK)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| self.db(e))?;
+            crate::check_schema(&self.target, newest, MIGRATIONS)?;
             if !locked {
                 return Ok(0);
             }

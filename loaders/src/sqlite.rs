@@ -84,6 +84,17 @@ impl SqliteWarehouse {
         }
     }
 
+    /// The newest migration applied to the database.
+    async fn schema_version(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    ) -> Result<Option<i32>, LoadError> {
+        sqlx::query_scalar("SELECT max(version) FROM schema_migrations")
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(|e| self.db(e))
+    }
+
     /// Writes a run's `etl_runs` row as it stands (started, or failed).
     async fn record_run(&self, run: &RunRecord) -> Result<(), LoadError> {
         let mut conn = self.pool.acquire().await.map_err(|e| self.db(e))?;
@@ -507,6 +518,8 @@ impl Warehouse for SqliteWarehouse {
                         .map_err(|e| self.db(e))?;
                 }
             }
+            let newest = self.schema_version(&mut tx).await?;
+            crate::check_schema(&self.target, newest, MIGRATIONS)?;
             tx.commit().await.map_err(|e| self.db(e))
         })
     }
@@ -702,6 +715,11 @@ impl Warehouse for SqliteWarehouse {
             .fetch_optional(&mut *tx)
             .await
             .map_err(|e| self.db(e))?;
+            // Read after the first write, which took the database's write lock (a read
+            // first would have to upgrade its lock, and could find the database busy);
+            // returning drops the transaction, and the lease with it.
+            let newest = self.schema_version(&mut tx).await?;
+            crate::check_schema(&self.target, newest, MIGRATIONS)?;
             if leased.is_none() {
                 return Ok(false);
             }

@@ -60,8 +60,11 @@ pub struct Counters {
     pub elsewhere: AtomicU64,
     /// Ticks missed while down and not caught up.
     pub missed: AtomicU64,
-    /// Claims that failed (warehouse unreachable).
+    /// Claims that failed (warehouse unreachable, or migrated by a newer mobiflux).
     pub claim_errors: AtomicU64,
+    /// The error of the pipeline's last claim while claims fail; `None` once one is
+    /// answered (`/health` reports the daemon failing while any pipeline has one).
+    pub claim_error: std::sync::Mutex<Option<String>>,
     /// 1 while this instance holds the pipeline's lease (as far as it knows).
     pub lease_owned: AtomicU64,
 }
@@ -256,7 +259,10 @@ async fn run_tick(
     let Ok(_permit) = permits.acquire().await else {
         return;
     };
-    match host.claim(name, tick, &opts.owner, opts.lease_ttl).await {
+    let claimed = host.claim(name, tick, &opts.owner, opts.lease_ttl).await;
+    let failing = claimed.as_ref().err().cloned();
+    *counters.claim_error.lock().expect("not poisoned") = failing;
+    match claimed {
         Ok(true) => counters.lease_owned.store(1, Ordering::Relaxed),
         Ok(false) => {
             counters.lease_owned.store(0, Ordering::Relaxed);
@@ -265,6 +271,7 @@ async fn run_tick(
             return;
         }
         Err(e) => {
+            counters.lease_owned.store(0, Ordering::Relaxed);
             counters.claim_errors.fetch_add(1, Ordering::Relaxed);
             tracing::error!(pipeline = %name, %tick, error = %e, "could not claim the tick; not run");
             return;

@@ -270,6 +270,37 @@ impl Metrics {
     }
 }
 
+/// `/health`: 200 and `"ok"` while the warehouse answers the daemon's claims; 503 and
+/// `"failing"`, with how many pipelines' last claim failed and one of the errors, while
+/// any does (the warehouse is unreachable, or a newer mobiflux migrated it: this instance
+/// runs nothing until it is answered or upgraded).
+fn health(counters: &SharedCounters, uptime: std::time::Duration) -> crate::httpd::Response {
+    let counters = counters.lock().expect("not poisoned").clone();
+    let errors: Vec<String> = counters
+        .values()
+        .filter_map(|c| c.claim_error.lock().expect("not poisoned").clone())
+        .collect();
+    let failing = match errors.first() {
+        None => String::new(),
+        Some(error) => format!(
+            ",\"claims_failing\":{},\"error\":{}",
+            errors.len(),
+            serde_json::Value::from(error.as_str())
+        ),
+    };
+    crate::httpd::Response {
+        status: if errors.is_empty() { 200 } else { 503 },
+        content_type: "application/json",
+        body: format!(
+            "{{\"status\":\"{}\",\"pipelines\":{},\"uptime_seconds\":{}{failing}}}\n",
+            if errors.is_empty() { "ok" } else { "failing" },
+            counters.len(),
+            uptime.as_secs(),
+        )
+        .into_bytes(),
+    }
+}
+
 /// Serves `/metrics` and `/health` until the process ends; returns the bound address.
 pub async fn serve(
     addr: &str,
@@ -284,16 +315,7 @@ pub async fn serve(
                     "text/plain; version=0.0.4",
                     metrics.render(&counters.lock().expect("not poisoned").clone()),
                 ),
-                "/health" => {
-                    let pipelines = counters.lock().expect("not poisoned").len();
-                    crate::httpd::Response::ok(
-                        "application/json",
-                        format!(
-                            "{{\"status\":\"ok\",\"pipelines\":{pipelines},\"uptime_seconds\":{:.0}}}\n",
-                            metrics.started.elapsed().as_secs_f64()
-                        ),
-                    )
-                }
+                "/health" => health(&counters, metrics.started.elapsed()),
                 _ => crate::httpd::Response::text(404, "see /metrics and /health\n"),
             }
         }
