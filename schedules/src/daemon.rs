@@ -260,8 +260,16 @@ async fn run_tick(
         return;
     };
     let claimed = host.claim(name, tick, &opts.owner, opts.lease_ttl).await;
-    let failing = claimed.as_ref().err().cloned();
-    *counters.claim_error.lock().expect("not poisoned") = failing;
+    // A failing warehouse fails every pipeline's claims, tick after tick: each pipeline
+    // logs an error when its claims start failing or fail differently, and when they are
+    // answered again; the ticks in between are counted (`claim_error`) and logged at debug.
+    let before = std::mem::replace(
+        &mut *counters.claim_error.lock().expect("not poisoned"),
+        claimed.as_ref().err().cloned(),
+    );
+    if before.is_some() && claimed.is_ok() {
+        tracing::info!(pipeline = %name, %tick, "the warehouse answers the claims again");
+    }
     match claimed {
         Ok(true) => counters.lease_owned.store(1, Ordering::Relaxed),
         Ok(false) => {
@@ -273,7 +281,11 @@ async fn run_tick(
         Err(e) => {
             counters.lease_owned.store(0, Ordering::Relaxed);
             counters.claim_errors.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(pipeline = %name, %tick, error = %e, "could not claim the tick; not run");
+            if before.as_ref() != Some(&e) {
+                tracing::error!(pipeline = %name, %tick, error = %e, "could not claim the tick; not run (repeats are logged at debug and counted)");
+            } else {
+                tracing::debug!(pipeline = %name, %tick, error = %e, "could not claim the tick; not run");
+            }
             return;
         }
     }
