@@ -1,4 +1,6 @@
-//! The migrations of both warehouses create exactly the columns the unified schemas declare.
+//! The warehouses themselves: migrations that create exactly the columns the unified schemas
+//! declare, PostgreSQL's binary COPY, merge staging, the loads' locks, closing days, and a
+//! warehouse a newer mobiflux migrated refused.
 
 mod common;
 
