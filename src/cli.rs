@@ -534,13 +534,13 @@ async fn dispatch(cmd: Command) -> Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             let wh = mobiflux_loaders::open(&warehouse).await?;
-            wh.migrate().await?;
+            mobiflux_loaders::ready_to_read(wh.as_ref()).await?;
             crate::stats_cli::run(wh.as_ref(), &name, &filters, format, output.as_deref()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve { warehouse, bind } => {
             let wh = mobiflux_loaders::open(&warehouse).await?;
-            wh.migrate().await?;
+            mobiflux_loaders::ready_to_read(wh.as_ref()).await?;
             crate::serve::run(Arc::from(wh), &bind).await?;
             Ok(ExitCode::SUCCESS)
         }
@@ -576,7 +576,7 @@ async fn dispatch(cmd: Command) -> Result<ExitCode> {
                 .map(|(d, _)| d)
                 .unwrap_or_default();
             let wh = mobiflux_loaders::open(&dest.warehouse).await?;
-            wh.migrate().await?;
+            mobiflux_loaders::ready_to_read(wh.as_ref()).await?;
             crate::status::run(wh.as_ref(), &defs, hours.max(1), json).await?;
             Ok(ExitCode::SUCCESS)
         }

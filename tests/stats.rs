@@ -664,6 +664,26 @@ async fn an_analyst_reads_only_its_territory() {
             .await
             .unwrap_err();
         assert!(err.to_string().contains("permission denied"), "{err}");
+        // `mobiflux stats` with the analyst's own role: it writes nothing to a current
+        // schema (the role could not), and shows only its territory's feeds; also for a
+        // role granted before it could read the schema's version.
+        let url = format!("postgres://{role}@{base}");
+        for granted in [true, false] {
+            if !granted {
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                    "REVOKE SELECT ON schema_migrations FROM {role}"
+                )))
+                .execute(&admin)
+                .await
+                .unwrap();
+            }
+            let health = stats(&url, &["feed-health"]).await;
+            let shown: Vec<&str> = health
+                .iter()
+                .map(|r| r["pipeline"].as_str().unwrap())
+                .collect();
+            assert_eq!(shown, vec![mine], "{role}, version granted: {granted}");
+        }
         analyst.close().await;
     }
     // The loader (table owner) still sees both.

@@ -1,9 +1,10 @@
 //! The warehouses themselves: migrations that create exactly the columns the unified schemas
-//! declare, PostgreSQL's binary COPY, merge staging, the loads' locks, closing days, and a
-//! warehouse a newer mobiflux migrated refused.
+//! declare, where a schema stands against them, PostgreSQL's binary COPY, merge staging, the
+//! loads' locks, closing days, and a warehouse a newer mobiflux migrated refused.
 
 mod common;
 
+use mobiflux_loaders::Schema;
 use mobiflux_model::schema::{QUARANTINE, UNIFIED_TABLES};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -373,7 +374,15 @@ async fn a_warehouse_a_newer_mobiflux_migrated_is_refused_with_both_versions() {
     let lite = format!("sqlite://{}/w.db", dir.display());
     for url in [pg.as_str(), lite.as_str()] {
         let wh = mobiflux_loaders::open(url).await.unwrap();
+        assert!(
+            matches!(
+                wh.schema().await.unwrap(),
+                Schema::Behind { found: None, .. }
+            ),
+            "{url}"
+        );
         wh.migrate().await.unwrap();
+        assert_eq!(wh.schema().await.unwrap(), Schema::Current, "{url}");
         let tick = chrono::Utc::now();
         let ttl = Duration::from_secs(60);
         assert!(wh.claim_tick("p", tick, "me", ttl).await.unwrap(), "{url}");
@@ -390,6 +399,20 @@ async fn a_warehouse_a_newer_mobiflux_migrated_is_refused_with_both_versions() {
                 && e.contains("): upgrade this instance; every mobiflux sharing a warehouse must run the same version"),
             "{url}: {e}"
         );
+        for e in [
+            wh.schema().await.unwrap_err(),
+            mobiflux_loaders::ready_to_read(wh.as_ref())
+                .await
+                .unwrap_err(),
+        ] {
+            assert!(
+                matches!(
+                    e,
+                    mobiflux_loaders::LoadError::SchemaNewer { found: 10000, .. }
+                ),
+                "{url}: {e}"
+            );
+        }
         let next = tick + chrono::Duration::seconds(1);
         let e = wh.claim_tick("p", next, "me", ttl).await.unwrap_err();
         assert!(

@@ -129,6 +129,49 @@ pub(crate) fn check_schema(
     }
 }
 
+/// Where a warehouse's schema stands against this mobiflux's migrations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schema {
+    /// At the version this mobiflux knows.
+    Current,
+    /// Behind it (`None`: never migrated).
+    Behind { found: Option<i32>, known: i32 },
+    /// The role may not read `schema_migrations` (an analyst granted before it could).
+    Hidden,
+}
+
+/// Readies a warehouse for a command that only reads it (`stats`, `serve`, `status`):
+/// nothing is written when its schema is current, so a read-only role (an analyst's, see
+/// `grant-analyst`) can run them; a schema behind is migrated (by a role that may), one
+/// ahead refused ([`LoadError::SchemaNewer`]).
+pub async fn ready_to_read(wh: &dyn Warehouse) -> Result<(), LoadError> {
+    match wh.schema().await? {
+        Schema::Current | Schema::Hidden => Ok(()),
+        Schema::Behind { found, known } => wh.migrate().await.map_err(|e| LoadError::Database {
+            target: wh.describe(),
+            message: format!(
+                "the schema is at version {}, this mobiflux reads version {known}, and migrating it failed ({e}): run `mobiflux migrate` with the warehouse owner's role",
+                found.map_or("none".to_string(), |v| v.to_string())
+            ),
+        }),
+    }
+}
+
+/// Where a warehouse whose newest applied migration is `found` stands.
+pub(crate) fn schema_of(
+    target: &str,
+    found: Option<i32>,
+    migrations: &[(i32, &str)],
+) -> Result<Schema, LoadError> {
+    check_schema(target, found, migrations)?;
+    let known = known_version(migrations);
+    Ok(if found == Some(known) {
+        Schema::Current
+    } else {
+        Schema::Behind { found, known }
+    })
+}
+
 /// A failure inside a load transaction: the database's, or an injected fault.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum StepError {
@@ -308,6 +351,9 @@ pub trait Warehouse: Send + Sync {
         &'a self,
         pipelines: &'a [PipelineInfo],
     ) -> BoxFuture<'a, Result<(), LoadError>>;
+    /// Where the schema stands against this mobiflux's migrations, read without writing
+    /// (see [`ready_to_read`]); fails with [`LoadError::SchemaNewer`] when it is ahead.
+    fn schema(&self) -> BoxFuture<'_, Result<Schema, LoadError>>;
     /// Creates or upgrades the schema; safe to call from several processes at once. Fails
     /// with [`LoadError::SchemaNewer`] when a newer mobiflux has migrated it further.
     fn migrate(&self) -> BoxFuture<'_, Result<(), LoadError>>;

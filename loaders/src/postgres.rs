@@ -270,6 +270,8 @@ impl PostgresWarehouse {
             statements.push(format!("ALTER ROLE {quoted} PASSWORD {literal}"));
         }
         statements.push(format!("GRANT USAGE ON SCHEMA public TO {quoted}"));
+        // The schema's version, so `mobiflux stats` and `serve` can check it without writing.
+        statements.push(format!("GRANT SELECT ON schema_migrations TO {quoted}"));
         let views: Vec<String> = sqlx::query_scalar(
             "SELECT quote_ident(viewname) FROM pg_views WHERE schemaname = 'public' \
              AND (viewname LIKE 'stats\\_%' OR viewname = 'partner_territories')",
@@ -1450,6 +1452,31 @@ impl Warehouse for PostgresWarehouse {
                     .await
                     .map_err(|e| self.db(e))?;
             Ok(rows.into_iter().collect())
+        })
+    }
+
+    fn schema(&self) -> BoxFuture<'_, Result<crate::Schema, LoadError>> {
+        Box::pin(async move {
+            let (exists, readable): (bool, Option<bool>) = sqlx::query_as(
+                "SELECT to_regclass('schema_migrations') IS NOT NULL, \
+                 CASE WHEN to_regclass('schema_migrations') IS NOT NULL \
+                 THEN has_table_privilege('schema_migrations', 'SELECT') END",
+            )
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| self.db(e))?;
+            if exists && readable == Some(false) {
+                return Ok(crate::Schema::Hidden);
+            }
+            let newest: Option<i32> = if exists {
+                sqlx::query_scalar("SELECT max(version) FROM schema_migrations")
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(|e| self.db(e))?
+            } else {
+                None
+            };
+            crate::schema_of(&self.target, newest, MIGRATIONS)
         })
     }
 
