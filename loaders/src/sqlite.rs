@@ -485,19 +485,16 @@ impl LoadTx for SqliteLoad {
 impl Warehouse for SqliteWarehouse {
     fn schema(&self) -> BoxFuture<'_, Result<crate::Schema, LoadError>> {
         Box::pin(async move {
+            let mut tx = self.pool.begin().await.map_err(|e| self.db(e))?;
             let exists: bool = sqlx::query_scalar(
                 "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'",
             )
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *tx)
             .await
             .map_err(|e| self.db(e))?;
-            let newest: Option<i32> = if exists {
-                sqlx::query_scalar("SELECT max(version) FROM schema_migrations")
-                    .fetch_one(&self.pool)
-                    .await
-                    .map_err(|e| self.db(e))?
-            } else {
-                None
+            let newest = match exists {
+                true => self.schema_version(&mut tx).await?,
+                false => None,
             };
             crate::schema_of(&self.target, newest, MIGRATIONS)
         })
