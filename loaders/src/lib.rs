@@ -354,8 +354,9 @@ pub trait Warehouse: Send + Sync {
     /// Where the schema stands against this mobiflux's migrations, read without writing
     /// (see [`ready_to_read`]); fails with [`LoadError::SchemaNewer`] when it is ahead.
     fn schema(&self) -> BoxFuture<'_, Result<Schema, LoadError>>;
-    /// Creates or upgrades the schema; safe to call from several processes at once. Fails
-    /// with [`LoadError::SchemaNewer`] when a newer mobiflux has migrated it further.
+    /// Creates or upgrades the schema; safe to call from several processes at once; reads
+    /// its version only, taking no lock, when it is current. Fails with
+    /// [`LoadError::SchemaNewer`] when a newer mobiflux has migrated it further.
     fn migrate(&self) -> BoxFuture<'_, Result<(), LoadError>>;
     /// Records a run as started (or restarted, for a replay), and returns what its pipeline
     /// loaded last ([`Warehouse::latest_loaded`]), in the same round trip.
