@@ -1,7 +1,7 @@
 //! `mobiflux schedule` as real processes: ticks run once each, a graceful stop on SIGTERM,
 //! several daemons sharing one PostgreSQL warehouse, a pipeline taken over after its daemon
-//! is killed, definitions reloaded while the daemon runs, and a daemon that claims nothing in
-//! a warehouse a newer mobiflux migrated.
+//! is killed, definitions reloaded while the daemon runs, a daemon that claims nothing in a
+//! warehouse a newer mobiflux migrated, and one that outlives a warehouse outage.
 
 mod common;
 
@@ -635,4 +635,84 @@ async fn a_daemon_runs_nothing_in_a_warehouse_a_newer_mobiflux_migrated() {
         stderr.contains("newer than this mobiflux knows"),
         "{stderr}"
     );
+}
+
+/// The warehouse goes away under a running daemon (its connections cut, new ones refused),
+/// then comes back: the daemon keeps going, `/health` says it is failing meanwhile, each
+/// pipeline logs the failure once rather than at every tick, and ticks run again after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_outlives_a_warehouse_outage_and_says_so_on_health() {
+    let sim = msp().await;
+    let pipelines = temp_dir("outage-defs");
+    every_second(&pipelines, &sim.base_url(), 2);
+    let pg = pg_database().await;
+    let db = pg.rsplit_once('/').unwrap().1.to_string();
+    let admin = sqlx::PgPool::connect(
+        &std::env::var("MOBIFLUX_TEST_PG_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into()),
+    )
+    .await
+    .unwrap();
+    let work = temp_dir("outage-work");
+    let env = dest(&pipelines, work.join("raw").to_str().unwrap(), &pg);
+    let addr = free_port();
+    let mut child = daemon(&env, &["--metrics-addr", &addr]);
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    assert_eq!(get(&addr, "/health").0, "HTTP/1.1 200 OK");
+
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "ALTER DATABASE {db} WITH ALLOW_CONNECTIONS false; \
+         SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'"
+    )))
+    .execute(&admin)
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let (status, health) = get(&addr, "/health");
+    let (_, metrics) = get(&addr, "/metrics");
+    assert!(child.try_wait().unwrap().is_none(), "the daemon died");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "ALTER DATABASE {db} WITH ALLOW_CONNECTIONS true"
+    )))
+    .execute(&admin)
+    .await
+    .unwrap();
+    let up = chrono::Utc::now();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (status_after, health_after) = get(&addr, "/health");
+    signal(&child, libc::SIGTERM);
+    let (ok, stdout, stderr) = finish(child);
+    assert!(ok, "{stdout}\n{stderr}");
+    assert_eq!(status, "HTTP/1.1 503 Service Unavailable", "{health}");
+    assert!(
+        health.starts_with("{\"status\":\"failing\",\"pipelines\":2,")
+            && health.contains("\"claims_failing\":2,")
+            && health.contains("is not currently accepting connections"),
+        "{health}"
+    );
+    // Some 40 ticks could not be claimed; each pipeline logged an error when its claims
+    // began to fail, and again when they failed differently (connections cut, then refused).
+    let unclaimed: u64 = metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("mobiflux_ticks_not_run_total{") && l.contains("reason=\"claim_error\"")
+        })
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    let logged = stderr.matches("could not claim the tick").count();
+    assert!(unclaimed >= 30, "{metrics}");
+    assert!(
+        (2..=4).contains(&logged),
+        "{logged} errors logged:\n{stderr}"
+    );
+    assert_eq!(status_after, "HTTP/1.1 200 OK", "{health_after}");
+    let pool = sqlx::PgPool::connect(&pg).await.unwrap();
+    let after: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM etl_runs WHERE trigger = 'schedule' AND status = 'succeeded' AND started_at > $1",
+    )
+    .bind(up)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(after >= 4, "runs after the outage: {after}");
 }
