@@ -491,3 +491,66 @@ impl Db {
         .unwrap()
     }
 }
+
+/// A scheduled run left `running` (its daemon killed, or cut from the warehouse before it
+/// recorded the end) is marked failed, as abandoned, when its pipeline's next tick is
+/// claimed, PostgreSQL and SQLite alike; a one-shot run going at the same time, another
+/// pipeline's run, and a tick another instance holds leave runs as they are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_run_left_running_is_marked_abandoned_at_the_next_claim() {
+    use chrono::{DurationRound, Utc};
+    use std::time::Duration;
+    let pg = common::pg_database().await;
+    let dir = common::temp_dir("abandoned");
+    let lite = format!("sqlite://{}/w.db", dir.display());
+    for url in [pg.as_str(), lite.as_str()] {
+        let wh = mobiflux_loaders::open(url).await.unwrap();
+        wh.migrate().await.unwrap();
+        let ttl = Duration::from_secs(60);
+        let t1 = Utc::now()
+            .duration_trunc(chrono::TimeDelta::seconds(1))
+            .unwrap();
+        let t2 = t1 + chrono::Duration::seconds(1);
+        let scheduled = |id: &str, pipeline: &str| mobiflux_loaders::RunRecord {
+            trigger: "schedule".into(),
+            scheduled_for: Some(t1),
+            ..irve_run(id, pipeline)
+        };
+        assert!(wh.claim_tick("p", t1, "a", ttl).await.unwrap());
+        assert!(wh.claim_tick("q", t1, "a", ttl).await.unwrap());
+        wh.start_run(&scheduled("run-p", "p")).await.unwrap();
+        wh.start_run(&scheduled("run-q", "q")).await.unwrap();
+        wh.start_run(&irve_run("one-shot", "p")).await.unwrap();
+        // Another instance cannot take p's tick while a's lease lives: nothing is marked.
+        assert!(!wh.claim_tick("p", t2, "b", ttl).await.unwrap());
+        assert_eq!(wh.run("run-p").await.unwrap().unwrap().status, "running");
+        // a's daemon comes back (or another takes over later): the next tick is claimed.
+        assert!(wh.claim_tick("p", t2, "a", ttl).await.unwrap());
+        let p = wh.run("run-p").await.unwrap().unwrap();
+        assert_eq!(p.status, "failed", "{url}");
+        assert!(p.finished_at.is_some());
+        assert_eq!(
+            p.error.as_deref(),
+            Some(
+                "abandoned: the daemon running it stopped, or lost the warehouse, before recording how it ended; the raw zone keeps what it fetched (mobiflux replay run-p)"
+            ),
+            "{url}"
+        );
+        for untouched in ["run-q", "one-shot"] {
+            assert_eq!(
+                wh.run(untouched).await.unwrap().unwrap().status,
+                "running",
+                "{url} {untouched}"
+            );
+        }
+        // Should the run still end, its own record replaces the mark.
+        let ended = mobiflux_loaders::RunRecord {
+            status: "succeeded".into(),
+            finished_at: Some(Utc::now()),
+            ..scheduled("run-p", "p")
+        };
+        wh.fail_run(&ended).await.unwrap();
+        let p = wh.run("run-p").await.unwrap().unwrap();
+        assert_eq!((p.status.as_str(), p.error), ("succeeded", None), "{url}");
+    }
+}

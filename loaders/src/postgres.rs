@@ -1749,6 +1749,11 @@ impl Warehouse for PostgresWarehouse {
         // is the takeover the lease exists for; the tick's key keeps it from running twice.
         // Under a newer schema, a lease this instance holds is given up at once, so an
         // upgraded instance takes the pipeline at its next tick, not after the lease's time.
+        // A tick taken marks the pipeline's scheduled runs still `running` since the claim
+        // of its previous tick failed, as abandoned ([`sql::ABANDONED`]): its runs never
+        // overlap, so with the lease in hand (and this instance's previous run over), such
+        // a run's daemon is gone or lost the warehouse. Should it still end, its own record
+        // replaces the mark. (30 s before that claim: the daemons' clocks stamp the runs.)
         Box::pin(async move {
             let (newest, claimed): (Option<i32>, Option<String>) = sqlx::query_as(
                 "WITH schema AS (SELECT max(version) AS version FROM schema_migrations), \
@@ -1760,7 +1765,12 @@ impl Warehouse for PostgresWarehouse {
                  tick AS (INSERT INTO schedule_ticks (pipeline, scheduled_for, owner) SELECT $1, $4, owner FROM lease \
                  ON CONFLICT DO NOTHING RETURNING owner), \
                  given_up AS (DELETE FROM schedule_leases WHERE pipeline = $1 AND owner = $2 \
-                 AND (SELECT coalesce(version, 0) FROM schema) > $5) \
+                 AND (SELECT coalesce(version, 0) FROM schema) > $5), \
+                 abandoned AS (UPDATE etl_runs SET status = 'failed', finished_at = now(), error = $6 || run_id || ')' \
+                 WHERE pipeline = $1 AND trigger = 'schedule' AND status = 'running' AND scheduled_for < $4 \
+                 AND EXISTS (SELECT 1 FROM tick) \
+                 AND started_at >= (SELECT claimed_at - interval '30 seconds' FROM schedule_ticks \
+                 WHERE pipeline = $1 AND scheduled_for < $4 ORDER BY scheduled_for DESC LIMIT 1)) \
                  SELECT schema.version, (SELECT owner FROM tick) FROM schema",
             )
             .bind(pipeline)
@@ -1768,6 +1778,7 @@ impl Warehouse for PostgresWarehouse {
             .bind(ttl.as_millis() as i64)
             .bind(scheduled_for)
             .bind(crate::known_version(MIGRATIONS))
+            .bind(sql::ABANDONED)
             .fetch_one(&self.pool)
             .await
             .map_err(|e| self.db(e))?;

@@ -45,6 +45,11 @@ pub fn on_conflict_sqlite(t: &TableSchema) -> String {
     on_conflict(t).replace(" IS DISTINCT FROM ", " IS NOT ")
 }
 
+/// The error of a scheduled run left `running` (its daemon was killed, or lost the
+/// warehouse before it could record the end), marked failed when its pipeline's next tick
+/// is claimed; the run's id follows, and a closing parenthesis.
+pub const ABANDONED: &str = "abandoned: the daemon running it stopped, or lost the warehouse, before recording how it ended; the raw zone keeps what it fetched (mobiflux replay ";
+
 pub const ETL_RUN_COLUMNS: &str = "run_id, pipeline, partner, format, trigger, scheduled_for, started_at, finished_at, status, rows_loaded, rows_quarantined, bytes, error, manifest";
 
 pub const ETL_RUN_UPSERT: &str = "ON CONFLICT (run_id) DO UPDATE SET pipeline = excluded.pipeline, partner = excluded.partner, format = excluded.format, trigger = excluded.trigger, scheduled_for = excluded.scheduled_for, started_at = excluded.started_at, finished_at = excluded.finished_at, status = excluded.status, rows_loaded = excluded.rows_loaded, rows_quarantined = excluded.rows_quarantined, bytes = excluded.bytes, error = excluded.error, manifest = excluded.manifest";

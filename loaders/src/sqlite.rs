@@ -759,6 +759,32 @@ impl Warehouse for SqliteWarehouse {
             if taken == 0 {
                 return Ok(false);
             }
+            // The pipeline's scheduled runs left `running` since its previous tick's claim,
+            // as abandoned (see PostgreSQL's claim_tick).
+            let previous: Option<i64> = sqlx::query_scalar(
+                "SELECT claimed_at FROM schedule_ticks WHERE pipeline = ? AND scheduled_for < ? ORDER BY scheduled_for DESC LIMIT 1",
+            )
+            .bind(pipeline)
+            .bind(ts_text(scheduled_for))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|e| self.db(e))?;
+            if let Some(since) =
+                previous.and_then(|ms| DateTime::from_timestamp_millis(ms - 30_000))
+            {
+                sqlx::query(
+                    "UPDATE etl_runs SET status = 'failed', finished_at = ?, error = ? || run_id || ')' \
+                     WHERE pipeline = ? AND trigger = 'schedule' AND status = 'running' AND scheduled_for < ? AND started_at >= ?",
+                )
+                .bind(ts_text(Utc::now()))
+                .bind(sql::ABANDONED)
+                .bind(pipeline)
+                .bind(ts_text(scheduled_for))
+                .bind(ts_text(since))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.db(e))?;
+            }
             tx.commit().await.map_err(|e| self.db(e))?;
             Ok(true)
         })
