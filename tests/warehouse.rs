@@ -532,7 +532,7 @@ async fn a_scheduled_run_left_running_is_marked_abandoned_at_the_next_claim() {
         assert_eq!(
             p.error.as_deref(),
             Some(
-                "abandoned: the daemon running it stopped, or lost the warehouse, before recording how it ended; the raw zone keeps what it fetched (mobiflux replay run-p)"
+                "abandoned: the daemon running it stopped, or lost the warehouse, before recording how it ended (a complete extraction can be loaded again: mobiflux replay run-p)"
             ),
             "{url}"
         );

@@ -48,7 +48,7 @@ pub fn on_conflict_sqlite(t: &TableSchema) -> String {
 /// The error of a scheduled run left `running` (its daemon was killed, or lost the
 /// warehouse before it could record the end), marked failed when its pipeline's next tick
 /// is claimed; the run's id follows, and a closing parenthesis.
-pub const ABANDONED: &str = "abandoned: the daemon running it stopped, or lost the warehouse, before recording how it ended; the raw zone keeps what it fetched (mobiflux replay ";
+pub const ABANDONED: &str = "abandoned: the daemon running it stopped, or lost the warehouse, before recording how it ended (a complete extraction can be loaded again: mobiflux replay ";
 
 pub const ETL_RUN_COLUMNS: &str = "run_id, pipeline, partner, format, trigger, scheduled_for, started_at, finished_at, status, rows_loaded, rows_quarantined, bytes, error, manifest";
 
