@@ -370,10 +370,8 @@ async fn days_close_only_once_the_loads_in_flight_have_ended() {
 async fn a_warehouse_a_newer_mobiflux_migrated_is_refused_with_both_versions() {
     use sqlx::Connection;
     use std::time::Duration;
-    let pg = common::pg_database().await;
-    let dir = common::temp_dir("newer-schema");
-    let lite = format!("sqlite://{}/w.db", dir.display());
-    for url in [pg.as_str(), lite.as_str()] {
+    for url in both_warehouses("newer-schema").await {
+        let url = url.as_str();
         let wh = mobiflux_loaders::open(url).await.unwrap();
         assert!(
             matches!(
@@ -500,10 +498,8 @@ impl Db {
 async fn a_scheduled_run_left_running_is_marked_abandoned_at_the_next_claim() {
     use chrono::{DurationRound, Utc};
     use std::time::Duration;
-    let pg = common::pg_database().await;
-    let dir = common::temp_dir("abandoned");
-    let lite = format!("sqlite://{}/w.db", dir.display());
-    for url in [pg.as_str(), lite.as_str()] {
+    for url in both_warehouses("abandoned").await {
+        let url = url.as_str();
         let wh = mobiflux_loaders::open(url).await.unwrap();
         wh.migrate().await.unwrap();
         let ttl = Duration::from_secs(60);
@@ -553,4 +549,13 @@ async fn a_scheduled_run_left_running_is_marked_abandoned_at_the_next_claim() {
         let p = wh.run("run-p").await.unwrap().unwrap();
         assert_eq!((p.status.as_str(), p.error), ("succeeded", None), "{url}");
     }
+}
+
+/// A fresh PostgreSQL database and a fresh SQLite file: the URLs of both warehouses.
+async fn both_warehouses(tag: &str) -> [String; 2] {
+    let dir = common::temp_dir(tag);
+    [
+        common::pg_database().await,
+        format!("sqlite://{}/w.db", dir.display()),
+    ]
 }

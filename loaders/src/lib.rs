@@ -112,21 +112,14 @@ pub(crate) fn known_version(migrations: &[(i32, &str)]) -> i32 {
     migrations.last().map_or(0, |m| m.0)
 }
 
-/// Whether this mobiflux may write a warehouse whose newest applied migration is `found`.
+/// Whether this mobiflux may write a warehouse whose newest applied migration is `found`
+/// ([`schema_of`] says why not).
 pub(crate) fn check_schema(
     target: &str,
     found: Option<i32>,
     migrations: &[(i32, &str)],
 ) -> Result<(), LoadError> {
-    let known = known_version(migrations);
-    match found {
-        Some(found) if found > known => Err(LoadError::SchemaNewer {
-            target: target.to_string(),
-            found,
-            known,
-        }),
-        _ => Ok(()),
-    }
+    schema_of(target, found, migrations).map(drop)
 }
 
 /// Where a warehouse's schema stands against this mobiflux's migrations.
@@ -157,19 +150,23 @@ pub async fn ready_to_read(wh: &dyn Warehouse) -> Result<(), LoadError> {
     }
 }
 
-/// Where a warehouse whose newest applied migration is `found` stands.
+/// Where a warehouse whose newest applied migration is `found` stands; an error when a
+/// newer mobiflux migrated it.
 pub(crate) fn schema_of(
     target: &str,
     found: Option<i32>,
     migrations: &[(i32, &str)],
 ) -> Result<Schema, LoadError> {
-    check_schema(target, found, migrations)?;
     let known = known_version(migrations);
-    Ok(if found == Some(known) {
-        Schema::Current
-    } else {
-        Schema::Behind { found, known }
-    })
+    match found {
+        Some(found) if found > known => Err(LoadError::SchemaNewer {
+            target: target.to_string(),
+            found,
+            known,
+        }),
+        Some(found) if found == known => Ok(Schema::Current),
+        _ => Ok(Schema::Behind { found, known }),
+    }
 }
 
 /// A failure inside a load transaction: the database's, or an injected fault.

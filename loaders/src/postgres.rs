@@ -234,6 +234,18 @@ impl PostgresWarehouse {
         &self.pool
     }
 
+    /// The newest migration applied to the database (the claim, the fold and the closing
+    /// of days read it inside their own statements).
+    async fn schema_version<'e>(
+        &self,
+        e: impl sqlx::PgExecutor<'e>,
+    ) -> Result<Option<i32>, LoadError> {
+        sqlx::query_scalar("SELECT max(version) FROM schema_migrations")
+            .fetch_one(e)
+            .await
+            .map_err(|e| self.db(e))
+    }
+
     /// Creates the role if needed (LOGIN, read-only), lets it read the analysts' tables and
     /// every `stats_*` view, and adds the territories it may see (row-level security, see
     /// migration 6). Day partitions are not granted: an analyst reads snapshots through
@@ -1474,13 +1486,9 @@ impl Warehouse for PostgresWarehouse {
             if exists && readable == Some(false) {
                 return Ok(crate::Schema::Hidden);
             }
-            let newest: Option<i32> = if exists {
-                sqlx::query_scalar("SELECT max(version) FROM schema_migrations")
-                    .fetch_one(&self.pool)
-                    .await
-                    .map_err(|e| self.db(e))?
-            } else {
-                None
+            let newest = match exists {
+                true => self.schema_version(&self.pool).await?,
+                false => None,
             };
             crate::schema_of(&self.target, newest, MIGRATIONS)
         })
@@ -1527,11 +1535,7 @@ impl Warehouse for PostgresWarehouse {
                         .map_err(|e| self.db(e))?;
                 }
             }
-            let newest: Option<i32> =
-                sqlx::query_scalar("SELECT max(version) FROM schema_migrations")
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(|e| self.db(e))?;
+            let newest = self.schema_version(&mut *tx).await?;
             crate::check_schema(&self.target, newest, MIGRATIONS)?;
             tx.commit().await.map_err(|e| self.db(e))
         })
