@@ -315,6 +315,10 @@ enum BenchWhat {
         /// Only mobiflux (no reference run).
         #[arg(long)]
         no_reference: bool,
+        /// The simulator serves no `ETag` and never answers 304, as a server without
+        /// validators: mobiflux then fetches every file whole, as the reference does.
+        #[arg(long)]
+        no_validators: bool,
         /// mobiflux's runs at once (`schedule --max-concurrent`, also its PostgreSQL
         /// connections); the reference polls 64 systems at once over 8 connections.
         #[arg(long, default_value_t = 64)]
@@ -642,6 +646,7 @@ async fn dispatch(cmd: Command) -> Result<ExitCode> {
                     warehouse,
                     cache,
                     no_reference,
+                    no_validators,
                     max_concurrent,
                 },
         } => {
@@ -651,6 +656,7 @@ async fn dispatch(cmd: Command) -> Result<ExitCode> {
                 pg_admin: warehouse,
                 cache,
                 reference: !no_reference,
+                validators: !no_validators,
                 max_concurrent,
             })
             .await?;

@@ -1148,8 +1148,18 @@ impl Runner {
             None => known.iter().map(|r| r.0.resource.clone()).collect(),
         };
         let mut blobs: Vec<(String, String, Bytes, chrono::DateTime<Utc>)> = Vec::new();
+        let not_read_names: Vec<&str> = not_read.iter().map(String::as_str).collect();
         for o in usable() {
-            let bytes = self.payload(o).await?;
+            // What the transform will not read (a reference payload the MSP confirmed
+            // unchanged, not landed by this run) is not read back from the raw zone either.
+            let unread = o.landed.0.is_none()
+                && publishing.is_none()
+                && !mobiflux_transforms::reads(&manifest.format, &o.resource, &not_read_names);
+            let bytes = if unread {
+                Bytes::new()
+            } else {
+                self.payload(o).await?
+            };
             blobs.push((o.resource.clone(), o.key.clone(), bytes, o.fetched_at));
         }
         let run_id = record.run_id.clone();

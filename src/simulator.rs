@@ -3,6 +3,9 @@
 //! with their feed URLs pointed at this server (`{name}.json`, or `{name}-1.json` for the
 //! specification examples' variants), and `{{base}}` in any file becomes the server's URL.
 //! Faults can be set per path: an error status, a delay, an HTML page, a truncated body.
+//! Like a static file server or a CDN, it gives each file an `ETag` (a hash of its body)
+//! and answers `304 Not Modified` to a request whose `If-None-Match` names it (or whose
+//! `If-Modified-Since` repeats the `Last-Modified` of a fixture's `.headers`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -51,6 +54,8 @@ struct Shared {
     faults: Mutex<HashMap<String, Fault>>,
     requests: Mutex<Vec<Request>>,
     oauth2: Mutex<Option<OAuth2>>,
+    /// Set: no `ETag`, and no 304 (a server without validators).
+    no_validators: std::sync::atomic::AtomicBool,
 }
 
 pub struct Simulator {
@@ -102,6 +107,14 @@ impl Simulator {
             .lock()
             .expect("not poisoned")
             .insert(path.to_string(), fault);
+    }
+
+    /// Whether files are served with an `ETag`, and conditional requests answered 304 (the
+    /// default), or as by a server that knows no validators.
+    pub fn set_validators(&self, on: bool) {
+        self.shared
+            .no_validators
+            .store(!on, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Paths requested so far, in order.
@@ -346,7 +359,18 @@ async fn answer(
         {
             Some((body, served)) => {
                 extra = fixture_headers(root, &served, &base);
-                (200, content_type(&path), body)
+                if shared.no_validators.load(std::sync::atomic::Ordering::Relaxed) {
+                    (200, content_type(&path), body)
+                } else {
+                    let etag = format!("\"{}\"", &hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body))[..16]);
+                    let unchanged = not_modified(&headers, &etag, &extra);
+                    extra.push_str(&format!("ETag: {etag}\r\n"));
+                    if unchanged {
+                        (304, content_type(&path), Vec::new())
+                    } else {
+                        (200, content_type(&path), body)
+                    }
+                }
             }
             None => (404, "text/plain", format!("no fixture at {path}").into_bytes()),
         },
@@ -354,6 +378,7 @@ async fn answer(
     };
     let reason = match status {
         200 => "OK",
+        304 => "Not Modified",
         401 => "Unauthorized",
         404 => "Not Found",
         429 => "Too Many Requests",
@@ -379,6 +404,31 @@ async fn answer(
         body.len()
     );
     Ok((header, body, truncate))
+}
+
+/// Whether a conditional request names the current version of a file: its `If-None-Match`
+/// lists `etag` (or `*`), or, without one, its `If-Modified-Since` repeats the file's
+/// `Last-Modified` (from the `.headers` lines `extra`).
+fn not_modified(request: &[(String, String)], etag: &str, extra: &str) -> bool {
+    let header = |name: &str| {
+        request
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    };
+    if let Some(tags) = header("if-none-match") {
+        return tags
+            .split(',')
+            .map(|t| t.trim().trim_start_matches("W/"))
+            .any(|t| t == etag || t == "*");
+    }
+    let last_modified = extra.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case("last-modified")
+            .then(|| v.trim())
+    });
+    matches!((header("if-modified-since"), last_modified), (Some(a), Some(b)) if a == b)
 }
 
 /// A request seen: its path and headers.

@@ -155,6 +155,19 @@ async fn each_tick_runs_once_and_sigterm_lets_the_run_in_flight_finish() {
         assert_eq!(trigger, "schedule");
         assert!(tick.ends_with(".000000Z"), "ticks on whole seconds: {tick}");
     }
+    // From the second run on, each file is asked for with the ETag its last answer gave, and
+    // the unchanged fixtures are answered 304, without their bodies.
+    let asked = sim.requests_with_header("if-none-match");
+    let per_run = asked.len() / runs.len();
+    assert_eq!((per_run, asked.len()), (13, 13 * runs.len()), "{asked:?}");
+    assert!(
+        asked[..per_run].iter().all(|(_, v)| v.is_empty()),
+        "{asked:?}"
+    );
+    assert!(
+        asked[per_run..].iter().all(|(_, v)| v.starts_with('"')),
+        "{asked:?}"
+    );
     // `mobiflux status` reports the daemon's runs.
     let out = mobiflux(&["status", "--json"], &env).await;
     assert!(out.status.success(), "{}", text(&out).1);

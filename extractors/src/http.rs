@@ -123,6 +123,33 @@ pub fn head(body: &[u8]) -> String {
     String::from_utf8_lossy(cut).into_owned()
 }
 
+/// What a client kept of a payload it fetched before: its validators, sent back as
+/// `If-None-Match` and `If-Modified-Since` so that an unchanged payload is answered
+/// `304 Not Modified`, without its body (RFC 9110 §13.1).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Validators {
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+}
+
+impl Validators {
+    /// The validators among a response's headers (`ETag`, `Last-Modified`), if any.
+    pub fn of<'a>(headers: impl IntoIterator<Item = (&'a str, &'a str)>) -> Option<Self> {
+        let mut v = Validators::default();
+        for (k, value) in headers {
+            // A header masked as sensitive in the manifest is no validator to send back.
+            let value = Some(value.trim().to_string())
+                .filter(|x| !x.is_empty() && x != mobiflux_model::redact::MASK);
+            if k.eq_ignore_ascii_case("etag") {
+                v.etag = value;
+            } else if k.eq_ignore_ascii_case("last-modified") {
+                v.last_modified = value;
+            }
+        }
+        (v.etag.is_some() || v.last_modified.is_some()).then_some(v)
+    }
+}
+
 /// A downloaded body in a temporary file (removed when dropped).
 pub struct Download {
     pub temp: crate::raw::TempFile,
@@ -254,7 +281,19 @@ impl Http {
     /// GETs a URL for a source, body in memory: its headers sent, its secrets masked in
     /// every error; transient failures retried as configured.
     pub async fn get(&self, src: &Source, url: &str) -> Result<Response, FetchError> {
-        self.retrying(|| self.get_once(src, url)).await
+        self.get_if(src, url, None).await
+    }
+
+    /// Like [`Http::get`], asking the server to answer `304 Not Modified` (status 304, no
+    /// body) when the payload still has the given validators.
+    pub async fn get_if(
+        &self,
+        src: &Source,
+        url: &str,
+        known: Option<&Validators>,
+    ) -> Result<Response, FetchError> {
+        self.retrying(|| self.send(src, url, Request::Get(known)))
+            .await
     }
 
     /// Runs `call` again while it fails transiently, as configured.
@@ -278,17 +317,28 @@ impl Http {
         }
     }
 
-    async fn get_once(&self, src: &Source, url: &str) -> Result<Response, FetchError> {
-        self.send(src, url, None).await
-    }
-
     /// GETs a URL into a temporary file, hashing as it comes: for files of any size;
     /// transient failures retried as configured.
     pub async fn download(&self, src: &Source, url: &str) -> Result<Download, FetchError> {
-        self.retrying(|| self.download_once(src, url)).await
+        self.download_if(src, url, None).await
     }
 
-    async fn download_once(&self, src: &Source, url: &str) -> Result<Download, FetchError> {
+    /// Like [`Http::download`], conditional as [`Http::get_if`] (a 304 downloads nothing).
+    pub async fn download_if(
+        &self,
+        src: &Source,
+        url: &str,
+        known: Option<&Validators>,
+    ) -> Result<Download, FetchError> {
+        self.retrying(|| self.download_once(src, url, known)).await
+    }
+
+    async fn download_once(
+        &self,
+        src: &Source,
+        url: &str,
+        known: Option<&Validators>,
+    ) -> Result<Download, FetchError> {
         let shown = src.redacted(url);
         let io = |e: std::io::Error| FetchError::Connect {
             url: format!("GET {shown}"),
@@ -301,7 +351,9 @@ impl Http {
             len: 0,
             head: Vec::new(),
         };
-        let meta = self.fetch_into(src, url, None, &mut sink).await?;
+        let meta = self
+            .fetch_into(src, url, Request::Get(known), &mut sink)
+            .await?;
         std::io::Write::flush(&mut sink.file).map_err(io)?;
         Ok(Download {
             temp,
@@ -326,7 +378,7 @@ impl Http {
             body: PostBody::Form(form),
             basic,
         };
-        self.send(src, url, Some(&post)).await
+        self.send(src, url, Request::Post(&post)).await
     }
 
     /// POSTs a JSON body (a partner's search call); transient failures retried as configured.
@@ -340,19 +392,20 @@ impl Http {
             body: PostBody::Json(json),
             basic: None,
         };
-        self.retrying(|| self.send(src, url, Some(&post))).await
+        self.retrying(|| self.send(src, url, Request::Post(&post)))
+            .await
     }
 
     async fn send(
         &self,
         src: &Source,
         url: &str,
-        post: Option<&Post<'_>>,
+        request: Request<'_>,
     ) -> Result<Response, FetchError> {
         let mut sink = MemorySink(Vec::new());
-        let meta = self.fetch_into(src, url, post, &mut sink).await?;
+        let meta = self.fetch_into(src, url, request, &mut sink).await?;
         Ok(Response {
-            method: if post.is_some() { "POST" } else { "GET" },
+            method: request.method(),
             url: meta.url,
             status: meta.status,
             headers: meta.headers,
@@ -365,7 +418,7 @@ impl Http {
         &self,
         src: &Source,
         url: &str,
-        post: Option<&Post<'_>>,
+        request: Request<'_>,
         sink: &mut dyn Sink,
     ) -> Result<Meta, FetchError> {
         if let Some(rate) = self.opts.host_rate.filter(|r| *r > 0.0)
@@ -379,7 +432,7 @@ impl Http {
             pace(&host, Duration::from_secs_f64(1.0 / rate)).await;
         }
         let shown = src.redacted(url);
-        let method = if post.is_some() { "POST" } else { "GET" };
+        let method = request.method();
         // Errors name the request: method and URL (secrets masked).
         let label = format!("{method} {shown}");
         let mut headers = HeaderMap::new();
@@ -406,9 +459,20 @@ impl Http {
         }
         let secs = self.opts.timeout.as_secs_f64();
         let fut = async {
-            let request = match post {
-                None => self.client.get(url),
-                Some(p) => {
+            let builder = match request {
+                Request::Get(known) => {
+                    let mut r = self.client.get(url);
+                    if let Some(v) = known {
+                        if let Some(etag) = &v.etag {
+                            r = r.header(reqwest::header::IF_NONE_MATCH, etag);
+                        }
+                        if let Some(at) = &v.last_modified {
+                            r = r.header(reqwest::header::IF_MODIFIED_SINCE, at);
+                        }
+                    }
+                    r
+                }
+                Request::Post(p) => {
                     let (ctype, body) = match p.body {
                         PostBody::Form(form) => (
                             "application/x-www-form-urlencoded",
@@ -429,7 +493,7 @@ impl Http {
                     }
                 }
             };
-            let mut resp = request
+            let mut resp = builder
                 .headers(headers)
                 .send()
                 .await
@@ -492,7 +556,9 @@ impl Http {
                     }
                 }
             }
-            if !(200..300).contains(&status) {
+            // 304 answers a conditional GET: the payload has not changed, and has no body.
+            let not_modified = status == 304 && matches!(request, Request::Get(Some(_)));
+            if !(200..300).contains(&status) && !not_modified {
                 let retry_after = meta
                     .headers
                     .iter()
@@ -524,6 +590,22 @@ impl Http {
                 url: shown.to_string(),
                 message: src.scrub(&error_chain(&e)),
             }
+        }
+    }
+}
+
+/// What is sent: a GET (conditional when validators are given) or a POST.
+#[derive(Clone, Copy)]
+enum Request<'a> {
+    Get(Option<&'a Validators>),
+    Post(&'a Post<'a>),
+}
+
+impl Request<'_> {
+    fn method(&self) -> &'static str {
+        match self {
+            Request::Get(_) => "GET",
+            Request::Post(_) => "POST",
         }
     }
 }

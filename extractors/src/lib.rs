@@ -248,6 +248,8 @@ impl<'a> Landing<'a> {
         .into();
         self.manifest.error = error.map(|e| self.src.scrub(&e.to_string()));
         self.manifest.write(self.store).await?;
+        self.store
+            .remember_run(&self.src.pipeline, &self.manifest.objects);
         Ok(self.manifest)
     }
 }
@@ -262,7 +264,6 @@ pub type Fetched = (
     Option<raw::ManifestFailure>,
 );
 
-/// One fetch of a named resource.
 /// One JSON file of [`Landing::fetch_json_files`]: fetched, landed, checked to be JSON.
 async fn fetch_json_file<'a>(
     http: &Http,
@@ -275,9 +276,22 @@ async fn fetch_json_file<'a>(
     Option<raw::ManifestObject>,
     Option<raw::ManifestFailure>,
 ) {
-    let (r, obj, mut fail) = fetch_and_land(http, store, src, &f.name, &f.url, "json").await;
-    // A body that is not JSON was landed whole; the failure says why it is unusable.
-    let r = r.and_then(|resp| http::check_json(&resp).map_err(ExtractError::from));
+    let (r, obj, mut fail) = fetch_landing(
+        http,
+        store,
+        src,
+        &|_| f.name.clone(),
+        &f.url,
+        "json",
+        Body::NotNeeded,
+    )
+    .await;
+    // A body that is not JSON was landed whole; the failure says why it is unusable. (A
+    // 304 confirms an object that was JSON when it came.)
+    let r = r.and_then(|resp| match resp.status {
+        raw::NOT_MODIFIED => Ok(()),
+        _ => http::check_json(&resp).map_err(ExtractError::from),
+    });
     if let (Err(e), None) = (&r, &fail) {
         fail = Some(src.failure(&f.name, &f.url, e));
     }
@@ -296,6 +310,9 @@ pub async fn fetch_and_land(
 }
 
 /// One fetch; the resource is named from the response (or from an empty one on failure).
+/// The fetch is conditional when the pipeline's last run landed the URL's payload today
+/// with validators: a `304 Not Modified` is recorded under the key of that object (status
+/// 304), and the response returned carries its body, read back from the raw zone.
 pub async fn fetch_and_land_as(
     http: &Http,
     store: &dyn RawStore,
@@ -304,7 +321,44 @@ pub async fn fetch_and_land_as(
     url: &str,
     ext: &str,
 ) -> Fetched {
-    match http.get(src, url).await {
+    fetch_landing(http, store, src, resource_of, url, ext, Body::Needed).await
+}
+
+/// Whether the caller reads the body of a payload the MSP confirmed unchanged (304).
+#[derive(Clone, Copy, PartialEq)]
+enum Body {
+    Needed,
+    /// The response of a 304 is returned without a body (the manifest entry's object has it).
+    NotNeeded,
+}
+
+async fn fetch_landing(
+    http: &Http,
+    store: &dyn RawStore,
+    src: &Source,
+    resource_of: &ResourceOf<'_>,
+    url: &str,
+    ext: &str,
+    body: Body,
+) -> Fetched {
+    let shown = src.redacted(url);
+    let mut known = store.validated(&src.pipeline, &shown, &raw::today());
+    let answer = loop {
+        let answer = http
+            .get_if(src, url, known.as_ref().map(|k| &k.validators))
+            .await;
+        match (answer, known.take()) {
+            (Ok(resp), Some(k)) if resp.status == raw::NOT_MODIFIED => {
+                match confirmed(store, resp, k, body).await {
+                    Some(fetched) => return fetched,
+                    // The object to confirm is of yesterday, or gone: fetched again whole.
+                    None => continue,
+                }
+            }
+            (answer, _) => break answer,
+        }
+    };
+    match answer {
         Ok(resp) => match Landing::land(store, src, &resource_of(&resp), &resp, ext, true).await {
             Ok(obj) => (Ok(resp), Some(obj), None),
             Err(e) => {
@@ -330,4 +384,30 @@ pub async fn fetch_and_land_as(
             (Err(e), object, Some(f))
         }
     }
+}
+
+/// The outcome of a 304: the object landed earlier from the URL, fetched again as it is,
+/// with its body when needed; `None` when that object cannot be named (the day turned since
+/// it was landed, or the raw zone no longer has it), so the URL is to be fetched whole.
+async fn confirmed(
+    store: &dyn RawStore,
+    mut resp: http::Response,
+    k: raw::Validated,
+    body: Body,
+) -> Option<Fetched> {
+    resp.content_type = k.content_type.clone();
+    let mut object = k.confirmed(&resp.url, &resp.headers, &raw::today())?;
+    if body == Body::Needed {
+        match store.get(&object.key).await {
+            Ok(bytes) => {
+                object.landed = raw::Landed(Some(bytes.clone()));
+                resp.body = bytes;
+            }
+            Err(e) => {
+                tracing::warn!(key = %object.key, error = %e, "the payload the MSP confirmed unchanged is not in the raw zone; fetching it again");
+                return None;
+            }
+        }
+    }
+    Some((Ok(resp), Some(object), None))
 }

@@ -360,6 +360,8 @@ pub struct Options {
     pub pg_admin: String,
     pub cache: String,
     pub reference: bool,
+    /// The simulator's files carry an `ETag` and conditional requests are answered 304.
+    pub validators: bool,
     pub max_concurrent: usize,
 }
 
@@ -389,6 +391,7 @@ pub async fn run(o: Options) -> Result<()> {
     }
     let total_vehicles: usize = systems.iter().map(|s| s.vehicles).sum();
     let sim = Simulator::start(&feed, "127.0.0.1:0").await?;
+    sim.set_validators(o.validators);
     let base = sim.base_url();
     let mut urls = BTreeMap::new();
     for i in 0..o.systems {
@@ -404,7 +407,7 @@ pub async fn run(o: Options) -> Result<()> {
     let systems_file = work.join("systems.json");
     std::fs::write(&systems_file, serde_json::to_vec(&urls)?)?;
     println!(
-        "soak: {} GBFS systems ({} vehicles, largest {}), polled every 60 s for {} min per side; mobiflux runs {} at once; its gateway cache: {}; mobiflux fetches all 6 files each system lists (the reference 4: discovery, stations, status, vehicles) and also writes its raw zone and curated Parquet zone (the reference keeps neither)",
+        "soak: {} GBFS systems ({} vehicles, largest {}), polled every 60 s for {} min per side; mobiflux runs {} at once; its gateway cache: {}; mobiflux fetches all 6 files each system lists (the reference 4: discovery, stations, status, vehicles) and also writes its raw zone and curated Parquet zone (the reference keeps neither); the simulator {}",
         o.systems,
         total_vehicles,
         systems.iter().map(|s| s.vehicles).max().unwrap_or(0),
@@ -416,6 +419,11 @@ pub async fn run(o: Options) -> Result<()> {
                 "{} (fetch-parse-load and publish)",
                 mobiflux_model::redact::url(url, &[])
             ),
+        },
+        if o.validators {
+            "gives each file an ETag and answers 304 when asked with it, as a static server or a CDN does (mobiflux asks; the reference, like most simple pollers, does not): the 4 files that do not change come whole to mobiflux once (--no-validators: never)"
+        } else {
+            "serves no validators (--no-validators): every file comes whole to both sides"
         }
     );
     // Vehicles move half-way between ticks.

@@ -49,6 +49,16 @@ pub fn reference_resources(format: &str) -> &'static [(&'static str, &'static st
     }
 }
 
+/// Whether a format's transform reads a resource's payload when the `known` resources (see
+/// [`reference_resources`]) are left out: a payload it does not read need not be read back
+/// from the raw zone.
+pub fn reads(format: &str, resource: &str, known: &[&str]) -> bool {
+    match format {
+        "gbfs" => gbfs::reads(resource, known),
+        _ => true,
+    }
+}
+
 /// Who the rows belong to.
 #[derive(Debug, Clone, Copy)]
 pub struct Context<'a> {

@@ -8,7 +8,10 @@
 //!
 //! A payload fetched again unchanged on the same day is stored once: the run's manifest
 //! records the fetch (its own time, status, headers) under the key of the object landed
-//! earlier that day for the same pipeline and resource ([`Reusing`]).
+//! earlier that day for the same pipeline and resource ([`Reusing`]). The same store
+//! remembers the validators (`ETag`, `Last-Modified`) of each pipeline's last run, so its
+//! next run asks the MSP for a file only if it changed: a `304 Not Modified` is recorded
+//! with status 304 under the key of the object it confirms.
 
 mod folder;
 mod memory;
@@ -74,6 +77,60 @@ pub trait RawStore: Send + Sync {
     }
     /// Remembers the payload just landed under `key` (see [`RawStore::landed_before`]).
     fn remember(&self, _key: &str, _sha256: &str) {}
+    /// What the pipeline's last run landed from `url` (secrets masked), with the validators
+    /// the MSP gave it, when that object is in the partition of `day` (`YYYY-MM-DD`): a
+    /// fetch may then be conditional (only [`Reusing`] remembers; others say none).
+    fn validated(&self, _pipeline: &str, _url: &str, _day: &str) -> Option<Validated> {
+        None
+    }
+    /// Remembers the validated objects of a pipeline's run, in place of its previous run's
+    /// (see [`RawStore::validated`]).
+    fn remember_run(&self, _pipeline: &str, _objects: &[ManifestObject]) {}
+}
+
+/// An object landed from a URL, with the validators its answer carried.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Validated {
+    pub validators: crate::http::Validators,
+    pub resource: String,
+    pub key: String,
+    pub sha256: String,
+    pub bytes: u64,
+    pub content_type: Option<String>,
+}
+
+impl Validated {
+    /// The manifest entry of a `304 Not Modified` confirming this object (`url` without
+    /// secrets, the 304's own headers), when the object is in the partition of `day`: an
+    /// answer received after midnight must not name the day before's object.
+    pub fn confirmed(
+        self,
+        url: &str,
+        headers: &[(String, String)],
+        day: &str,
+    ) -> Option<ManifestObject> {
+        if Reusing::split(&self.key)?.1 != day {
+            return None;
+        }
+        Some(ManifestObject {
+            resource: self.resource,
+            url: url.to_string(),
+            key: self.key,
+            status: NOT_MODIFIED,
+            headers: headers.iter().cloned().collect(),
+            content_type: self.content_type,
+            bytes: self.bytes,
+            sha256: self.sha256,
+            fetched_at: Utc::now(),
+            complete: true,
+            landed: Landed(None),
+        })
+    }
+}
+
+/// Today's partition (`YYYY-MM-DD`, UTC), as [`object_key`] names it.
+pub fn today() -> String {
+    Utc::now().format("%Y-%m-%d").to_string()
 }
 
 /// A raw zone that stores a payload fetched again unchanged once a day: for each pipeline
@@ -83,10 +140,17 @@ pub trait RawStore: Send + Sync {
 /// not 1,440. Reused keys stay within their day's partition, so expiring old partitions
 /// (an S3 lifecycle rule on `date=`) never removes an object a newer manifest names. The
 /// memory is this process's own; another instance, or a restart, writes its own copy.
+///
+/// It also keeps, for each pipeline, the validators of what its last run landed
+/// ([`RawStore::validated`]): as many entries as one run fetched, replaced by each run.
 pub struct Reusing {
     inner: Box<dyn RawStore>,
     /// `raw/{pipeline}/{resource}` → (`YYYY-MM-DD`, sha256, key) of its last payload.
     last: std::sync::Mutex<std::collections::HashMap<String, (String, String, String)>>,
+    /// pipeline → URL (secrets masked) → what its last run landed from there.
+    validated: std::sync::Mutex<
+        std::collections::HashMap<String, std::collections::HashMap<String, Validated>>,
+    >,
 }
 
 impl Reusing {
@@ -94,6 +158,7 @@ impl Reusing {
         Reusing {
             inner,
             last: Default::default(),
+            validated: Default::default(),
         }
     }
 
@@ -152,7 +217,51 @@ impl RawStore for Reusing {
             );
         }
     }
+    fn validated(&self, pipeline: &str, url: &str, day: &str) -> Option<Validated> {
+        let all = self.validated.lock().expect("not poisoned");
+        let v = all.get(pipeline)?.get(url)?;
+        // Within the day's partition only: a manifest never names an object of an earlier
+        // day, which a lifecycle rule may have expired.
+        (Self::split(&v.key)?.1 == day).then(|| v.clone())
+    }
+    fn remember_run(&self, pipeline: &str, objects: &[ManifestObject]) {
+        let mut all = self.validated.lock().expect("not poisoned");
+        let previous = all.remove(pipeline).unwrap_or_default();
+        let run: std::collections::HashMap<String, Validated> = objects
+            .iter()
+            .filter(|o| o.usable() && o.status != 0)
+            .filter_map(|o| {
+                // A 304 that does not repeat the validators keeps the ones it confirmed.
+                let validators = crate::http::Validators::of(
+                    o.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                )
+                .or_else(|| {
+                    (o.status == NOT_MODIFIED)
+                        .then(|| previous.get(&o.url).map(|v| v.validators.clone()))
+                        .flatten()
+                })?;
+                Some((
+                    o.url.clone(),
+                    Validated {
+                        validators,
+                        resource: o.resource.clone(),
+                        key: o.key.clone(),
+                        sha256: o.sha256.clone(),
+                        bytes: o.bytes,
+                        content_type: o.content_type.clone(),
+                    },
+                ))
+            })
+            .collect();
+        if !run.is_empty() {
+            all.insert(pipeline.to_string(), run);
+        }
+    }
 }
+
+/// The status of a conditional fetch answered "not modified": the object it names is the
+/// one landed earlier with the same validators.
+pub const NOT_MODIFIED: u16 = 304;
 
 /// Opens the raw zone named by a URL: `file:///path`, a plain path, or `s3://bucket/prefix`.
 pub async fn open(url: &str, s3: Option<S3Config>) -> Result<Box<dyn RawStore>, RawError> {
@@ -336,15 +445,24 @@ pub struct Manifest {
 }
 
 impl ManifestObject {
-    /// Whole, and a success: a 2xx answer, or a file read from a folder or S3 (status 0).
+    /// Whole, and a success: a 2xx answer, a 304 confirming an object landed before, or a
+    /// file read from a folder or S3 (status 0).
     pub fn usable(&self) -> bool {
-        self.complete && (self.status == 0 || (200..300).contains(&self.status))
+        self.complete
+            && (self.status == 0
+                || (200..300).contains(&self.status)
+                || self.status == NOT_MODIFIED)
     }
 }
 
 impl Manifest {
+    /// Bytes received: a 304 names an object landed before, whose bytes did not come again.
     pub fn bytes(&self) -> u64 {
-        self.objects.iter().map(|o| o.bytes).sum()
+        self.objects
+            .iter()
+            .filter(|o| o.status != NOT_MODIFIED)
+            .map(|o| o.bytes)
+            .sum()
     }
 
     pub async fn write(&self, store: &dyn RawStore) -> Result<String, RawError> {

@@ -144,6 +144,12 @@ pub fn transform(ctx: &Context, payloads: &[Payload]) -> Result<Output, Transfor
     transform_changed(ctx, payloads, &[])
 }
 
+/// Whether [`transform_changed`] reads a resource's payload, given the `known` ones.
+pub fn reads(resource: &str, known: &[&str]) -> bool {
+    TRANSFORMED.contains(&resource)
+        && (resource == "system_information" || !known.contains(&resource))
+}
+
 /// Transforms the payloads of one GBFS run but those of the `known` resources (whose content
 /// the warehouse holds already): their tables are left out, though `system_information` is
 /// still read for the system's language.
@@ -152,10 +158,7 @@ pub fn transform_changed(
     payloads: &[Payload],
     known: &[&str],
 ) -> Result<Output, TransformError> {
-    let wanted = |p: &&Payload| {
-        TRANSFORMED.contains(&p.resource)
-            && (p.resource == "system_information" || !known.contains(&p.resource))
-    };
+    let wanted = |p: &&Payload| reads(p.resource, known);
     // A lone snapshot file of the usual shape is read straight into its frame (`fast.rs`).
     let mut fast: Vec<(&'static str, crate::frame::FrameBuilder)> = Vec::new();
     let mut read_fast: Vec<&str> = Vec::new();
