@@ -690,6 +690,28 @@ async fn a_daemon_outlives_a_warehouse_outage_and_says_so_on_health() {
     let mut child = daemon(&env, &["--metrics-addr", &addr]);
     tokio::time::sleep(Duration::from_millis(3_500)).await;
     assert_eq!(get(&addr, "/health").0, "HTTP/1.1 200 OK");
+    // The cut comes while a run is fetching (started less than 1 s ago, so more than 0.5 s
+    // of its fetch is left), not at a moment left to chance between two runs.
+    let watch = sqlx::PgPool::connect(&pg).await.unwrap();
+    let fetching = async {
+        loop {
+            let n: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM etl_runs WHERE status = 'running' \
+                 AND started_at > now() - interval '1 second'",
+            )
+            .fetch_one(&watch)
+            .await
+            .unwrap();
+            if n > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), fetching)
+        .await
+        .expect("a run fetching within 10 s");
+    watch.close().await;
 
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "ALTER DATABASE {db} WITH ALLOW_CONNECTIONS false; \
