@@ -456,6 +456,9 @@ impl Runner {
         let mut record = new_record(&run_id, &def.name, &def.partner, &def.format, trigger);
         record.scheduled_for = scheduled_for;
         let mut outcome = Outcome::new(&def.name, run_id);
+        if self.raw.wants_run(&def.name) {
+            self.recall_run(&def.name).await;
+        }
         let result: Result<(Loaded, Option<EntryMeta>), String> = async {
             let latest = self
                 .warehouse
@@ -599,6 +602,41 @@ impl Runner {
             }
         }
         outcome
+    }
+
+    /// Hands the raw zone what the pipeline's latest run fetched, when that run is of
+    /// today: this process's first run of the pipeline then fetches conditionally, as the
+    /// later ones do (a pipeline run from cron, a daemon restarted). At most once per
+    /// pipeline and process; a warehouse or a manifest that cannot tell only means whole
+    /// fetches.
+    async fn recall_run(&self, pipeline: &str) {
+        let found = async {
+            let Some(id) = self
+                .warehouse
+                .last_run(pipeline)
+                .await
+                .map_err(|e| e.to_string())?
+            else {
+                return Ok(None);
+            };
+            let run: RunId = id.parse().map_err(|e| format!("run id {id:?}: {e}"))?;
+            if run.date() != mobiflux_extractors::raw::today() {
+                return Ok(None);
+            }
+            Manifest::read(self.raw.as_ref(), &run)
+                .await
+                .map(Some)
+                .map_err(|e| e.to_string())
+        }
+        .await;
+        let objects = match found {
+            Ok(manifest) => manifest.map(|m| m.objects).unwrap_or_default(),
+            Err(e) => {
+                tracing::debug!(error = %e, "no earlier run to fetch conditionally from");
+                Vec::new()
+            }
+        };
+        self.raw.remember_run(pipeline, &objects);
     }
 
     /// Records a tick that was not run because its MSP host's circuit is open: a failed

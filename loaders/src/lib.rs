@@ -390,6 +390,13 @@ pub trait Warehouse: Send + Sync {
     /// content, with the settings that shape its rows, as the runner hashes them): a payload
     /// fetched again unchanged need not be transformed again (DESIGN: raw zone).
     fn latest_loaded<'a>(&'a self, pipeline: &'a str) -> BoxFuture<'a, Result<Latest, LoadError>>;
+    /// The id of the pipeline's latest run (replays aside): its manifest says what it
+    /// fetched, with the validators of each answer, so a process that has not run the
+    /// pipeline yet can still fetch conditionally.
+    fn last_run<'a>(
+        &'a self,
+        pipeline: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, LoadError>>;
     /// The `etl_runs` row of a run.
     fn run<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<Option<RunRecord>, LoadError>>;
     /// Every run started since then, oldest first.

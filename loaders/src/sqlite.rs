@@ -612,6 +612,22 @@ impl Warehouse for SqliteWarehouse {
         })
     }
 
+    fn last_run<'a>(
+        &'a self,
+        pipeline: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, LoadError>> {
+        Box::pin(async move {
+            sqlx::query_scalar(
+                "SELECT run_id FROM etl_runs WHERE pipeline = ? AND trigger <> 'replay' \
+                 ORDER BY started_at DESC LIMIT 1",
+            )
+            .bind(pipeline)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.db(e))
+        })
+    }
+
     fn latest_loaded<'a>(&'a self, pipeline: &'a str) -> BoxFuture<'a, Result<Latest, LoadError>> {
         Box::pin(async move {
             let rows: Vec<(String, String)> =

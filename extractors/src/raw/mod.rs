@@ -86,6 +86,11 @@ pub trait RawStore: Send + Sync {
     /// Remembers the validated objects of a pipeline's run, in place of its previous run's
     /// (see [`RawStore::validated`]).
     fn remember_run(&self, _pipeline: &str, _objects: &[ManifestObject]) {}
+    /// Whether this store remembers runs but has none of the pipeline's yet (this process
+    /// has not run it): the runner may then hand it an earlier run's objects.
+    fn wants_run(&self, _pipeline: &str) -> bool {
+        false
+    }
 }
 
 /// An object landed from a URL, with the validators its answer carried.
@@ -142,7 +147,8 @@ pub fn today() -> String {
 /// memory is this process's own; another instance, or a restart, writes its own copy.
 ///
 /// It also keeps, for each pipeline, the validators of what its last run landed
-/// ([`RawStore::validated`]): as many entries as one run fetched, replaced by each run.
+/// ([`RawStore::validated`]): as many entries as one run fetched, replaced by each run;
+/// before the process's first run of a pipeline, from its latest run's manifest.
 pub struct Reusing {
     inner: Box<dyn RawStore>,
     /// `raw/{pipeline}/{resource}` → (`YYYY-MM-DD`, sha256, key) of its last payload.
@@ -253,9 +259,15 @@ impl RawStore for Reusing {
                 ))
             })
             .collect();
-        if !run.is_empty() {
-            all.insert(pipeline.to_string(), run);
-        }
+        // Kept even when empty: the pipeline's runs are known to carry no validators.
+        all.insert(pipeline.to_string(), run);
+    }
+    fn wants_run(&self, pipeline: &str) -> bool {
+        !self
+            .validated
+            .lock()
+            .expect("not poisoned")
+            .contains_key(pipeline)
     }
 }
 
