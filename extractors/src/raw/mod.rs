@@ -593,6 +593,98 @@ mod tests {
         );
     }
 
+    #[test]
+    fn validators_are_remembered_per_pipeline_run_within_their_day() {
+        let store = Reusing::new(Box::new(MemoryStore::default()));
+        let today = today();
+        let object = |url: &str, status: u16, headers: &[(&str, &str)], day: &str| ManifestObject {
+            resource: "station_information".into(),
+            url: url.into(),
+            key: format!("raw/oslo/station_information/date={day}/x_0123.json"),
+            status,
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            content_type: Some("application/json".into()),
+            bytes: 7,
+            sha256: "0123".into(),
+            fetched_at: Utc::now(),
+            complete: true,
+            landed: Landed(None),
+        };
+        assert!(store.wants_run("oslo"));
+        store.remember_run(
+            "oslo",
+            &[
+                object("http://m/a", 200, &[("etag", "\"a1\"")], &today),
+                object(
+                    "http://m/b",
+                    200,
+                    &[("last-modified", "Mon, 07 Dec 2026 10:00:00 GMT")],
+                    &today,
+                ),
+                // Masked as sensitive in the manifest: nothing to send back.
+                object(
+                    "http://m/c",
+                    200,
+                    &[("etag", mobiflux_model::redact::MASK)],
+                    &today,
+                ),
+                object("http://m/d", 200, &[], &today),
+                object("http://m/e", 503, &[("etag", "\"e1\"")], &today),
+                object("http://m/y", 200, &[("etag", "\"y1\"")], "2001-01-01"),
+            ],
+        );
+        assert!(!store.wants_run("oslo"));
+        let etag = |url: &str| {
+            store
+                .validated("oslo", url, &today)
+                .map(|v| v.validators.etag.unwrap_or_default())
+        };
+        assert_eq!(etag("http://m/a").as_deref(), Some("\"a1\""));
+        let b = store.validated("oslo", "http://m/b", &today).unwrap();
+        assert_eq!(
+            (
+                b.validators.etag.as_deref(),
+                b.validators.last_modified.as_deref()
+            ),
+            (None, Some("Mon, 07 Dec 2026 10:00:00 GMT"))
+        );
+        assert_eq!(
+            (b.key.as_str(), b.bytes),
+            (object("", 0, &[], &today).key.as_str(), 7)
+        );
+        // A 304 names the object only within its day (an answer after midnight does not).
+        let confirmed = b.clone().confirmed("http://m/b", &[], &today).unwrap();
+        assert_eq!(
+            (confirmed.status, &confirmed.key, confirmed.usable()),
+            (NOT_MODIFIED, &b.key, true)
+        );
+        assert_eq!(b.clone().confirmed("http://m/b", &[], "2999-01-01"), None);
+        for none in [
+            "http://m/c",
+            "http://m/d",
+            "http://m/e",
+            "http://m/y",
+            "http://m/z",
+        ] {
+            assert_eq!(etag(none), None, "{none}");
+        }
+        assert_eq!(store.validated("bergen", "http://m/a", &today), None);
+        // A 304 that does not repeat its validators keeps those it confirmed; the next run
+        // replaces the pipeline's memory whole (b, not fetched, is forgotten).
+        store.remember_run("oslo", &[object("http://m/a", 304, &[], &today)]);
+        assert_eq!(etag("http://m/a").as_deref(), Some("\"a1\""));
+        assert_eq!(etag("http://m/b"), None);
+        // A run without validators leaves the pipeline known, with nothing to ask with.
+        store.remember_run("oslo", &[object("http://m/a", 200, &[], &today)]);
+        assert_eq!(etag("http://m/a"), None);
+        assert!(!store.wants_run("oslo"));
+        // Stores that do not remember never ask for a run.
+        assert!(!MemoryStore::default().wants_run("oslo"));
+    }
+
     #[tokio::test]
     async fn folder_and_memory_stores_round_trip_and_list_sorted() {
         let dir = std::env::temp_dir().join(format!("mobiflux-raw-{}", RunId::new()));
