@@ -148,27 +148,28 @@ async fn land_all(http: &Http, landing: &mut Landing<'_>) -> Result<(), ExtractE
     let store = landing.store;
     let url = src.url.as_str();
     if url.starts_with("http://") || url.starts_with("https://") {
-        // Conditional, as the other HTTP fetches (see `fetch_and_land_as`): a file the MSP
-        // confirms unchanged (304) is recorded under the object landed from it today.
-        let mut known = store.validated(&src.pipeline, &src.redacted(url), &raw::today());
-        let d = loop {
-            match http
-                .download_if(src, url, known.as_ref().map(|k| &k.validators))
-                .await
-            {
-                Ok(d) if d.status == raw::NOT_MODIFIED => {
-                    let k = known.take().expect("a 304 answers a conditional GET only");
-                    if let Some(obj) = k.confirmed(&d.url, &d.headers, &raw::today()) {
-                        landing.manifest.objects.push(obj);
-                        return Ok(());
-                    }
-                }
-                Ok(d) => break d,
-                Err(e) => {
-                    let e = ExtractError::Fetch(e);
-                    landing.manifest.failures.push(src.failure("file", url, &e));
-                    return Err(e);
-                }
+        // Conditional, as the other HTTP fetches: a file the MSP confirms unchanged (304) is
+        // recorded under the object landed from it today.
+        let answer = crate::conditionally(
+            store,
+            src,
+            url,
+            |known| async move { http.download_if(src, url, known.as_ref()).await },
+            |d: crate::http::Download, k: raw::Validated| {
+                std::future::ready(k.confirmed(&d.url, &d.headers, &raw::today()))
+            },
+        )
+        .await;
+        let d = match answer {
+            Ok(crate::Conditional::Confirmed(obj)) => {
+                landing.manifest.objects.push(obj);
+                return Ok(());
+            }
+            Ok(crate::Conditional::Whole(d)) => d,
+            Err(e) => {
+                let e = ExtractError::Fetch(e);
+                landing.manifest.failures.push(src.failure("file", url, &e));
+                return Err(e);
             }
         };
         let obj = land_file(

@@ -150,6 +150,23 @@ impl Validators {
     }
 }
 
+/// An answer to a GET, kept in memory or downloaded: its status says whether it is a 304.
+pub trait Answer {
+    fn status(&self) -> u16;
+}
+
+impl Answer for Response {
+    fn status(&self) -> u16 {
+        self.status
+    }
+}
+
+impl Answer for Download {
+    fn status(&self) -> u16 {
+        self.status
+    }
+}
+
 /// A downloaded body in a temporary file (removed when dropped).
 pub struct Download {
     pub temp: crate::raw::TempFile,

@@ -341,22 +341,18 @@ async fn fetch_landing(
     ext: &str,
     body: Body,
 ) -> Fetched {
-    let shown = src.redacted(url);
-    let mut known = store.validated(&src.pipeline, &shown, &raw::today());
-    let answer = loop {
-        let answer = http
-            .get_if(src, url, known.as_ref().map(|k| &k.validators))
-            .await;
-        match (answer, known.take()) {
-            (Ok(resp), Some(k)) if resp.status == raw::NOT_MODIFIED => {
-                match confirmed(store, resp, k, body).await {
-                    Some(fetched) => return fetched,
-                    // The object to confirm is of yesterday, or gone: fetched again whole.
-                    None => continue,
-                }
-            }
-            (answer, _) => break answer,
-        }
+    let answer = conditionally(
+        store,
+        src,
+        url,
+        |known| async move { http.get_if(src, url, known.as_ref()).await },
+        |resp, k| confirmed(store, resp, k, body),
+    )
+    .await;
+    let answer = match answer {
+        Ok(Conditional::Confirmed(fetched)) => return fetched,
+        Ok(Conditional::Whole(resp)) => Ok(resp),
+        Err(e) => Err(e),
     };
     match answer {
         Ok(resp) => match Landing::land(store, src, &resource_of(&resp), &resp, ext, true).await {
@@ -382,6 +378,45 @@ async fn fetch_landing(
             let e = ExtractError::Fetch(e);
             let f = src.failure(&resource, url, &e);
             (Err(e), object, Some(f))
+        }
+    }
+}
+
+/// What a conditional fetch gave: the whole answer, or what a 304 confirmed.
+pub(crate) enum Conditional<T, R> {
+    Whole(T),
+    Confirmed(R),
+}
+
+/// Fetches `url` conditionally on what the pipeline's last run landed from it today
+/// ([`RawStore::validated`]): `fetch` asks with those validators (none when there are
+/// none); a 304 goes to `confirm` with the object it confirms, which returns what the caller
+/// records, or `None` when that object cannot be named (the day turned since it was
+/// landed, or the raw zone no longer has it): the URL is then fetched again whole.
+/// (Closures returning futures rather than async closures: the latter's futures cannot yet
+/// be proven `Send`, and runs are spawned on the scheduler's threads.)
+pub(crate) async fn conditionally<T, R, F, C>(
+    store: &dyn RawStore,
+    src: &Source,
+    url: &str,
+    fetch: impl Fn(Option<http::Validators>) -> F,
+    confirm: impl Fn(T, raw::Validated) -> C,
+) -> Result<Conditional<T, R>, http::FetchError>
+where
+    T: http::Answer,
+    F: std::future::Future<Output = Result<T, http::FetchError>>,
+    C: std::future::Future<Output = Option<R>>,
+{
+    let mut known = store.validated(&src.pipeline, &src.redacted(url), &raw::today());
+    loop {
+        let answer = fetch(known.as_ref().map(|k| k.validators.clone())).await?;
+        match known.take() {
+            Some(k) if answer.status() == raw::NOT_MODIFIED => {
+                if let Some(r) = confirm(answer, k).await {
+                    return Ok(Conditional::Confirmed(r));
+                }
+            }
+            _ => return Ok(Conditional::Whole(answer)),
         }
     }
 }
