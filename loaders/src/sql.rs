@@ -3,6 +3,11 @@
 
 use mobiflux_model::{TableKind, TableSchema};
 
+/// The id of a pipeline's latest run but replays ([`crate::Warehouse::last_run`]); `$1` is
+/// the pipeline (SQLite takes `$1` as its first parameter too).
+pub const LAST_RUN: &str = "SELECT run_id FROM etl_runs WHERE pipeline = $1 AND trigger <> 'replay' \
+     ORDER BY started_at DESC LIMIT 1";
+
 pub fn column_list(t: &TableSchema) -> String {
     t.column_names().collect::<Vec<_>>().join(", ")
 }

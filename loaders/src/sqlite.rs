@@ -617,14 +617,11 @@ impl Warehouse for SqliteWarehouse {
         pipeline: &'a str,
     ) -> BoxFuture<'a, Result<Option<String>, LoadError>> {
         Box::pin(async move {
-            sqlx::query_scalar(
-                "SELECT run_id FROM etl_runs WHERE pipeline = ? AND trigger <> 'replay' \
-                 ORDER BY started_at DESC LIMIT 1",
-            )
-            .bind(pipeline)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|e| self.db(e))
+            sqlx::query_scalar(sql::LAST_RUN)
+                .bind(pipeline)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|e| self.db(e))
         })
     }
 
