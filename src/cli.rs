@@ -319,6 +319,10 @@ enum BenchWhat {
         /// validators: mobiflux then fetches every file whole, as the reference does.
         #[arg(long)]
         no_validators: bool,
+        /// mobiflux writes no curated Parquet zone (`schedule --curated false`), to measure
+        /// what the zone costs; its raw zone is always written.
+        #[arg(long)]
+        no_curated: bool,
         /// mobiflux's runs at once (`schedule --max-concurrent`, also its PostgreSQL
         /// connections); the reference polls 64 systems at once over 8 connections.
         #[arg(long, default_value_t = 64)]
@@ -647,6 +651,7 @@ async fn dispatch(cmd: Command) -> Result<ExitCode> {
                     cache,
                     no_reference,
                     no_validators,
+                    no_curated,
                     max_concurrent,
                 },
         } => {
@@ -657,6 +662,7 @@ async fn dispatch(cmd: Command) -> Result<ExitCode> {
                 cache,
                 reference: !no_reference,
                 validators: !no_validators,
+                curated: !no_curated,
                 max_concurrent,
             })
             .await?;

@@ -362,6 +362,9 @@ pub struct Options {
     pub reference: bool,
     /// The simulator's files carry an `ETag` and conditional requests are answered 304.
     pub validators: bool,
+    /// mobiflux writes its curated Parquet zone (its daemon is told either way, so that no
+    /// `MOBIFLUX_CURATED` of the caller's environment decides unsaid).
+    pub curated: bool,
     pub max_concurrent: usize,
 }
 
@@ -407,7 +410,7 @@ pub async fn run(o: Options) -> Result<()> {
     let systems_file = work.join("systems.json");
     std::fs::write(&systems_file, serde_json::to_vec(&urls)?)?;
     println!(
-        "soak: {} GBFS systems ({} vehicles, largest {}), polled every 60 s for {} min per side; mobiflux runs {} at once; its gateway cache: {}; mobiflux fetches all 6 files each system lists (the reference 4: discovery, stations, status, vehicles) and also writes its raw zone and curated Parquet zone (the reference keeps neither); the simulator {}",
+        "soak: {} GBFS systems ({} vehicles, largest {}), polled every 60 s for {} min per side; mobiflux runs {} at once; its gateway cache: {}; mobiflux fetches all 6 files each system lists (the reference 4: discovery, stations, status, vehicles) and also writes {} (the reference keeps none); the simulator {}",
         o.systems,
         total_vehicles,
         systems.iter().map(|s| s.vehicles).max().unwrap_or(0),
@@ -419,6 +422,11 @@ pub async fn run(o: Options) -> Result<()> {
                 "{} (fetch-parse-load and publish)",
                 mobiflux_model::redact::url(url, &[])
             ),
+        },
+        if o.curated {
+            "its raw zone and curated Parquet zone"
+        } else {
+            "its raw zone, and no curated zone (--no-curated)"
         },
         if o.validators {
             "gives each file an ETag and answers 304 when asked with it, as a static server or a CDN does (mobiflux asks; the reference, like most simple pollers, does not): the 4 files that do not change come whole to mobiflux once (--no-validators: never)"
@@ -475,6 +483,7 @@ pub async fn run(o: Options) -> Result<()> {
         .env("MOBIFLUX_WAREHOUSE_URL", &pg)
         .env("MOBIFLUX_RAW_URL", work.join("raw"))
         .env("MOBIFLUX_CACHE_URL", &o.cache)
+        .env("MOBIFLUX_CURATED", o.curated.to_string())
         .env("MOBIFLUX_LOG", "error")
         .stdout(Stdio::null())
         .spawn()?;
