@@ -89,6 +89,7 @@ pub async fn run(runs: usize, n: usize, cache_url: &str, fixtures: &Path) -> Res
         host_rate: None,
         // Freshness of the gateway cache: the curated zone is not on its path.
         curated: false,
+        batches: Default::default(),
     };
     println!(
         "gateway cache freshness: {runs} runs of a GBFS partner with {n} moving vehicles, cache {}",

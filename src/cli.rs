@@ -69,6 +69,14 @@ struct Destinations {
         action = clap::ArgAction::Set
     )]
     curated: bool,
+    /// How often feed polls' curated rows are written: a Parquet file per table, day and
+    /// partner for all polls of the period (and sooner past 64 MB held), not a file a poll.
+    #[arg(
+        long = "curated-every",
+        env = "MOBIFLUX_CURATED_EVERY",
+        default_value_t = 300
+    )]
+    curated_every: u64,
     /// At most this many requests per second to one MSP host, across all runs (no limit
     /// when unset).
     #[arg(long = "host-rate", env = "MOBIFLUX_HOST_RATE")]
@@ -427,7 +435,7 @@ async fn dispatch(cmd: Command) -> Result<ExitCode> {
             let defs = select(load_definitions(&dest.pipelines)?, &names)?;
             let runner = runner(&dest, BTreeMap::new()).await?;
             definitions::register(runner.warehouse.as_ref(), &defs).await?;
-            let outcomes = runner.run_all(&defs).await;
+            let outcomes = runner.run_all_batched(&defs).await;
             // A warehouse loaded by `run` alone (from cron, say) folds its rollups and closes
             // its past days too: one try each, so a run never waits for other processes.
             if let Err(e) = runner.warehouse.fold_rollups().await {
@@ -460,7 +468,7 @@ async fn dispatch(cmd: Command) -> Result<ExitCode> {
             }
             let runner = runner(&dest, vars).await?;
             definitions::register(runner.warehouse.as_ref(), &defs).await?;
-            let outcomes = runner.run_all(&defs).await;
+            let outcomes = runner.run_all_batched(&defs).await;
             println!(
                 "raw zone: {}   warehouse: {}   gateway cache: {}",
                 runner.raw.describe(),
@@ -772,6 +780,10 @@ async fn runner_sized(
         vars,
         host_rate: dest.host_rate,
         curated: dest.curated,
+        batches: crate::runner::Batches::new(crate::runner::curated_batches::Settings {
+            every: std::time::Duration::from_secs(dest.curated_every.max(1)),
+            ..Default::default()
+        }),
     })
 }
 

@@ -12,7 +12,7 @@ use futures_util::StreamExt;
 use mobiflux_extractors::raw::{Manifest, manifest_key};
 use mobiflux_extractors::{Http, HttpOptions, RawStore, Source};
 use mobiflux_loaders::cache::{EntryMeta, GatewayCache, Publication, Resource, pivot};
-use mobiflux_loaders::curated::{Content, Curated};
+use mobiflux_loaders::curated::{Content, Curated, Part};
 use mobiflux_loaders::{Latest, RunRecord, Warehouse};
 use mobiflux_model::RunId;
 use mobiflux_transforms::fixed::FixedMap;
@@ -57,6 +57,9 @@ fn knob_value(var: &str, value: Option<&str>, default: usize, min: usize) -> usi
     }
 }
 
+pub mod curated_batches;
+pub use curated_batches::Batches;
+
 /// At most this many pipelines run at once in one `mobiflux run`.
 const CONCURRENT_PIPELINES: usize = 4;
 
@@ -71,6 +74,8 @@ pub struct Runner {
     pub host_rate: Option<f64>,
     /// Whether loads also write the curated Parquet zone (`curated/` beside the raw zone).
     pub curated: bool,
+    /// The curated zone's batches of feed polls (see [`curated_batches`]).
+    pub batches: Batches,
 }
 
 /// What became of one pipeline run.
@@ -132,6 +137,7 @@ pub(crate) fn new_record(
         bytes: 0,
         error: None,
         manifest: Some(manifest_key(run_id)),
+        curated_batch: None,
     }
 }
 
@@ -385,6 +391,18 @@ impl Runner {
         }
     }
 
+    /// Uploads curated parts to the zone beside the raw zone.
+    async fn put_parts(&self, parts: &[&Part]) -> Result<(), mobiflux_extractors::raw::RawError> {
+        const PARQUET: &str = "application/vnd.apache.parquet";
+        for p in parts {
+            match &p.content {
+                Content::Memory(bytes) => self.raw.put(&p.key, bytes.clone(), PARQUET).await,
+                Content::File(file) => self.raw.put_file(&p.key, file, PARQUET).await,
+            }?;
+        }
+        Ok(())
+    }
+
     /// Uploads the run's curated parts, once the warehouse has committed the load.
     async fn publish_curated(
         &self,
@@ -396,14 +414,7 @@ impl Runner {
             format!("loaded into the warehouse, but the curated zone could not be written: {e}")
         };
         let parts = c.finish(&stats.changed).map_err(|e| failed(&e))?;
-        const PARQUET: &str = "application/vnd.apache.parquet";
-        for p in &parts {
-            match &p.content {
-                Content::Memory(bytes) => self.raw.put(&p.key, bytes.clone(), PARQUET).await,
-                Content::File(file) => self.raw.put_file(&p.key, file, PARQUET).await,
-            }
-            .map_err(|e| failed(&e))?;
-        }
+        self.put_parts(&parts).await.map_err(|e| failed(&e))?;
         if !parts.is_empty() {
             tracing::info!(
                 parts = parts.len(),
@@ -595,6 +606,8 @@ impl Runner {
                 record.status = "failed".into();
                 record.finished_at = Some(Utc::now());
                 record.error = Some(message.clone());
+                // Its load rolled back: no curated rows of it are owed.
+                record.curated_batch = None;
                 if let Err(e) = self.warehouse.fail_run(&record).await {
                     tracing::error!(error = %e, "could not record the failure in etl_runs");
                 }
@@ -1130,6 +1143,82 @@ impl Runner {
     /// A reference payload whose content is the last one the pipeline loaded is not loaded
     /// again (unless replaying), nor transformed again unless the run publishes gateway
     /// documents, which are built from every table.
+    /// A feed run's payloads through its format's transform: the unified tables and the
+    /// quarantine, and the gateway documents when `publishing`. `not_read` are reference
+    /// resources the warehouse holds already (not read back from the raw zone unless the
+    /// documents need them).
+    async fn transform_feed(
+        &self,
+        manifest: &Manifest,
+        language: Option<&str>,
+        not_read: Vec<String>,
+        publishing: Option<Definition>,
+    ) -> Result<(Output, Option<Vec<Resource>>), String> {
+        let mut blobs: Vec<(String, String, Bytes, chrono::DateTime<Utc>)> = Vec::new();
+        let not_read_names: Vec<&str> = not_read.iter().map(String::as_str).collect();
+        for o in manifest.objects.iter().filter(|o| o.usable()) {
+            // What the transform will not read (a reference payload the MSP confirmed
+            // unchanged, not landed by this run) is not read back from the raw zone either.
+            let unread = o.landed.0.is_none()
+                && publishing.is_none()
+                && !mobiflux_transforms::reads(&manifest.format, &o.resource, &not_read_names);
+            let bytes = if unread {
+                Bytes::new()
+            } else {
+                self.payload(o).await?
+            };
+            blobs.push((o.resource.clone(), o.key.clone(), bytes, o.fetched_at));
+        }
+        let run_id = manifest.run_id.clone();
+        let (pipeline, partner, format) = (
+            manifest.pipeline.clone(),
+            manifest.partner.clone(),
+            manifest.format.clone(),
+        );
+        let language = language.map(str::to_string);
+        let fetched_at = fetched_at(manifest);
+        let (ctx_run, ctx_pipeline, ctx_partner) =
+            (run_id.clone(), pipeline.clone(), partner.clone());
+        let size: usize = blobs.iter().map(|b| b.2.len()).sum();
+        cpu_work(size, move || {
+            let payloads: Vec<Payload> = blobs
+                .iter()
+                .map(|(resource, key, bytes, at)| Payload {
+                    resource,
+                    source_object: key,
+                    bytes,
+                    fetched_at: *at,
+                })
+                .collect();
+            let ctx = Context {
+                pipeline: &ctx_pipeline,
+                partner: &ctx_partner,
+                run_id: &ctx_run,
+                language: language.as_deref(),
+            };
+            let not_read: Vec<&str> = not_read.iter().map(String::as_str).collect();
+            let out = match format.as_str() {
+                "gbfs" => mobiflux_transforms::gbfs::transform_changed(&ctx, &payloads, &not_read)
+                    .map_err(|e| e.to_string()),
+                "tomp" => {
+                    mobiflux_transforms::tomp::transform(&ctx, &payloads).map_err(|e| e.to_string())
+                }
+                "covoiturage" => mobiflux_transforms::covoiturage::transform(&ctx, &payloads)
+                    .map_err(|e| e.to_string()),
+                other => Err(format!("no transform for format {other}")),
+            }?;
+            let docs: Vec<(&str, &[u8])> = payloads.iter().map(|p| (p.resource, p.bytes)).collect();
+            let raw = pivot::RawDocs {
+                format: &format,
+                docs: &docs,
+            };
+            let docs = gateway_documents(publishing.as_ref(), &ctx_partner, fetched_at, &out, raw)?;
+            Ok::<_, String>((out, docs))
+        })
+        .await
+        .map_err(|e| format!("transform task: {e}"))?
+    }
+
     async fn load_feed(
         &self,
         manifest: &Manifest,
@@ -1140,7 +1229,6 @@ impl Runner {
     ) -> Result<Loaded, String> {
         let language = def.and_then(|d| d.language.as_deref());
         let publishing = self.publishing(def);
-        let fetched_at = fetched_at(manifest);
         let reference = mobiflux_transforms::reference_resources(&manifest.format);
         let table_of = |o: &mobiflux_extractors::raw::ManifestObject| {
             reference
@@ -1185,81 +1273,27 @@ impl Runner {
             Some(_) => Vec::new(),
             None => known.iter().map(|r| r.0.resource.clone()).collect(),
         };
-        let mut blobs: Vec<(String, String, Bytes, chrono::DateTime<Utc>)> = Vec::new();
-        let not_read_names: Vec<&str> = not_read.iter().map(String::as_str).collect();
-        for o in usable() {
-            // What the transform will not read (a reference payload the MSP confirmed
-            // unchanged, not landed by this run) is not read back from the raw zone either.
-            let unread = o.landed.0.is_none()
-                && publishing.is_none()
-                && !mobiflux_transforms::reads(&manifest.format, &o.resource, &not_read_names);
-            let bytes = if unread {
-                Bytes::new()
-            } else {
-                self.payload(o).await?
-            };
-            blobs.push((o.resource.clone(), o.key.clone(), bytes, o.fetched_at));
-        }
-        let run_id = record.run_id.clone();
-        let (pipeline, partner, format) = (
-            manifest.pipeline.clone(),
-            manifest.partner.clone(),
-            manifest.format.clone(),
-        );
-        let language = language.map(str::to_string);
-        let (ctx_run, ctx_pipeline, ctx_partner) =
-            (run_id.clone(), pipeline.clone(), partner.clone());
-        let size: usize = blobs.iter().map(|b| b.2.len()).sum();
-        let out = cpu_work(size, move || {
-            let payloads: Vec<Payload> = blobs
-                .iter()
-                .map(|(resource, key, bytes, at)| Payload {
-                    resource,
-                    source_object: key,
-                    bytes,
-                    fetched_at: *at,
-                })
-                .collect();
-            let ctx = Context {
-                pipeline: &ctx_pipeline,
-                partner: &ctx_partner,
-                run_id: &ctx_run,
-                language: language.as_deref(),
-            };
-            let not_read: Vec<&str> = not_read.iter().map(String::as_str).collect();
-            let out = match format.as_str() {
-                "gbfs" => mobiflux_transforms::gbfs::transform_changed(&ctx, &payloads, &not_read)
-                    .map_err(|e| e.to_string()),
-                "tomp" => {
-                    mobiflux_transforms::tomp::transform(&ctx, &payloads).map_err(|e| e.to_string())
-                }
-                "covoiturage" => mobiflux_transforms::covoiturage::transform(&ctx, &payloads)
-                    .map_err(|e| e.to_string()),
-                other => Err(format!("no transform for format {other}")),
-            }?;
-            let docs: Vec<(&str, &[u8])> = payloads.iter().map(|p| (p.resource, p.bytes)).collect();
-            let raw = pivot::RawDocs {
-                format: &format,
-                docs: &docs,
-            };
-            let docs = gateway_documents(publishing.as_ref(), &ctx_partner, fetched_at, &out, raw)?;
-            Ok::<_, String>((out, docs))
-        })
-        .await
-        .map_err(|e| format!("transform task: {e}"))??;
-        let (mut out, pivot) = out;
+        let (mut out, pivot) = self
+            .transform_feed(manifest, language, not_read, publishing)
+            .await?;
         // What was read only for the gateway documents: the warehouse holds it already.
         out.tables.retain(|(t, _)| !known_tables.contains(&t.name));
         out.quarantine
             .retain(|q| !known_keys.contains(&q.source_object.as_str()));
         let qframe = quarantine::to_frame(
             &out.quarantine,
-            &run_id,
+            &record.run_id,
             &manifest.pipeline,
             &manifest.partner,
         );
         record.finished_at = Some(Utc::now());
-        let mut curated = self.curated(record);
+        // A poll's curated rows join the process's open batch (a replay writes files of its
+        // own): its `etl_runs` row carries the batch's key from the commit on.
+        let ticket = (self.curated && !reload).then(|| self.batches.join());
+        record.curated_batch = ticket.as_ref().map(|t| t.key().to_string());
+        let mut curated = self
+            .curated(record)
+            .map(|c| if ticket.is_some() { c.batched() } else { c });
         let tables: Vec<_> = out.tables.iter().map(|t| t.0).collect();
         let mut tx = self
             .warehouse
@@ -1280,7 +1314,10 @@ impl Runner {
             }
         }
         let stats = tx.commit().await.map_err(|e| e.to_string())?;
-        self.publish_curated(curated, &stats).await?;
+        match (ticket, curated) {
+            (Some(ticket), Some(curated)) => self.batches.absorb(ticket, curated, &stats),
+            (_, curated) => self.publish_curated(curated, &stats).await?,
+        }
         Ok(Loaded {
             tables: stats.tables,
             quarantined: stats.quarantined,

@@ -350,6 +350,21 @@ pub async fn run(runner: Runner, defs: Vec<Definition>, settings: Settings) -> R
     .await
     .map_err(|e| anyhow::anyhow!("metrics address {}: {e}", settings.metrics_addr))?;
     println!("metrics on http://{bound}/metrics, health on http://{bound}/health");
+    // The curated zone's batches, uploaded every few minutes and once more at the end.
+    let curated_stop = Arc::new(tokio::sync::Notify::new());
+    let curated = {
+        let (host, stop) = (host.clone(), curated_stop.clone());
+        tokio::spawn(async move {
+            let language = |pipeline: &str| {
+                host.defs
+                    .read()
+                    .expect("not poisoned")
+                    .get(pipeline)
+                    .and_then(|d| d.language.clone())
+            };
+            host.runner.curated_loop(&language, &stop).await
+        })
+    };
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut every = tokio::time::interval(settings.reload);
     // Today's and tomorrow's partitions, made ahead of the loads, and the rollups' past days
@@ -394,6 +409,11 @@ pub async fn run(runner: Runner, defs: Vec<Definition>, settings: Settings) -> R
     );
     let counters = daemon.counters();
     daemon.stop().await;
+    // The runs have ended: their curated rows are uploaded.
+    curated_stop.notify_one();
+    if let Err(e) = curated.await {
+        tracing::error!(error = %e, "curated batches task");
+    }
     use std::sync::atomic::Ordering::Relaxed;
     for (name, c) in counters.lock().expect("not poisoned").iter() {
         println!(

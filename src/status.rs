@@ -183,6 +183,7 @@ mod tests {
             bytes: 100,
             error: error.map(str::to_string),
             manifest: None,
+            curated_batch: None,
         }
     }
 

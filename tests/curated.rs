@@ -204,6 +204,143 @@ async fn a_load_rolled_back_writes_no_curated_part() {
     assert!(wh["station_status"] > 0, "{wh:?}");
 }
 
+/// The curated-batch marks left on `etl_runs`: (batch, runs).
+async fn curated_marks(warehouse: &str) -> Vec<(String, i64)> {
+    let sql = "SELECT curated_batch, count(*) FROM etl_runs WHERE curated_batch IS NOT NULL \
+               GROUP BY curated_batch ORDER BY 1";
+    match warehouse.strip_prefix("sqlite://") {
+        Some(path) => {
+            let pool = sqlx::SqlitePool::connect(&format!("sqlite://{path}"))
+                .await
+                .unwrap();
+            sqlx::query_as(sql).fetch_all(&pool).await.unwrap()
+        }
+        None => {
+            let pool = sqlx::PgPool::connect(warehouse).await.unwrap();
+            sqlx::query_as(sql).fetch_all(&pool).await.unwrap()
+        }
+    }
+}
+
+/// A daemon killed (-9) with its curated batch not yet uploaded: its runs keep the batch's
+/// mark, and the next process writes the batch's files from their raw payloads, under the
+/// batch's own names; the zone then counts what the warehouse holds, nothing twice.
+async fn a_killed_daemons_batch_is_written_again(warehouse: &str, local: &Path) {
+    let sim = msp().await;
+    let pipelines = local.join("pipelines");
+    std::fs::create_dir_all(&pipelines).unwrap();
+    let base = sim.base_url();
+    for (name, url) in [
+        ("gbfs-2-3", format!("{base}/gbfs/v2.3/gbfs.json")),
+        (
+            "spec-3-0",
+            format!("{base}/gbfs/spec-examples/v3.0/gbfs.json"),
+        ),
+    ] {
+        std::fs::write(
+            pipelines.join(format!("{name}.toml")),
+            format!(
+                "name = \"{name}\"\npartner = \"{name}\"\nformat = \"gbfs\"\nurl = \"{url}\"\nschedule = \"* * * * * *\"\n"
+            ),
+        )
+        .unwrap();
+    }
+    let raw = local.join("raw");
+    let mut env = dest(&pipelines, raw.to_str().unwrap(), warehouse);
+    env.push(("MOBIFLUX_CACHE_URL".into(), "none".into()));
+    let mut daemon = std::process::Command::new(env!("CARGO_BIN_EXE_mobiflux"));
+    daemon
+        .args(["schedule", "--curated-every", "3600", "--lease-secs", "2"])
+        .env_remove("MOBIFLUX_FAILPOINTS")
+        .env("MOBIFLUX_METRICS_ADDR", "127.0.0.1:0")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    for (k, v) in &env {
+        daemon.env(k, v);
+    }
+    let mut daemon = daemon.spawn().unwrap();
+    // Polls every second until both pipelines have loaded, then the kill.
+    let mut marks = Vec::new();
+    for _ in 0..60 {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        if warehouse.starts_with("sqlite://") && !local.join("w.db").exists() {
+            continue;
+        }
+        marks = curated_marks(warehouse).await;
+        if warehouse_counts(warehouse).await["vehicles"] > 0
+            && warehouse_counts(warehouse).await["station_status"] > 0
+        {
+            break;
+        }
+    }
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    let marks_after_kill = curated_marks(warehouse).await;
+    assert_eq!(
+        marks_after_kill.len(),
+        1,
+        "one open batch: {marks_after_kill:?} ({marks:?})"
+    );
+    let (key, runs) = marks_after_kill[0].clone();
+    assert!(runs >= 2, "{runs} runs marked");
+    let parts = |zone: &Path| -> Vec<String> {
+        if !zone.exists() {
+            return Vec::new();
+        }
+        files_under(zone)
+            .iter()
+            .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
+            .collect()
+    };
+    assert!(
+        !parts(&raw.join("curated")).iter().any(|f| f.contains(&key)),
+        "nothing of the batch uploaded before the kill"
+    );
+    // The next process (a one-shot run, with 1-second batches: a batch is left behind
+    // once its runs all ended 4 seconds ago) writes the batch again.
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    env.push(("MOBIFLUX_CURATED_EVERY".into(), "1".into()));
+    env.push(("MOBIFLUX_LOG".into(), "info".into()));
+    let out = mobiflux(&["run"], &env).await;
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert_eq!(
+        curated_marks(warehouse).await,
+        vec![],
+        "no batch left marked (before: {key}): {:?}",
+        text(&out)
+    );
+    let written = parts(&raw.join("curated"));
+    let of_batch: Vec<&String> = written.iter().filter(|f| f.contains(&key)).collect();
+    assert!(
+        of_batch
+            .iter()
+            .all(|f| *f == &format!("part-{key}.parquet")),
+        "{of_batch:?}"
+    );
+    // station_status, stations, … of both partners.
+    assert!(of_batch.len() >= 4, "{written:#?}");
+    let wh = warehouse_counts(warehouse).await;
+    assert!(wh["vehicles"] > 0 && wh["station_status"] > 0, "{wh:?}");
+    assert_eq!(
+        duckdb_counts(&raw.join("curated")),
+        wh,
+        "curated zone (DuckDB) vs warehouse"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_daemons_batch_is_written_again_on_sqlite() {
+    let local = temp_dir("curated-killed-sqlite");
+    let warehouse = format!("sqlite://{}/w.db", local.display());
+    a_killed_daemons_batch_is_written_again(&warehouse, &local).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_daemons_batch_is_written_again_on_postgres() {
+    let local = temp_dir("curated-killed-pg");
+    a_killed_daemons_batch_is_written_again(&pg_database().await, &local).await;
+}
+
 /// `mobiflux stats NAME --format parquet` gives DuckDB the rows `--format json` gives.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_statistic_as_parquet_reads_back_in_duckdb() {

@@ -102,6 +102,7 @@ fn irve_run(run_id: &str, pipeline: &str) -> mobiflux_loaders::RunRecord {
         bytes: 0,
         error: None,
         manifest: None,
+        curated_batch: None,
     }
 }
 

@@ -1,6 +1,6 @@
 //! The curated zone: the unified tables as Parquet beside the raw zone, laid out for any
 //! engine (DuckDB, Spark, Trino, Athena) with Hive partitions:
-//! `curated/{table}/date=YYYY-MM-DD/partner={partner}/part-{run_id}-{n}.parquet`.
+//! `curated/{table}/date=YYYY-MM-DD/partner={partner}/part-….parquet`.
 //! The `date` and `partner` columns live in the path, not in the files.
 //!
 //! What a run writes, so that the zone counts what the warehouse holds:
@@ -12,16 +12,23 @@
 //!   each key is the warehouse's row, so the number of distinct keys is the warehouse's row
 //!   count.
 //!
-//! Parts are kept in memory during the load (up to [`MEMORY_BUDGET`] per run, then spilled
-//! to a local folder made for the run when first needed) and uploaded only after the
-//! warehouse commits ([`Curated::parts`]); a load that rolls back leaves nothing. Part
-//! names derive from the run id, so a replay of a run writes the same keys again.
+//! A run's rows go either to parts of its own, `part-{run_id}-{n}.parquet` (a published
+//! file, pages, a replay), or, for a feed's poll ([`Curated::batched`]), to the process's
+//! [`Batch`]: a file per table, day and partner for many polls, `part-{batch}.parquet`.
+//!
+//! A run's own parts are kept in memory during the load (up to [`MEMORY_BUDGET`] per run,
+//! then spilled to a local folder made for the run when first needed) and uploaded only
+//! after the warehouse commits ([`Curated::parts`]); a load that rolls back leaves nothing.
+//! Part names derive from the run id, so a replay of a run writes the same keys again. A
+//! batched run's rows join its batch only after the commit too ([`Batch::absorb`]).
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use chrono::NaiveDate;
-use mobiflux_model::{TableKind, TableSchema};
+use mobiflux_model::{ColType, TableKind, TableSchema};
 use polars::prelude::*;
 
 use crate::LoadError;
@@ -71,6 +78,19 @@ pub struct Curated {
     parts: Vec<Part>,
     /// Reference frames waiting for the commit.
     pending: Vec<(&'static TableSchema, DataFrame)>,
+    /// For a run that joins a [`Batch`]: its rows by table, day and partner, kept as frames
+    /// until the commit hands them to the batch, instead of parts of their own.
+    staged: Option<Vec<Staged>>,
+}
+
+/// A run's rows of one table, day and partner, waiting to join a [`Batch`].
+#[derive(Debug)]
+struct Staged {
+    schema: &'static TableSchema,
+    day: NaiveDate,
+    partner: String,
+    /// The schema's columns but `partner`, in its order (see [`normalized`]).
+    frame: DataFrame,
 }
 
 /// A partition value as Hive writes it: characters outside `[A-Za-z0-9._-]` percent-encoded.
@@ -96,7 +116,15 @@ impl Curated {
             run_day,
             parts: Vec::new(),
             pending: Vec::new(),
+            staged: None,
         }
+    }
+
+    /// A run whose rows join a [`Batch`] after the commit ([`Batch::absorb`]) rather than
+    /// writing parts of their own: a feed's poll, whose rows are few and in memory anyway.
+    pub fn batched(mut self) -> Self {
+        self.staged = Some(Vec::new());
+        self
     }
 
     /// Another memory budget than [`MEMORY_BUDGET`] (0: every part goes to the folder).
@@ -155,6 +183,9 @@ impl Curated {
                 self.write(schema, &df, &HashSet::new())?;
             }
         }
+        if let Some(staged) = &mut self.staged {
+            staged.retain(|s| s.schema.kind == TableKind::Snapshot || changed_table(s.schema.name));
+        }
         Ok(self
             .parts
             .iter()
@@ -204,6 +235,16 @@ impl Curated {
                 df.take(&idx)
                     .map_err(|e| bad(format!("curated part: {e}")))?
             };
+            if let Some(staged) = &mut self.staged {
+                staged.push(Staged {
+                    schema,
+                    day,
+                    partner: p.to_string(),
+                    frame: normalized(schema, &part)
+                        .map_err(|e| bad(format!("curated part: {e}")))?,
+                });
+                continue;
+            }
             let _ = part.drop_in_place("partner");
             let out = parquet(&mut part).map_err(|e| bad(format!("curated part: {e}")))?;
             let content = self
@@ -234,6 +275,234 @@ impl Curated {
     }
 }
 
+/// A snapshot frame's `observed_at` values, in UTC microseconds (none without the column).
+pub fn observed_at(df: &DataFrame) -> Vec<i64> {
+    let Ok(Some(d)) = df.column("observed_at").map(|c| c.datetime().ok()) else {
+        return Vec::new();
+    };
+    let per_micro = |v: i64| match d.time_unit() {
+        TimeUnit::Milliseconds => v * 1000,
+        TimeUnit::Microseconds => v,
+        TimeUnit::Nanoseconds => v / 1000,
+    };
+    d.physical()
+        .downcast_iter()
+        .flat_map(|a| a.iter().flatten().copied())
+        .map(per_micro)
+        .collect()
+}
+
+/// The Parquet writer's options for the curated zone: Snappy (every engine reads it and it
+/// costs little CPU), statistics on, format version 1.
+fn write_options() -> polars_parquet::write::WriteOptions {
+    use polars_parquet::write::{CompressionOptions, StatisticsOptions, Version, WriteOptions};
+    WriteOptions {
+        statistics: StatisticsOptions::default(),
+        version: Version::V1,
+        compression: CompressionOptions::Snappy,
+        data_page_size: None,
+    }
+}
+
+/// Per column: integers and timestamps with a dictionary when it pays (decided from their
+/// range, at no cost), strings and floats plain (see [`parquet`]).
+fn small_encodings(part: &DataFrame) -> Vec<Vec<polars_parquet::write::Encoding>> {
+    use polars_parquet::write::Encoding;
+    part.dtypes()
+        .iter()
+        .map(|t| match t.is_integer() || t.is_temporal() {
+            true => vec![Encoding::RleDictionary],
+            false => vec![Encoding::Plain],
+        })
+        .collect()
+}
+
+/// A frame's rows as the columns of its table's schema but `partner` (a partition in the
+/// path), in the schema's order and types (timestamps in UTC microseconds): every run's rows
+/// of a table then share one Parquet schema, as a [`Batch`]'s files need.
+fn normalized(schema: &TableSchema, df: &DataFrame) -> PolarsResult<DataFrame> {
+    let columns = schema
+        .columns
+        .iter()
+        .filter(|c| c.name != "partner")
+        .map(|c| {
+            let col = df.column(c.name)?;
+            let ty = match c.ty {
+                ColType::Text => DataType::String,
+                ColType::Int => DataType::Int64,
+                ColType::Float => DataType::Float64,
+                ColType::Bool => DataType::Boolean,
+                ColType::Timestamp => {
+                    DataType::Datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
+                }
+                ColType::Date => DataType::Date,
+            };
+            if col.dtype() == &ty {
+                Ok(col.clone())
+            } else {
+                col.cast(&ty)
+            }
+        })
+        .collect::<PolarsResult<Vec<_>>>()?;
+    DataFrame::new(df.height(), columns)
+}
+
+/// Bytes a [`Batch`]'s files hold, counted as their writers write.
+struct Sink {
+    buf: Vec<u8>,
+    held: Arc<AtomicUsize>,
+}
+
+impl std::io::Write for Sink {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(b);
+        self.held.fetch_add(b.len(), Ordering::Relaxed);
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// One file of a batch: a run's rows of its table, day and partner are a row group.
+struct Open {
+    writer: polars_parquet::write::FileWriter<Sink>,
+    rows: usize,
+    reference: bool,
+}
+
+/// Feed runs' curated rows gathered across runs: one Parquet file per table, day and
+/// partner, `part-{batch}.parquet`, uploaded when the batch is flushed rather than a file
+/// per table a poll (a system polled each minute wrote 2,880 files a day). Each run adds a
+/// row group to its files, encoded at once: the batch holds Parquet, not frames.
+///
+/// The warehouse marks each run loaded into a batch with the batch's key, in the load's
+/// transaction, and clears the mark once the files are uploaded; the files of a batch left
+/// marked (its process killed) can be written again under the same names from the runs'
+/// raw payloads, so nothing is lost and nothing counted twice.
+pub struct Batch {
+    key: String,
+    files: BTreeMap<(&'static str, NaiveDate, String), Open>,
+    held: Arc<AtomicUsize>,
+    runs: Vec<String>,
+}
+
+impl std::fmt::Debug for Batch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batch")
+            .field("key", &self.key)
+            .field("files", &self.files.len())
+            .field("bytes", &self.bytes())
+            .field("runs", &self.runs.len())
+            .finish()
+    }
+}
+
+impl Batch {
+    pub fn new(key: &str) -> Self {
+        Batch {
+            key: key.to_string(),
+            files: BTreeMap::new(),
+            held: Arc::new(AtomicUsize::new(0)),
+            runs: Vec::new(),
+        }
+    }
+
+    /// The batch's key: its files' names and the warehouse's mark on its runs.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Bytes of Parquet held.
+    pub fn bytes(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    /// The runs absorbed, in order.
+    pub fn runs(&self) -> &[String] {
+        &self.runs
+    }
+
+    /// Adds a committed run's rows (a [`Curated::batched`] run, after [`Curated::finish`]):
+    /// a row group to the file of each table, day and partner it has rows for.
+    pub fn absorb(&mut self, run: &mut Curated) -> Result<(), LoadError> {
+        for s in run.staged.take().unwrap_or_default() {
+            self.add(s)?;
+        }
+        self.runs.push(run.run_id.clone());
+        Ok(())
+    }
+
+    fn add(&mut self, s: Staged) -> Result<(), LoadError> {
+        use polars_parquet::write::{FileWriter, RowGroupIterator};
+        let bad = |e: PolarsError| LoadError::BadFrame {
+            table: s.schema.name,
+            message: format!("curated batch: {e}"),
+        };
+        let mut frame = s.frame;
+        if frame.height() == 0 {
+            return Ok(());
+        }
+        frame.rechunk_mut_par();
+        let schema = frame.schema().to_arrow(CompatLevel::newest());
+        let options = write_options();
+        let open = match self.files.entry((s.schema.name, s.day, s.partner.clone())) {
+            std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::btree_map::Entry::Vacant(v) => {
+                let sink = Sink {
+                    buf: Vec::new(),
+                    held: self.held.clone(),
+                };
+                v.insert(Open {
+                    writer: FileWriter::try_new(sink, schema.clone(), options).map_err(bad)?,
+                    rows: 0,
+                    reference: s.schema.kind != TableKind::Snapshot,
+                })
+            }
+        };
+        let groups = RowGroupIterator::try_new(
+            frame.iter_chunks(CompatLevel::newest(), false).map(Ok),
+            &schema,
+            options,
+            small_encodings(&frame).into(),
+        )
+        .map_err(bad)?;
+        for group in groups {
+            open.writer
+                .write(frame.height() as u64, group.map_err(bad)?)
+                .map_err(bad)?;
+        }
+        open.rows += frame.height();
+        Ok(())
+    }
+
+    /// The batch's files, closed: a part per table, day and partner.
+    pub fn finish(self) -> Result<Vec<Part>, LoadError> {
+        let key = self.key;
+        self.files
+            .into_iter()
+            .map(|((table, day, partner), mut open)| {
+                open.writer.end(None).map_err(|e| LoadError::BadFrame {
+                    table,
+                    message: format!("curated batch: {e}"),
+                })?;
+                Ok(Part {
+                    table,
+                    reference: open.reference,
+                    key: format!(
+                        "curated/{table}/date={}/partner={}/part-{key}.parquet",
+                        day.format("%Y-%m-%d"),
+                        hive_value(&partner),
+                    ),
+                    content: Content::Memory(open.writer.into_inner().buf.into()),
+                    rows: open.rows,
+                })
+            })
+            .collect()
+    }
+}
+
 /// A part as Parquet: Snappy (every engine reads it and it costs little CPU), one thread
 /// (parts are small and many: a run's snapshot per partner and day).
 ///
@@ -252,26 +521,11 @@ fn parquet(part: &mut DataFrame) -> PolarsResult<Vec<u8>> {
             .finish(part)?;
         return Ok(out);
     }
-    use polars_parquet::write::{
-        CompressionOptions, Encoding, FileWriter, RowGroupIterator, StatisticsOptions, Version,
-        WriteOptions,
-    };
+    use polars_parquet::write::{FileWriter, RowGroupIterator};
     part.rechunk_mut_par();
-    let encodings: Vec<Vec<Encoding>> = part
-        .dtypes()
-        .iter()
-        .map(|t| match t.is_integer() || t.is_temporal() {
-            true => vec![Encoding::RleDictionary],
-            false => vec![Encoding::Plain],
-        })
-        .collect();
+    let encodings = small_encodings(part);
     let schema = part.schema().to_arrow(CompatLevel::newest());
-    let options = WriteOptions {
-        statistics: StatisticsOptions::default(),
-        version: Version::V1,
-        compression: CompressionOptions::Snappy,
-        data_page_size: None,
-    };
+    let options = write_options();
     let groups = RowGroupIterator::try_new(
         part.iter_chunks(CompatLevel::newest(), false).map(Ok),
         &schema,
@@ -353,6 +607,41 @@ mod tests {
         };
         assert_eq!(&bytes[..4], b"PAR1");
         assert!(c.dir.is_none(), "no spill folder made");
+    }
+
+    #[test]
+    fn a_batch_writes_a_file_per_table_day_and_partner_with_a_row_group_a_run() {
+        let mut batch = Batch::new("batch-1");
+        for (run, rows, changed) in [("run-a", 3, 3), ("run-b", 2, 1), ("run-c", 4, 0)] {
+            let mut c = Curated::new(run, day()).batched();
+            c.add(&REGIONS, &regions(rows), &HashSet::new()).unwrap();
+            assert!(c.finish(&[("regions", changed)]).unwrap().is_empty());
+            batch.absorb(&mut c).unwrap();
+        }
+        assert_eq!(batch.runs(), ["run-a", "run-b", "run-c"]);
+        assert!(batch.bytes() > 0);
+        let parts = batch.finish().unwrap();
+        assert_eq!(parts.len(), 1, "{parts:?}");
+        assert_eq!(
+            parts[0].key,
+            "curated/regions/date=2026-11-22/partner=p/part-batch-1.parquet"
+        );
+        // run-c changed nothing: its rows are not written.
+        assert_eq!(parts[0].rows, 5);
+        let Content::Memory(bytes) = &parts[0].content else {
+            panic!("{:?}", parts[0].content);
+        };
+        let back = ParquetReader::new(std::io::Cursor::new(bytes.to_vec()))
+            .finish()
+            .unwrap();
+        assert_eq!(back.height(), 5);
+        let names: Vec<&str> = back.get_column_names().iter().map(|c| c.as_str()).collect();
+        assert_eq!(names, ["region_id", "name", "valid_from", "run_id"]);
+        let meta = ParquetReader::new(std::io::Cursor::new(bytes.to_vec()))
+            .get_metadata()
+            .unwrap()
+            .clone();
+        assert_eq!(meta.row_groups.len(), 2, "a row group per run written");
     }
 
     #[test]

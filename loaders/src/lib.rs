@@ -44,6 +44,9 @@ pub struct RunRecord {
     pub error: Option<String>,
     /// Raw-zone key of the run's manifest.
     pub manifest: Option<String>,
+    /// The curated-zone batch whose files will hold the run's rows, until they are uploaded
+    /// (see `curated::Batch`). A run loaded again keeps the mark it has.
+    pub curated_batch: Option<String>,
 }
 
 impl RunRecord {
@@ -397,6 +400,32 @@ pub trait Warehouse: Send + Sync {
         &'a self,
         pipeline: &'a str,
     ) -> BoxFuture<'a, Result<Option<String>, LoadError>>;
+    /// Clears the mark of a curated batch's runs once its files are uploaded. Returns the
+    /// runs cleared.
+    fn curated_done<'a>(&'a self, batch: &'a str) -> BoxFuture<'a, Result<u64, LoadError>>;
+    /// The curated batches still marked on runs that all finished before then: batches whose
+    /// process stopped before uploading them, to be written again from their runs.
+    fn curated_orphans(
+        &self,
+        finished_before: DateTime<Utc>,
+    ) -> BoxFuture<'_, Result<Vec<String>, LoadError>>;
+    /// The runs marked with a curated batch, oldest first.
+    fn curated_runs<'a>(
+        &'a self,
+        batch: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<RunRecord>, LoadError>>;
+    /// What a run stored of a table, for its curated rows written again: the snapshot
+    /// times between `from` and `to` (inclusive) whose rows the run inserted (a snapshot
+    /// table), or whether any row holds the run's version (another table: one time, `from`,
+    /// when it does).
+    fn run_rows<'a>(
+        &'a self,
+        table: &'static TableSchema,
+        partner: &'a str,
+        run_id: &'a str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<Vec<DateTime<Utc>>, LoadError>>;
     /// The `etl_runs` row of a run.
     fn run<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<Option<RunRecord>, LoadError>>;
     /// Every run started since then, oldest first.

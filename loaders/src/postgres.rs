@@ -75,6 +75,10 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
         15,
         include_str!("../migrations/postgres/0015_pending_batches.sql"),
     ),
+    (
+        16,
+        include_str!("../migrations/postgres/0016_curated_batches.sql"),
+    ),
 ];
 /// Reference tables partitioned by partner (migration 8): a partner's first load writes a
 /// table of its own without an index, builds its primary key at commit and attaches it.
@@ -181,6 +185,25 @@ fn nodelay(port: u16) {
 const IDLE_PING: Duration = Duration::from_secs(1);
 
 impl PostgresWarehouse {
+    /// The `etl_runs` rows a condition (and order) selects, its one parameter bound to
+    /// `value`.
+    async fn runs_where<'a, T>(&self, cond: &str, value: T) -> Result<Vec<RunRecord>, LoadError>
+    where
+        T: sqlx::Encode<'a, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send + 'a,
+    {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {} FROM etl_runs WHERE {cond}",
+            sql::ETL_RUN_COLUMNS
+        )))
+        .bind(value)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.db(e))?;
+        rows.iter()
+            .map(|r| record_of(r).map_err(|e| self.db(e)))
+            .collect()
+    }
+
     pub async fn connect(url: &str) -> Result<Self, LoadError> {
         Self::connect_sized(url, DEFAULT_CONNECTIONS).await
     }
@@ -606,13 +629,13 @@ async fn create_day_partition(
 /// The `etl_runs` upsert of a run record, its columns bound from `$1` (`bind_run!`).
 fn upsert_run_sql() -> String {
     format!(
-        "INSERT INTO etl_runs ({}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14) {}",
+        "INSERT INTO etl_runs ({}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15) {}",
         sql::ETL_RUN_COLUMNS,
         sql::ETL_RUN_UPSERT
     )
 }
 
-/// A query's `$1` to `$14`: the run record's columns, in `sql::ETL_RUN_COLUMNS` order (for
+/// A query's `$1` to `$15`: the run record's columns, in `sql::ETL_RUN_COLUMNS` order (for
 /// `query` and `query_as` alike).
 macro_rules! bind_run {
     ($q:expr, $r:expr) => {{
@@ -631,6 +654,7 @@ macro_rules! bind_run {
             .bind(r.bytes)
             .bind(&r.error)
             .bind(&r.manifest)
+            .bind(&r.curated_batch)
     }};
 }
 
@@ -1685,39 +1709,82 @@ impl Warehouse for PostgresWarehouse {
         })
     }
 
-    fn run<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<Option<RunRecord>, LoadError>> {
+    fn curated_done<'a>(&'a self, batch: &'a str) -> BoxFuture<'a, Result<u64, LoadError>> {
         Box::pin(async move {
-            let row = sqlx::query(AssertSqlSafe(format!(
-                "SELECT {} FROM etl_runs WHERE run_id = $1",
-                sql::ETL_RUN_COLUMNS
-            )))
-            .bind(run_id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|e| self.db(e))?;
-            let Some(r) = row else { return Ok(None) };
-            let rec = record_of(&r).map_err(|e| self.db(e))?;
-            Ok(Some(rec))
+            let r =
+                sqlx::query("UPDATE etl_runs SET curated_batch = NULL WHERE curated_batch = $1")
+                    .bind(batch)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|e| self.db(e))?;
+            Ok(r.rows_affected())
         })
+    }
+
+    fn curated_orphans(
+        &self,
+        finished_before: DateTime<Utc>,
+    ) -> BoxFuture<'_, Result<Vec<String>, LoadError>> {
+        Box::pin(async move {
+            sqlx::query_scalar(
+                "SELECT curated_batch FROM etl_runs WHERE curated_batch IS NOT NULL \
+                 GROUP BY curated_batch HAVING max(finished_at) < $1 ORDER BY min(finished_at)",
+            )
+            .bind(finished_before)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.db(e))
+        })
+    }
+
+    fn curated_runs<'a>(
+        &'a self,
+        batch: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<RunRecord>, LoadError>> {
+        Box::pin(self.runs_where("curated_batch = $1 ORDER BY started_at, run_id", batch))
+    }
+
+    fn run_rows<'a>(
+        &'a self,
+        table: &'static TableSchema,
+        partner: &'a str,
+        run_id: &'a str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<Vec<DateTime<Utc>>, LoadError>> {
+        Box::pin(async move {
+            let q = match table.kind {
+                TableKind::Snapshot => format!(
+                    "SELECT DISTINCT observed_at FROM {} WHERE partner = $1 AND run_id = $2 \
+                     AND observed_at >= $3 AND observed_at <= $4",
+                    table.name
+                ),
+                _ => format!(
+                    "SELECT $3::timestamptz WHERE $4::timestamptz IS NOT NULL AND EXISTS \
+                     (SELECT 1 FROM {} WHERE partner = $1 AND run_id = $2)",
+                    table.name
+                ),
+            };
+            sqlx::query_scalar(AssertSqlSafe(q))
+                .bind(partner)
+                .bind(run_id)
+                .bind(from)
+                .bind(to)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| self.db(e))
+        })
+    }
+
+    fn run<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<Option<RunRecord>, LoadError>> {
+        Box::pin(async move { Ok(self.runs_where("run_id = $1", run_id).await?.pop()) })
     }
 
     fn runs_since<'a>(
         &'a self,
         since: DateTime<Utc>,
     ) -> BoxFuture<'a, Result<Vec<RunRecord>, LoadError>> {
-        Box::pin(async move {
-            let rows = sqlx::query(AssertSqlSafe(format!(
-                "SELECT {} FROM etl_runs WHERE started_at >= $1 ORDER BY started_at",
-                sql::ETL_RUN_COLUMNS
-            )))
-            .bind(since)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| self.db(e))?;
-            rows.iter()
-                .map(|r| record_of(r).map_err(|e| self.db(e)))
-                .collect()
-        })
+        Box::pin(self.runs_where("started_at >= $1 ORDER BY started_at", since))
     }
 
     fn dump<'a>(
@@ -2031,5 +2098,6 @@ fn record_of(r: &sqlx::postgres::PgRow) -> Result<RunRecord, sqlx::Error> {
         bytes: r.try_get(11)?,
         error: r.try_get(12)?,
         manifest: r.try_get(13)?,
+        curated_batch: r.try_get(14)?,
     })
 }

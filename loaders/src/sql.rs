@@ -55,9 +55,9 @@ pub fn on_conflict_sqlite(t: &TableSchema) -> String {
 /// is claimed; the run's id follows, and a closing parenthesis.
 pub const ABANDONED: &str = "abandoned: the daemon running it stopped, or lost the warehouse, before recording how it ended (a complete extraction can be loaded again: mobiflux replay ";
 
-pub const ETL_RUN_COLUMNS: &str = "run_id, pipeline, partner, format, trigger, scheduled_for, started_at, finished_at, status, rows_loaded, rows_quarantined, bytes, error, manifest";
+pub const ETL_RUN_COLUMNS: &str = "run_id, pipeline, partner, format, trigger, scheduled_for, started_at, finished_at, status, rows_loaded, rows_quarantined, bytes, error, manifest, curated_batch";
 
-pub const ETL_RUN_UPSERT: &str = "ON CONFLICT (run_id) DO UPDATE SET pipeline = excluded.pipeline, partner = excluded.partner, format = excluded.format, trigger = excluded.trigger, scheduled_for = excluded.scheduled_for, started_at = excluded.started_at, finished_at = excluded.finished_at, status = excluded.status, rows_loaded = excluded.rows_loaded, rows_quarantined = excluded.rows_quarantined, bytes = excluded.bytes, error = excluded.error, manifest = excluded.manifest";
+pub const ETL_RUN_UPSERT: &str = "ON CONFLICT (run_id) DO UPDATE SET pipeline = excluded.pipeline, partner = excluded.partner, format = excluded.format, trigger = excluded.trigger, scheduled_for = excluded.scheduled_for, started_at = excluded.started_at, finished_at = excluded.finished_at, status = excluded.status, rows_loaded = excluded.rows_loaded, rows_quarantined = excluded.rows_quarantined, bytes = excluded.bytes, error = excluded.error, manifest = excluded.manifest, curated_batch = coalesce(etl_runs.curated_batch, excluded.curated_batch)";
 
 /// ORDER BY for dumps: the natural key, or every column for per-run tables.
 pub fn dump_order(t: &TableSchema) -> String {

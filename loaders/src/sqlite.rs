@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use futures_util::future::BoxFuture;
 use mobiflux_model::schema::QUARANTINE;
-use mobiflux_model::{ColType, TableSchema, failpoint};
+use mobiflux_model::{ColType, TableKind, TableSchema, failpoint};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
@@ -51,6 +51,11 @@ const MIGRATIONS: &[(i32, &str)] = &[
         10,
         include_str!("../migrations/sqlite/0010_snapshot_time_index.sql"),
     ),
+    // 11 to 15 (PostgreSQL's storage of snapshots and rollups) are PostgreSQL's only.
+    (
+        16,
+        include_str!("../migrations/sqlite/0016_curated_batches.sql"),
+    ),
 ];
 /// SQLite accepts up to 32,766 bound values per statement; stay well below.
 const MAX_BINDS: usize = 30_000;
@@ -62,6 +67,25 @@ pub struct SqliteWarehouse {
 }
 
 impl SqliteWarehouse {
+    /// The `etl_runs` rows a condition (and order) selects, its one parameter bound to
+    /// `value`.
+    async fn runs_where<'a, T>(&self, cond: &str, value: T) -> Result<Vec<RunRecord>, LoadError>
+    where
+        T: sqlx::Encode<'a, Sqlite> + sqlx::Type<Sqlite> + Send + 'a,
+    {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {} FROM etl_runs WHERE {cond}",
+            sql::ETL_RUN_COLUMNS
+        )))
+        .bind(value)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.db(e))?;
+        rows.iter()
+            .map(|r| record_of(r).map_err(|e| self.db(e)))
+            .collect()
+    }
+
     pub async fn open(path: &str) -> Result<Self, LoadError> {
         let target = format!("sqlite://{path}");
         let pool = open_pool(path)
@@ -308,7 +332,7 @@ fn opt_ts(t: Option<DateTime<Utc>>) -> Option<String> {
 
 async fn upsert_run(conn: &mut sqlx::SqliteConnection, r: &RunRecord) -> Result<(), sqlx::Error> {
     let q = format!(
-        "INSERT INTO etl_runs ({}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) {}",
+        "INSERT INTO etl_runs ({}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) {}",
         sql::ETL_RUN_COLUMNS,
         sql::ETL_RUN_UPSERT
     );
@@ -327,6 +351,7 @@ async fn upsert_run(conn: &mut sqlx::SqliteConnection, r: &RunRecord) -> Result<
         .bind(r.bytes)
         .bind(&r.error)
         .bind(&r.manifest)
+        .bind(&r.curated_batch)
         .execute(conn)
         .await?;
     Ok(())
@@ -654,39 +679,85 @@ impl Warehouse for SqliteWarehouse {
         })
     }
 
-    fn run<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<Option<RunRecord>, LoadError>> {
+    fn curated_done<'a>(&'a self, batch: &'a str) -> BoxFuture<'a, Result<u64, LoadError>> {
         Box::pin(async move {
-            let row = sqlx::query(AssertSqlSafe(format!(
-                "SELECT {} FROM etl_runs WHERE run_id = ?",
-                sql::ETL_RUN_COLUMNS
-            )))
-            .bind(run_id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|e| self.db(e))?;
-            let Some(r) = row else { return Ok(None) };
-            let rec = record_of(&r).map_err(|e| self.db(e))?;
-            Ok(Some(rec))
+            let r = sqlx::query("UPDATE etl_runs SET curated_batch = NULL WHERE curated_batch = ?")
+                .bind(batch)
+                .execute(&self.pool)
+                .await
+                .map_err(|e| self.db(e))?;
+            Ok(r.rows_affected())
         })
+    }
+
+    fn curated_orphans(
+        &self,
+        finished_before: DateTime<Utc>,
+    ) -> BoxFuture<'_, Result<Vec<String>, LoadError>> {
+        Box::pin(async move {
+            sqlx::query_scalar(
+                "SELECT curated_batch FROM etl_runs WHERE curated_batch IS NOT NULL \
+                 GROUP BY curated_batch HAVING max(finished_at) < ? ORDER BY min(finished_at)",
+            )
+            .bind(ts_text(finished_before))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.db(e))
+        })
+    }
+
+    fn curated_runs<'a>(
+        &'a self,
+        batch: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<RunRecord>, LoadError>> {
+        Box::pin(self.runs_where("curated_batch = ? ORDER BY started_at, run_id", batch))
+    }
+
+    fn run_rows<'a>(
+        &'a self,
+        table: &'static TableSchema,
+        partner: &'a str,
+        run_id: &'a str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<Vec<DateTime<Utc>>, LoadError>> {
+        Box::pin(async move {
+            let q = match table.kind {
+                TableKind::Snapshot => format!(
+                    "SELECT DISTINCT observed_at FROM {} WHERE partner = ?1 AND run_id = ?2 \
+                     AND observed_at >= ?3 AND observed_at <= ?4",
+                    table.name
+                ),
+                _ => format!(
+                    "SELECT ?3 WHERE ?4 IS NOT NULL AND EXISTS \
+                     (SELECT 1 FROM {} WHERE partner = ?1 AND run_id = ?2)",
+                    table.name
+                ),
+            };
+            let times: Vec<String> = sqlx::query_scalar(AssertSqlSafe(q))
+                .bind(partner)
+                .bind(run_id)
+                .bind(ts_text(from))
+                .bind(ts_text(to))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| self.db(e))?;
+            Ok(times
+                .into_iter()
+                .filter_map(|t| parse_ts(Some(t)))
+                .collect())
+        })
+    }
+
+    fn run<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<Option<RunRecord>, LoadError>> {
+        Box::pin(async move { Ok(self.runs_where("run_id = ?", run_id).await?.pop()) })
     }
 
     fn runs_since<'a>(
         &'a self,
         since: DateTime<Utc>,
     ) -> BoxFuture<'a, Result<Vec<RunRecord>, LoadError>> {
-        Box::pin(async move {
-            let rows = sqlx::query(AssertSqlSafe(format!(
-                "SELECT {} FROM etl_runs WHERE started_at >= ? ORDER BY started_at",
-                sql::ETL_RUN_COLUMNS
-            )))
-            .bind(ts_text(since))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| self.db(e))?;
-            rows.iter()
-                .map(|r| record_of(r).map_err(|e| self.db(e)))
-                .collect()
-        })
+        Box::pin(self.runs_where("started_at >= ? ORDER BY started_at", ts_text(since)))
     }
 
     fn dump<'a>(
@@ -882,5 +953,6 @@ fn record_of(r: &SqliteRow) -> Result<RunRecord, sqlx::Error> {
         bytes: r.try_get(11)?,
         error: r.try_get(12)?,
         manifest: r.try_get(13)?,
+        curated_batch: r.try_get(14)?,
     })
 }
