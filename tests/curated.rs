@@ -222,6 +222,21 @@ async fn curated_marks(warehouse: &str) -> Vec<(String, i64)> {
     }
 }
 
+/// `mobiflux schedule` uploading its curated batch every `every` seconds.
+fn schedule(env: &[(String, String)], every: &str) -> std::process::Child {
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_mobiflux"));
+    daemon
+        .args(["schedule", "--curated-every", every, "--lease-secs", "2"])
+        .env_remove("MOBIFLUX_FAILPOINTS")
+        .env("MOBIFLUX_METRICS_ADDR", "127.0.0.1:0")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    for (k, v) in env {
+        daemon.env(k, v);
+    }
+    daemon.spawn().unwrap()
+}
+
 /// A daemon killed (-9) with its curated batch not yet uploaded: its runs keep the batch's
 /// mark, and the next process writes the batch's files from their raw payloads, under the
 /// batch's own names; the zone then counts what the warehouse holds, nothing twice.
@@ -230,17 +245,21 @@ async fn a_killed_daemons_batch_is_written_again(warehouse: &str, local: &Path) 
     let pipelines = local.join("pipelines");
     std::fs::create_dir_all(&pipelines).unwrap();
     let base = sim.base_url();
-    for (name, url) in [
-        ("gbfs-2-3", format!("{base}/gbfs/v2.3/gbfs.json")),
+    // TOMP answers carry no time of their own: each poll is a new snapshot, so a batch holds
+    // several polls' rows per file.
+    for (name, format, url) in [
+        ("gbfs-2-3", "gbfs", format!("{base}/gbfs/v2.3/gbfs.json")),
         (
             "spec-3-0",
+            "gbfs",
             format!("{base}/gbfs/spec-examples/v3.0/gbfs.json"),
         ),
+        ("tomp", "tomp", format!("{base}/tomp")),
     ] {
         std::fs::write(
             pipelines.join(format!("{name}.toml")),
             format!(
-                "name = \"{name}\"\npartner = \"{name}\"\nformat = \"gbfs\"\nurl = \"{url}\"\nschedule = \"* * * * * *\"\n"
+                "name = \"{name}\"\npartner = \"{name}\"\nformat = \"{format}\"\nurl = \"{url}\"\nschedule = \"* * * * * *\"\n"
             ),
         )
         .unwrap();
@@ -248,17 +267,7 @@ async fn a_killed_daemons_batch_is_written_again(warehouse: &str, local: &Path) 
     let raw = local.join("raw");
     let mut env = dest(&pipelines, raw.to_str().unwrap(), warehouse);
     env.push(("MOBIFLUX_CACHE_URL".into(), "none".into()));
-    let mut daemon = std::process::Command::new(env!("CARGO_BIN_EXE_mobiflux"));
-    daemon
-        .args(["schedule", "--curated-every", "3600", "--lease-secs", "2"])
-        .env_remove("MOBIFLUX_FAILPOINTS")
-        .env("MOBIFLUX_METRICS_ADDR", "127.0.0.1:0")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    for (k, v) in &env {
-        daemon.env(k, v);
-    }
-    let mut daemon = daemon.spawn().unwrap();
+    let mut daemon = schedule(&env, "3600");
     // Polls every second until both pipelines have loaded, then the kill.
     let mut marks = Vec::new();
     for _ in 0..60 {
@@ -326,6 +335,34 @@ async fn a_killed_daemons_batch_is_written_again(warehouse: &str, local: &Path) 
         wh,
         "curated zone (DuckDB) vs warehouse"
     );
+    // A daemon's own batches, uploaded every 2 seconds and as it stops: files of several
+    // polls each, a row group a poll.
+    let before = parts(&raw.join("curated")).len();
+    let daemon = schedule(&env, "2");
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    // SAFETY: kill(2) on our own child.
+    assert_eq!(unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) }, 0);
+    assert!(daemon.wait_with_output().unwrap().status.success());
+    assert_eq!(curated_marks(warehouse).await, vec![]);
+    assert!(parts(&raw.join("curated")).len() > before);
+    let wh = warehouse_counts(warehouse).await;
+    assert_eq!(
+        duckdb_counts(&raw.join("curated")),
+        wh,
+        "curated zone (DuckDB) vs warehouse, after the daemon's own batches"
+    );
+    // Some file holds several polls of the TOMP feed.
+    let script = "import duckdb, sys; print(duckdb.connect().execute(f\"SELECT max(n) FROM (SELECT count(DISTINCT observed_at) AS n FROM read_parquet('{sys.argv[1]}/**/*.parquet', filename = true) GROUP BY filename)\").fetchone()[0])";
+    let polls = Command::new(duckdb_python())
+        .args(["-c", script])
+        .arg(raw.join("curated/vehicles/date=*/partner=tomp"))
+        .output()
+        .unwrap();
+    let most: i64 = String::from_utf8_lossy(&polls.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    assert!(most >= 2, "{polls:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

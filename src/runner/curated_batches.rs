@@ -5,9 +5,8 @@
 //! Nothing is lost and nothing counted twice when a process dies with a batch not yet
 //! uploaded: each run's `etl_runs` row carries the batch's key from its load's commit until
 //! the batch's files are uploaded ([`Runner::flush_curated`]). A key still marked on runs
-//! none of which finished for [`Settings::orphaned_after`] (or, with SQLite, which one process
-//! at a time uses, any key not this process's) belongs to a process that stopped: its files
-//! are written again from the runs' raw payloads under the same names
+//! none of which finished for [`Settings::orphaned_after`] belongs to a process that stopped:
+//! its files are written again from the runs' raw payloads under the same names
 //! ([`Runner::recover_curated`]), replacing whatever part of them was uploaded.
 
 use std::collections::HashSet;
@@ -291,7 +290,10 @@ impl Runner {
                 "curated batch {key} not uploaded ({e}); it will be written again from its runs"
             )
         };
-        let parts = batch.finish().map_err(|e| failed(&e))?;
+        let parts = tokio::task::spawn_blocking(move || batch.finish())
+            .await
+            .map_err(|e| failed(&e))?
+            .map_err(|e| failed(&e))?;
         self.put_parts(&parts.iter().collect::<Vec<_>>())
             .await
             .map_err(|e| failed(&e))?;
@@ -313,12 +315,8 @@ impl Runner {
     /// from the runs' raw payloads, under the batches' own names. `language` gives a
     /// pipeline's language, as its definition says (`None` for its feed's default).
     pub async fn recover_curated(&self, language: &Language<'_>) -> Result<Written, String> {
-        let finished_before = if self.warehouse.shares_schedules() {
-            Utc::now() - self.batches.settings.orphaned_after()
-        } else {
-            // SQLite: one process at a time; any batch but this process's is left behind.
-            Utc::now() + chrono::Duration::days(1)
-        };
+        // Also with SQLite: a `run` may go on beside the daemon.
+        let finished_before = Utc::now() - self.batches.settings.orphaned_after();
         let keys = self
             .warehouse
             .curated_orphans(finished_before)
