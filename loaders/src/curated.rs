@@ -345,6 +345,51 @@ fn normalized(schema: &TableSchema, df: &DataFrame) -> PolarsResult<DataFrame> {
     DataFrame::new(df.height(), columns)
 }
 
+/// A run's rows of one table, day and partner, as a small Parquet of their own.
+struct Piece {
+    schema: &'static TableSchema,
+    day: NaiveDate,
+    partner: String,
+    rows: usize,
+    bytes: Vec<u8>,
+}
+
+/// A committed run's rows for its [`Batch`], encoded ([`Curated::pieces`]): the CPU work done
+/// before the batch is locked.
+pub struct Pieces {
+    run_id: String,
+    pieces: Vec<Piece>,
+}
+
+impl Curated {
+    /// A [`Curated::batched`] run's rows, after [`Curated::finish`], encoded for its batch.
+    pub fn pieces(&mut self) -> Result<Pieces, LoadError> {
+        let mut pieces = Vec::new();
+        for s in self.staged.take().unwrap_or_default() {
+            let mut frame = s.frame;
+            if frame.height() == 0 {
+                continue;
+            }
+            let mut bytes = parquet(&mut frame).map_err(|e| LoadError::BadFrame {
+                table: s.schema.name,
+                message: format!("curated batch: {e}"),
+            })?;
+            bytes.shrink_to_fit();
+            pieces.push(Piece {
+                schema: s.schema,
+                day: s.day,
+                partner: s.partner,
+                rows: frame.height(),
+                bytes,
+            });
+        }
+        Ok(Pieces {
+            run_id: self.run_id.clone(),
+            pieces,
+        })
+    }
+}
+
 /// One file of a batch: each run's rows of its table, day and partner, as Parquet of their
 /// own until the batch is written ([`Batch::finish`] merges them).
 struct Group {
@@ -409,33 +454,23 @@ impl Batch {
         &self.runs
     }
 
-    /// Adds a committed run's rows (a [`Curated::batched`] run, after [`Curated::finish`])
-    /// to the file of each table, day and partner it has rows for.
-    pub fn absorb(&mut self, run: &mut Curated) -> Result<(), LoadError> {
-        for s in run.staged.take().unwrap_or_default() {
-            let mut frame = s.frame;
-            if frame.height() == 0 {
-                continue;
-            }
-            let mut piece = parquet(&mut frame).map_err(|e| LoadError::BadFrame {
-                table: s.schema.name,
-                message: format!("curated batch: {e}"),
-            })?;
-            piece.shrink_to_fit();
-            self.held += piece.len();
+    /// Adds a committed run's rows, encoded by [`Curated::pieces`], to the file of each
+    /// table, day and partner it has rows for.
+    pub fn absorb(&mut self, run: Pieces) {
+        for p in run.pieces {
+            self.held += p.bytes.len();
             let group = self
                 .files
-                .entry((s.schema.name, s.day, s.partner))
+                .entry((p.schema.name, p.day, p.partner))
                 .or_insert_with(|| Group {
                     pieces: Vec::new(),
                     rows: 0,
-                    reference: s.schema.kind != TableKind::Snapshot,
+                    reference: p.schema.kind != TableKind::Snapshot,
                 });
-            group.rows += frame.height();
-            group.pieces.push(piece);
+            group.rows += p.rows;
+            group.pieces.push(p.bytes);
         }
-        self.runs.push(run.run_id.clone());
-        Ok(())
+        self.runs.push(run.run_id);
     }
 
     /// The batch's files: a part per table, day and partner, its runs' rows in the order
@@ -681,7 +716,7 @@ mod tests {
             let mut c = Curated::new(run, day()).batched();
             c.add(&REGIONS, &regions(rows), &HashSet::new()).unwrap();
             assert!(c.finish(&[("regions", changed)]).unwrap().is_empty());
-            batch.absorb(&mut c).unwrap();
+            batch.absorb(c.pieces().unwrap());
         }
         assert_eq!(batch.runs(), ["run-a", "run-b", "run-c"]);
         assert!(batch.bytes() > 0);

@@ -149,12 +149,16 @@ impl Batches {
     /// Adds a committed run's rows ([`Curated::batched`]) to its batch. A failure leaves
     /// the batch to be written again from its runs: the run's rows are not lost.
     pub fn absorb(&self, ticket: Ticket, mut curated: Curated, stats: &LoadStats) {
-        let added = curated.finish(&stats.changed).map(drop).and_then(|()| {
-            let mut batch = ticket.slot.batch.lock().expect("not poisoned");
-            let batch = batch.get_or_insert_with(|| Batch::new(&ticket.slot.key));
-            batch.absorb(&mut curated)?;
-            Ok(batch.bytes())
-        });
+        let added = curated
+            .finish(&stats.changed)
+            .map(drop)
+            .and_then(|()| curated.pieces())
+            .map(|pieces| {
+                let mut batch = ticket.slot.batch.lock().expect("not poisoned");
+                let batch = batch.get_or_insert_with(|| Batch::new(&ticket.slot.key));
+                batch.absorb(pieces);
+                batch.bytes()
+            });
         match added {
             Ok(bytes) if bytes >= self.settings.max_bytes => self.full.notify_one(),
             Ok(_) => {}
@@ -405,9 +409,7 @@ impl Runner {
             curated
                 .finish(&changed)
                 .map_err(|e| format!("run {id}: {e}"))?;
-            batch
-                .absorb(&mut curated)
-                .map_err(|e| format!("run {id}: {e}"))?;
+            batch.absorb(curated.pieces().map_err(|e| format!("run {id}: {e}"))?);
         }
         Ok(batch)
     }
