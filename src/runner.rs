@@ -1139,10 +1139,6 @@ impl Runner {
         })
     }
 
-    /// JSON feeds: the run's payloads are small; read them whole and transform them together.
-    /// A reference payload whose content is the last one the pipeline loaded is not loaded
-    /// again (unless replaying), nor transformed again unless the run publishes gateway
-    /// documents, which are built from every table.
     /// A feed run's payloads through its format's transform: the unified tables and the
     /// quarantine, and the gateway documents when `publishing`. `not_read` are reference
     /// resources the warehouse holds already (not read back from the raw zone unless the
@@ -1219,6 +1215,11 @@ impl Runner {
         .map_err(|e| format!("transform task: {e}"))?
     }
 
+    /// JSON feeds: the run's payloads are small; read them whole and transform them together.
+    /// A reference payload whose content is the last one the pipeline loaded is not loaded
+    /// again (unless replaying), nor transformed again unless the run publishes gateway
+    /// documents, which are built from every table. A poll's curated rows join the open
+    /// batch ([`curated_batches`]).
     async fn load_feed(
         &self,
         manifest: &Manifest,
