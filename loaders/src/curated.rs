@@ -273,46 +273,19 @@ impl Curated {
     }
 }
 
-/// A snapshot frame's `observed_at` values, in UTC microseconds (none without the column).
-pub fn observed_at(df: &DataFrame) -> Vec<i64> {
-    let Ok(Some(d)) = df.column("observed_at").map(|c| c.datetime().ok()) else {
-        return Vec::new();
+/// A snapshot frame's `observed_at` values, read as [`Curated::add`] reads them to leave
+/// stale snapshots out (none for a table without the column).
+pub fn observed_at(schema: &'static TableSchema, df: &DataFrame) -> Result<Vec<i64>, LoadError> {
+    let Some(at) = schema.columns.iter().position(|c| c.name == "observed_at") else {
+        return Ok(Vec::new());
     };
-    let per_micro = |v: i64| match d.time_unit() {
-        TimeUnit::Milliseconds => v * 1000,
-        TimeUnit::Microseconds => v,
-        TimeUnit::Nanoseconds => v / 1000,
-    };
-    d.physical()
-        .downcast_iter()
-        .flat_map(|a| a.iter().flatten().copied())
-        .map(per_micro)
-        .collect()
-}
-
-/// The Parquet writer's options for the curated zone: Snappy (every engine reads it and it
-/// costs little CPU), statistics on, format version 1.
-fn write_options() -> polars_parquet::write::WriteOptions {
-    use polars_parquet::write::{CompressionOptions, StatisticsOptions, Version, WriteOptions};
-    WriteOptions {
-        statistics: StatisticsOptions::default(),
-        version: Version::V1,
-        compression: CompressionOptions::Snappy,
-        data_page_size: None,
-    }
-}
-
-/// Per column: integers and timestamps with a dictionary when it pays (decided from their
-/// range, at no cost), strings and floats plain (see [`parquet`]).
-fn small_encodings(part: &DataFrame) -> Vec<Vec<polars_parquet::write::Encoding>> {
-    use polars_parquet::write::Encoding;
-    part.dtypes()
-        .iter()
-        .map(|t| match t.is_integer() || t.is_temporal() {
-            true => vec![Encoding::RleDictionary],
-            false => vec![Encoding::Plain],
+    let cols = cells::columns(schema, df)?;
+    Ok((0..df.height())
+        .filter_map(|i| match cols[at].get(i) {
+            Cell::Ts(t) => Some(t),
+            _ => None,
         })
-        .collect()
+        .collect())
 }
 
 /// A frame's rows as the columns of its table's schema but `partner` (a partition in the
@@ -621,11 +594,26 @@ fn parquet(part: &mut DataFrame) -> PolarsResult<Vec<u8>> {
             .finish(part)?;
         return Ok(out);
     }
-    use polars_parquet::write::{FileWriter, RowGroupIterator};
+    use polars_parquet::write::{
+        CompressionOptions, Encoding, FileWriter, RowGroupIterator, StatisticsOptions, Version,
+        WriteOptions,
+    };
     part.rechunk_mut_par();
-    let encodings = small_encodings(part);
+    let encodings: Vec<Vec<Encoding>> = part
+        .dtypes()
+        .iter()
+        .map(|t| match t.is_integer() || t.is_temporal() {
+            true => vec![Encoding::RleDictionary],
+            false => vec![Encoding::Plain],
+        })
+        .collect();
     let schema = part.schema().to_arrow(CompatLevel::newest());
-    let options = write_options();
+    let options = WriteOptions {
+        statistics: StatisticsOptions::default(),
+        version: Version::V1,
+        compression: CompressionOptions::Snappy,
+        data_page_size: None,
+    };
     let groups = RowGroupIterator::try_new(
         part.iter_chunks(CompatLevel::newest(), false).map(Ok),
         &schema,

@@ -8,6 +8,24 @@ use mobiflux_model::{TableKind, TableSchema};
 pub const LAST_RUN: &str = "SELECT run_id FROM etl_runs WHERE pipeline = $1 AND trigger <> 'replay' \
      ORDER BY started_at DESC LIMIT 1";
 
+/// What a run stored of a table, for its curated rows written again
+/// ([`crate::Warehouse::run_rows`]); `$1` the partner, `$2` the run id, and for a snapshot
+/// table `$3` and `$4` the first and last snapshot time asked about (SQLite takes `$n` too):
+/// the snapshot times whose rows the run inserted, or whether any row holds its version.
+pub fn run_rows(t: &TableSchema) -> String {
+    match t.kind {
+        TableKind::Snapshot => format!(
+            "SELECT DISTINCT observed_at FROM {} WHERE partner = $1 AND run_id = $2 \
+             AND observed_at >= $3 AND observed_at <= $4",
+            t.name
+        ),
+        _ => format!(
+            "SELECT EXISTS (SELECT 1 FROM {} WHERE partner = $1 AND run_id = $2)",
+            t.name
+        ),
+    }
+}
+
 pub fn column_list(t: &TableSchema) -> String {
     t.column_names().collect::<Vec<_>>().join(", ")
 }

@@ -722,19 +722,16 @@ impl Warehouse for SqliteWarehouse {
         to: DateTime<Utc>,
     ) -> BoxFuture<'a, Result<Vec<DateTime<Utc>>, LoadError>> {
         Box::pin(async move {
-            let q = match table.kind {
-                TableKind::Snapshot => format!(
-                    "SELECT DISTINCT observed_at FROM {} WHERE partner = ?1 AND run_id = ?2 \
-                     AND observed_at >= ?3 AND observed_at <= ?4",
-                    table.name
-                ),
-                _ => format!(
-                    "SELECT ?3 WHERE ?4 IS NOT NULL AND EXISTS \
-                     (SELECT 1 FROM {} WHERE partner = ?1 AND run_id = ?2)",
-                    table.name
-                ),
-            };
-            let times: Vec<String> = sqlx::query_scalar(AssertSqlSafe(q))
+            if table.kind != TableKind::Snapshot {
+                let holds: bool = sqlx::query_scalar(AssertSqlSafe(sql::run_rows(table)))
+                    .bind(partner)
+                    .bind(run_id)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(|e| self.db(e))?;
+                return Ok(if holds { vec![from] } else { Vec::new() });
+            }
+            let times: Vec<String> = sqlx::query_scalar(AssertSqlSafe(sql::run_rows(table)))
                 .bind(partner)
                 .bind(run_id)
                 .bind(ts_text(from))

@@ -187,6 +187,15 @@ pub struct Written {
     pub rows: usize,
 }
 
+impl std::ops::AddAssign for Written {
+    fn add_assign(&mut self, w: Written) {
+        self.batches += w.batches;
+        self.runs += w.runs;
+        self.files += w.files;
+        self.rows += w.rows;
+    }
+}
+
 impl Runner {
     /// Uploads the open batch every [`Settings::every`], or sooner once it passes its byte
     /// budget, then writes again any batch a stopped process left, until `stop` is told
@@ -218,12 +227,7 @@ impl Runner {
             Err(e) => tracing::error!(error = %e, "curated batch"),
         }
         match self.recover_curated(language).await {
-            Ok(w) => {
-                total.batches += w.batches;
-                total.runs += w.runs;
-                total.files += w.files;
-                total.rows += w.rows;
-            }
+            Ok(w) => total += w,
             Err(e) if last => tracing::error!(error = %e, "curated batches left behind"),
             Err(e) => {
                 tracing::warn!(error = %e, "curated batches left behind (tried again at the next round)")
@@ -339,10 +343,7 @@ impl Runner {
                 .map_err(|e| format!("curated batch {key} left behind: {e}"))?;
             let w = self.upload_batch(batch).await?;
             tracing::warn!(batch = %key, runs = w.runs, files = w.files, "curated batch left behind by a stopped process written again");
-            total.batches += 1;
-            total.runs += w.runs;
-            total.files += w.files;
-            total.rows += w.rows;
+            total += w;
         }
         Ok(total)
     }
@@ -370,9 +371,9 @@ impl Runner {
             let mut curated = Curated::new(&run.run_id, run.started_at.date_naive()).batched();
             let mut changed = Vec::new();
             for (table, df) in &out.tables {
+                let times = observed_at(table, df).map_err(|e| format!("run {id}: {e}"))?;
                 let (from, to) = match table.kind {
                     TableKind::Snapshot => {
-                        let times = observed_at(df);
                         let at = chrono::DateTime::from_timestamp_micros;
                         match (times.iter().min(), times.iter().max()) {
                             (Some(&lo), Some(&hi)) => match (at(lo), at(hi)) {
@@ -393,10 +394,7 @@ impl Runner {
                     TableKind::Snapshot => {
                         let kept: HashSet<i64> =
                             kept.iter().map(|t| t.timestamp_micros()).collect();
-                        observed_at(df)
-                            .into_iter()
-                            .filter(|t| !kept.contains(t))
-                            .collect()
+                        times.into_iter().filter(|t| !kept.contains(t)).collect()
                     }
                     _ if kept.is_empty() => continue,
                     _ => HashSet::new(),
